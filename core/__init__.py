@@ -1,0 +1,17 @@
+"""tnode: a node for a decentralized machine-learning network.
+
+The public API plugins may import: :mod:`tnode.events`, :mod:`tnode.errors`,
+:mod:`tnode.interfaces`, :mod:`tnode.config` (schemas), :mod:`tnode.keys`, :mod:`tnode.wire`,
+:mod:`tnode.bus`, :mod:`tnode.node` and the ``hookimpl`` marker below.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("tnode")
+"""Marker for plugin hook implementations: ``@tnode.hookimpl``."""
+
+__all__ = ["__version__", "hookimpl"]

@@ -1,0 +1,318 @@
+"""The contracts components fulfil, so plugins can use each other without importing each other.
+
+A plugin gets another component from the :class:`tnode.node.Node` (``node.transport``,
+``node.chain``, ``node.component("models", "small")``) and talks to it through these
+protocols and plain data classes only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .keys import Keypair
+
+# =========================================================================== components
+
+
+@runtime_checkable
+class Component(Protocol):
+    """What every component instance is.
+
+    ``run`` is started in the node's task group with ``await task_group.start(component.run)``;
+    it must call ``task_status.started()`` once the component is ready to be used by others and
+    then keep running until cancelled (cleanup in ``finally``). Raising before ``started()``
+    aborts node start-up with a clear error.
+    """
+
+    name: str
+
+    async def run(self, *, task_status: Any) -> None: ...
+
+
+# =========================================================================== transport
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """What a modality handler returns for an inbound task."""
+
+    body: dict[str, Any]
+    payload: np.ndarray | bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A verified, successful answer from a remote peer."""
+
+    body: dict[str, Any]
+    payload: np.ndarray | bytes | None
+    peer_id: str
+    hotkey: str
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    peer_id: str
+    addrs: tuple[str, ...]
+    connected: bool
+    hotkey: str = ""
+    modalities: tuple[str, ...] = ()
+    version: str = ""
+    capacity: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRequest:
+    """What spam filters see: a request whose signature, freshness and nonce were verified."""
+
+    sender: str  # hotkey, hex public key
+    peer_id: str
+    modality: str
+    task: str
+    body: Mapping[str, Any]
+    payload_bytes: int
+    frame_bytes: int
+
+
+class Transport(Protocol):
+    """The network: signed request/response between peers identified by hotkey/peer id."""
+
+    peer_id: str
+    hotkey: str
+
+    def listen_addrs(self) -> list[str]:
+        """Multiaddrs (with ``/p2p/<peer id>``) other nodes can dial."""
+        ...
+
+    async def connect(self, addr: str) -> str:
+        """Dial a multiaddr; returns the peer id."""
+        ...
+
+    def add_peer_addrs(self, peer_id: str, addrs: Sequence[str]) -> None:
+        """Teach the transport addresses of a peer (from the chain, config or announcements)."""
+        ...
+
+    def peers(self) -> list[PeerInfo]:
+        """Known peers with connection state and last announcement."""
+        ...
+
+    async def request(
+        self,
+        peer: str,
+        modality: str,
+        task: str,
+        body: Mapping[str, Any],
+        payload: np.ndarray | bytes | None = None,
+        *,
+        timeout: float = 10.0,
+    ) -> Reply:
+        """Send a signed task to ``peer`` (peer id or multiaddr) and return its verified reply.
+
+        Raises :class:`tnode.errors.TaskError` with the remote's code, or ``timeout`` /
+        ``unreachable`` / ``invalid_response`` for local failures.
+        """
+        ...
+
+
+class SpamFilter(Protocol):
+    """Admission control run in configured order on every verified inbound request."""
+
+    name: str
+
+    async def admit(self, request: InboundRequest) -> Callable[[], None] | None:
+        """Admit or refuse ``request``.
+
+        Raise :class:`tnode.errors.TaskError` (``rate_limited``, ``unregistered``,
+        ``overloaded``, ``too_large``...) to refuse. May wait (e.g. a priority queue). May return a
+        release callback that the transport calls when the task finished.
+        """
+        ...
+
+
+# =========================================================================== chain
+
+
+@dataclass(frozen=True, slots=True)
+class Neuron:
+    """One uid on the subnet, as of some block."""
+
+    uid: int
+    hotkey: str
+    coldkey: str
+    stake: float
+    rank: float = 0.0
+    trust: float = 0.0
+    consensus: float = 0.0
+    incentive: float = 0.0
+    dividends: float = 0.0
+    emission: float = 0.0
+    validator_trust: float = 0.0
+    validator_permit: bool = False
+    last_update: int = 0
+    registered_at: int = 0
+    active: bool = True
+    addrs: tuple[str, ...] = ()
+    peer_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Metagraph:
+    """The subnet's state at ``block``: neurons indexed by uid plus hyperparameters."""
+
+    block: int
+    netuid: int
+    neurons: tuple[Neuron, ...]
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    # Optional dense matrices (validators' rows by uid), present when asked for.
+    weights: np.ndarray | None = None
+    bonds: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.neurons)
+
+    def by_hotkey(self, hotkey: str) -> Neuron | None:
+        for neuron in self.neurons:
+            if neuron.hotkey == hotkey:
+                return neuron
+        return None
+
+
+class ChainBackend(Protocol):
+    """What a node needs from any chain. Amounts are integer base units (1 token = 10^9)."""
+
+    async def block_number(self) -> int: ...
+
+    async def block_hash(self, number: int | None = None) -> str:
+        """Hex hash of block ``number`` (latest when ``None``)."""
+        ...
+
+    async def hyperparameters(self) -> dict[str, Any]: ...
+
+    async def metagraph(self, block: int | None = None) -> Metagraph: ...
+
+    async def difficulty(self) -> int:
+        """Current proof-of-work registration difficulty."""
+        ...
+
+    async def register(self, hotkey: Keypair, coldkey: str, *, block: int, nonce: int) -> int:
+        """Register ``hotkey`` (owned by ``coldkey`` public key hex) with a PoW seal over the hash of
+        block ``block``; returns the uid."""
+        ...
+
+    async def burned_register(self, hotkey: Keypair, coldkey: Keypair) -> int:
+        """Register by burning the current burn cost from ``coldkey``'s balance; returns the uid."""
+        ...
+
+    async def balance(self, coldkey: str) -> int: ...
+
+    async def transfer(self, coldkey: Keypair, dest: str, amount: int) -> None: ...
+
+    async def add_stake(self, coldkey: Keypair, hotkey: str, amount: int) -> None: ...
+
+    async def remove_stake(self, coldkey: Keypair, hotkey: str, amount: int) -> None: ...
+
+    async def set_weights(
+        self, hotkey: Keypair, uids: Sequence[int], weights: Sequence[float], version_key: int = 0
+    ) -> None: ...
+
+    async def commit_weights(self, hotkey: Keypair, commit_hash: str) -> None: ...
+
+    async def reveal_weights(
+        self,
+        hotkey: Keypair,
+        uids: Sequence[int],
+        weights: Sequence[float],
+        salt: str,
+        version_key: int = 0,
+    ) -> None: ...
+
+    async def publish_addrs(self, hotkey: Keypair, addrs: Sequence[str], peer_id: str) -> None:
+        """Publish the node's transport addresses so peers can find it by uid."""
+        ...
+
+
+# =========================================================================== data and models
+
+
+class Dataset(Protocol):
+    """Token data with disjoint train / held-out splits, deterministic for a seed."""
+
+    name: str
+    vocab_size: int
+
+    def tokens(self, split: str) -> np.ndarray:
+        """All tokens of ``split`` ("train" or "heldout") as a 1-D int array."""
+        ...
+
+    def sample_windows(self, split: str, count: int, length: int, rng: np.random.Generator) -> np.ndarray:
+        """``count`` random windows of ``length`` tokens from ``split``, shape (count, length)."""
+        ...
+
+
+class LanguageModel(Protocol):
+    """A next-token model over the network's shared tokenizer."""
+
+    name: str
+    vocab_size: int
+
+    def next_token_logprobs(self, tokens: np.ndarray) -> np.ndarray:
+        """Log-probabilities for the next token at every position.
+
+        :param tokens: int array (batch, seq).
+        :returns: float32 array (batch, seq, vocab_size).
+        """
+        ...
+
+
+# =========================================================================== validation
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorTask:
+    """A task a validator sends, with the hidden truth it keeps back to score answers."""
+
+    modality: str
+    task: str
+    body: dict[str, Any]
+    payload: np.ndarray | bytes | None
+    truth: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TopKPrediction:
+    """A parsed, validated next-token answer: per scored position the top-k ids and log-probs."""
+
+    ids: np.ndarray  # int64 (positions, k)
+    logprobs: np.ndarray  # float32 (positions, k)
+    vocab_size: int
+
+
+class ValidatingModality(Protocol):
+    """The validator side of a modality: makes checkable tasks and parses answers."""
+
+    name: str
+
+    def make_task(self, rng: np.random.Generator) -> ValidatorTask: ...
+
+    def parse_response(self, task: ValidatorTask, reply: Reply) -> Any:
+        """Validate a reply; raise :class:`tnode.errors.TaskError` ("invalid_response") if bad."""
+        ...
+
+
+class Scorer(Protocol):
+    """Turns the parsed answers of all queried miners to one task into scores in [0, 1]."""
+
+    name: str
+
+    def score(self, task: ValidatorTask, answers: Mapping[int, Any], latencies: Mapping[int, float]) -> dict[int, float]:
+        """:param answers: uid → parsed answer, or ``None`` for no/invalid answer (scores 0)."""
+        ...
+
+
+AsyncHandler = Callable[..., Awaitable[Any]]

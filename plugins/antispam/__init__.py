@@ -1,0 +1,1 @@
+"""tnode plugin: antispam (being built)."""

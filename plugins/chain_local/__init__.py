@@ -1,0 +1,1 @@
+"""tnode plugin: chain_local (being built)."""

@@ -1,0 +1,1 @@
+"""tnode plugin: echo (being built)."""

@@ -1,0 +1,1 @@
+"""tnode plugin: libp2p (being built)."""

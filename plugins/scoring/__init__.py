@@ -1,0 +1,1 @@
+"""tnode plugin: scoring (being built)."""

@@ -1,0 +1,1 @@
+"""tnode plugin: text (being built)."""

@@ -1,0 +1,1 @@
+"""tnode plugin: validator (being built)."""
