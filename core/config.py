@@ -281,6 +281,9 @@ class NodeSection:
     hotkey: str = option("hotkey", "Name of the hotkey file in <data_dir>/keys: the node's signing key and peer id.")
     coldkey: str = option("coldkey", "Name of the coldkey file in <data_dir>/keys: owns stake and funds.")
     netuid: int = option(1, "Subnet this node takes part in.", ge=0)
+    create_keys: bool = option(
+        False, "Create missing hotkey/coldkey files (unencrypted) on start instead of refusing to run."
+    )
     drain_seconds: float = option(5.0, "Grace period for components to stop on SIGINT/SIGTERM.", ge=0)
 
 

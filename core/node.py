@@ -110,6 +110,9 @@ class Node:
         config = parse_config(doc, plugins.registry, file=str(path), base_dir=path.resolve().parent)
         keystore = Keystore(config.data_dir)
         hot_path = keystore.path(config.node.hotkey)
+        create_keys = create_keys or config.node.create_keys
+        if create_keys and not keystore.path(config.node.coldkey).exists():
+            keystore.new(config.node.coldkey, role="coldkey")
         if not hot_path.exists():
             if not create_keys:
                 raise KeyFileNotFound(
