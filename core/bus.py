@@ -235,7 +235,7 @@ class EventBus:
             raise ValueError(f"when_full must be 'block' or 'drop_newest', not {when_full!r}")
         if maxsize < 1:
             raise ValueError("maxsize must be ≥ 1")
-        sub = Subscription(self, event_type, handler, name or getattr(handler, "__qualname__", "subscriber"),
+        sub = Subscription(self, event_type, handler, name or str(getattr(handler, "__qualname__", "subscriber")),
                            maxsize, when_full)
         self._subs.setdefault(event_type, []).append(sub)
         self._route_cache.clear()

@@ -212,8 +212,7 @@ def _build(schema: type, table: Mapping[str, Any], path: str, ctx: _Ctx, ignore:
         _check_constraints(f, converted, f"{prefix}{key}", ctx)
         kwargs[key] = converted
     for name, f in fields.items():
-        if name not in kwargs and f.default is MISSING and f.default_factory is MISSING:
-            if name not in table:
+        if name not in kwargs and f.default is MISSING and f.default_factory is MISSING and name not in table:
                 ctx.fail(
                     MissingKeyError,
                     f"{prefix}{name}",

@@ -60,7 +60,7 @@ class PluginManager:
             exc = outcome.exception
             log.info("hook done", hook=hook_name, error=repr(exc) if exc else None)
 
-        self.pm.add_hookcall_monitoring(before, after)
+        self.pm.add_hookcall_monitoring(before, after)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ loading
     def load(self, *, block: tuple[str, ...] | list[str] = (), autoload_external: bool | None = None) -> None:
@@ -109,7 +109,7 @@ class PluginManager:
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from exc
+            raise PluginError(f"plugin {getattr(exc, 'plugin', '?')!r}: {exc}") from exc
         self._collect_components()
 
     def _collect_components(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import difflib
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from .errors import PluginError, UnknownComponentTypeError
 
 class Register(Protocol):
     def __call__(
-        self, *, kind: str, type: str, factory: Callable[..., Any], schema: type, description: str = ""
+        self, *, kind: str, type: str, factory: Callable[..., Any], schema: builtins.type, description: str = ""
     ) -> None: ...
 
 
@@ -23,7 +24,7 @@ class ComponentSpec:
     kind: str
     type: str
     factory: Callable[..., Any]
-    schema: type
+    schema: builtins.type
     description: str
     plugin: str
 
@@ -36,14 +37,15 @@ class ComponentRegistry:
         self.current_plugin = "<unknown>"
 
     def register(
-        self, *, kind: str, type: str, factory: Callable[..., Any], schema: type, description: str = ""
+        self, *, kind: str, type: str, factory: Callable[..., Any], schema: builtins.type, description: str = ""
     ) -> None:
+        """Register ``factory`` as the implementation of ``type`` for component ``kind``."""
         if kind not in KIND_ORDER:
             raise PluginError(
                 f"plugin {self.current_plugin!r} registers unknown component kind {kind!r} "
                 f"(kinds: {', '.join(KIND_ORDER)})"
             )
-        if not (dataclasses.is_dataclass(schema) and isinstance(schema, type)):
+        if not (dataclasses.is_dataclass(schema) and isinstance(schema, builtins.type)):
             raise PluginError(f"plugin {self.current_plugin!r}: schema of {kind}/{type} must be a dataclass")
         key = (kind, type)
         if key in self._specs:
