@@ -1,0 +1,205 @@
+"""The transaction calls: checks and state changes, run inside the ledger's SQLite transaction.
+
+Each handler takes the state, the hyperparameters, ``current`` (the number of the block the
+transaction will be sealed in), the signer and the call's arguments; it raises
+:class:`tnode.errors.ChainError` to refuse (nothing is written then) or returns a JSON-able result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from tnode.errors import ChainError
+
+from .codec import is_public_key_hex
+from .config import Hyperparameters
+from .registration import register_burn, register_pow
+from .store import State
+from .weights import check_vector, commit_hash, pack_u16
+
+MAX_COMMITS = 10
+MAX_ADDRS = 8
+MAX_ADDR_LEN = 256
+
+Handler = Callable[[State, Hyperparameters, int, str, dict[str, Any]], dict[str, Any]]
+
+
+def _amount(args: dict[str, Any]) -> int:
+    amount = args.get("amount")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise ChainError("invalid_amount", "amount must be a positive integer number of base units")
+    return amount
+
+
+def _key(args: dict[str, Any], name: str) -> str:
+    value = args.get(name)
+    if not is_public_key_hex(value):
+        raise ChainError("invalid_args", f"{name} must be a 64-character lowercase hex public key")
+    return str(value)
+
+
+def _uid(st: State, hotkey: str) -> int:
+    uid = st.uid_of(hotkey)
+    if uid is None:
+        raise ChainError("not_registered", f"hotkey {hotkey[:16]}… has no uid on this subnet")
+    return uid
+
+
+def _int_list(args: dict[str, Any], name: str) -> list[int]:
+    value = args.get(name)
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ChainError("invalid_args", f"{name} must be a list of integers")
+    return list(value)
+
+
+def _rate_limit(st: State, uid: int, column: str, limit: int, current: int, what: str) -> None:
+    last = st.conn.execute(f"SELECT {column} FROM neurons WHERE uid = ?", (uid,)).fetchone()[0]
+    if last is not None and current - int(last) < limit:
+        raise ChainError("rate_limited",
+                         f"{what} at most every {limit} blocks; last at block {last}, next allowed at {int(last) + limit}")
+
+
+# --------------------------------------------------------------------------- balances and stake
+def transfer(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
+    dest, amount = _key(args, "dest"), _amount(args)
+    st.debit(signer, amount)
+    st.credit(dest, amount)
+    return {"balance": st.balance(signer)}
+
+
+def add_stake(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
+    hotkey, amount = _key(args, "hotkey"), _amount(args)
+    if st.owner(hotkey) is None:
+        raise ChainError("unknown_hotkey", "stake can only be added to a hotkey that was registered")
+    st.debit(signer, amount)
+    st.change_stake(signer, hotkey, amount)
+    return {"stake": st.stake(signer, hotkey)}
+
+
+def remove_stake(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
+    hotkey, amount = _key(args, "hotkey"), _amount(args)
+    have = st.stake(signer, hotkey)
+    if have < amount:
+        raise ChainError("insufficient_stake", f"stake on this hotkey is {have}, less than {amount} base units")
+    st.change_stake(signer, hotkey, -amount)
+    st.credit(signer, amount)
+    return {"stake": have - amount}
+
+
+# --------------------------------------------------------------------------- weights
+def _store_weights(st: State, uid: int, pairs: list[tuple[int, int]], current: int) -> None:
+    st.conn.execute(
+        "INSERT INTO weights (uid, uids, vals) VALUES (?, ?, ?) "
+        "ON CONFLICT(uid) DO UPDATE SET uids = excluded.uids, vals = excluded.vals",
+        (uid, pack_u16([u for u, _ in pairs]), pack_u16([w for _, w in pairs])),
+    )
+    st.conn.execute("UPDATE neurons SET last_update = ? WHERE uid = ?", (current, uid))
+    st.mark_dirty(uid)
+
+
+def _vector(st: State, hp: Hyperparameters, args: dict[str, Any]) -> tuple[list[int], list[int], int]:
+    uids, values = _int_list(args, "uids"), _int_list(args, "weights")
+    version_key = args.get("version_key", 0)
+    if not isinstance(version_key, int) or isinstance(version_key, bool) or version_key < 0:
+        raise ChainError("invalid_args", "version_key must be a non-negative integer")
+    return uids, values, version_key
+
+
+def _checked(st: State, hp: Hyperparameters, uids: list[int], values: list[int], version_key: int) -> list[tuple[int, int]]:
+    return check_vector(uids, values, n=st.n(), version_key=version_key, min_allowed_weights=hp.min_allowed_weights,
+                        max_weight_limit=hp.max_weight_limit, weights_version=hp.weights_version)
+
+
+def set_weights(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
+    if hp.commit_reveal_weights_enabled:
+        raise ChainError("commit_reveal_enabled", "this subnet takes weights by commit_weights + reveal_weights")
+    uid = _uid(st, signer)
+    uids, values, version_key = _vector(st, hp, args)
+    _rate_limit(st, uid, "weights_set_at", hp.weights_rate_limit, current, "weights may be set")
+    pairs = _checked(st, hp, uids, values, version_key)
+    _store_weights(st, uid, pairs, current)
+    st.conn.execute("UPDATE neurons SET weights_set_at = ? WHERE uid = ?", (current, uid))
+    return {"uid": uid, "count": len(pairs)}
+
+
+def commit_weights(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
+    if not hp.commit_reveal_weights_enabled:
+        raise ChainError("commit_reveal_disabled", "this subnet takes weights with set_weights")
+    uid = _uid(st, signer)
+    digest = args.get("hash")
+    if not isinstance(digest, str) or len(digest) != 64 or digest != digest.lower():
+        raise ChainError("invalid_args", "hash must be 64 lowercase hex characters")
+    try:
+        bytes.fromhex(digest)
+    except ValueError:
+        raise ChainError("invalid_args", "hash must be 64 lowercase hex characters") from None
+    _rate_limit(st, uid, "weights_set_at", hp.weights_rate_limit, current, "weights may be committed")
+    live = st.conn.execute("SELECT COUNT(*) FROM commits WHERE hotkey = ? AND block + ? > ?",
+                           (signer, hp.commit_reveal_period + hp.commit_reveal_window, current)).fetchone()[0]
+    if live >= MAX_COMMITS:
+        raise ChainError("too_many_commits", f"at most {MAX_COMMITS} unrevealed commits per hotkey")
+    st.conn.execute("INSERT INTO commits (hotkey, hash, block) VALUES (?, ?, ?)", (signer, digest, current))
+    st.conn.execute("UPDATE neurons SET weights_set_at = ? WHERE uid = ?", (current, uid))
+    return {"uid": uid, "reveal_from": current + hp.commit_reveal_period,
+            "reveal_until": current + hp.commit_reveal_period + hp.commit_reveal_window - 1}
+
+
+def reveal_weights(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
+    if not hp.commit_reveal_weights_enabled:
+        raise ChainError("commit_reveal_disabled", "this subnet takes weights with set_weights")
+    uid = _uid(st, signer)
+    uids, values, version_key = _vector(st, hp, args)
+    salt = args.get("salt")
+    if not isinstance(salt, str) or len(salt) > 1024:
+        raise ChainError("invalid_args", "salt must be a string of at most 1024 characters")
+    digest = commit_hash(signer, uids, values, salt, version_key)
+    rows = st.conn.execute("SELECT id, block FROM commits WHERE hotkey = ? AND hash = ? ORDER BY block",
+                           (signer, digest)).fetchall()
+    if not rows:
+        has_any = st.conn.execute("SELECT 1 FROM commits WHERE hotkey = ?", (signer,)).fetchone()
+        if has_any:
+            raise ChainError("commit_mismatch",
+                             "no commit of this hotkey matches these uids, weights, salt and version_key")
+        raise ChainError("no_commit", "this hotkey has no weight commit to reveal")
+    for commit_id, block in rows:
+        opens, closes = block + hp.commit_reveal_period, block + hp.commit_reveal_period + hp.commit_reveal_window
+        if current < opens:
+            raise ChainError("reveal_too_early", f"the commit of block {block} can be revealed from block {opens}")
+        if current < closes:
+            pairs = _checked(st, hp, uids, values, version_key)
+            st.conn.execute("DELETE FROM commits WHERE id = ?", (commit_id,))
+            _store_weights(st, uid, pairs, current)
+            return {"uid": uid, "count": len(pairs), "commit_block": block}
+    raise ChainError("commit_expired", f"the matching commit expired at block {closes - 1}")
+
+
+# --------------------------------------------------------------------------- serving
+def publish_addrs(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
+    uid = _uid(st, signer)
+    addrs, peer_id = args.get("addrs"), args.get("peer_id", "")
+    if (not isinstance(addrs, list) or len(addrs) > MAX_ADDRS
+            or not all(isinstance(a, str) and a.startswith("/") and len(a) <= MAX_ADDR_LEN for a in addrs)):
+        raise ChainError("invalid_args", f"addrs must be at most {MAX_ADDRS} multiaddrs of ≤ {MAX_ADDR_LEN} characters")
+    if not isinstance(peer_id, str) or len(peer_id) > 128:
+        raise ChainError("invalid_args", "peer_id must be a string of at most 128 characters")
+    _rate_limit(st, uid, "addrs_set_at", hp.serving_rate_limit, current, "addresses may be published")
+    st.conn.execute("UPDATE neurons SET addrs = ?, peer_id = ?, addrs_set_at = ? WHERE uid = ?",
+                    (orjson.dumps(addrs).decode(), peer_id, current, uid))
+    st.mark_dirty(uid)
+    return {"uid": uid}
+
+
+HANDLERS: dict[str, Handler] = {
+    "register": register_pow,
+    "burned_register": register_burn,
+    "transfer": transfer,
+    "add_stake": add_stake,
+    "remove_stake": remove_stake,
+    "set_weights": set_weights,
+    "commit_weights": commit_weights,
+    "reveal_weights": reveal_weights,
+    "publish_addrs": publish_addrs,
+}

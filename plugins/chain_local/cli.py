@@ -1,0 +1,352 @@
+"""Chain commands: ``tnode metagraph``, ``tnode register``, ``tnode stake add|remove``,
+``tnode wallet balance|transfer`` and ``tnode chain info|verify``.
+
+Each command starts the node's transport and chain from node.toml (``open_node``), so it works
+the same against the embedded authority (while no other process holds its ledger) and as a client
+of a remote authority. Amounts on the command line are tokens; the chain counts base units.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tnode.errors import ChainError, TnodeError
+
+from .codec import TOKEN
+
+console = Console()
+err_console = Console(stderr=True)
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to node.toml.")]
+KINDS = {"transport", "chain"}
+
+stake_app = typer.Typer(no_args_is_help=True, help="Stake tokens on a hotkey (coldkey-owned).")
+wallet_app = typer.Typer(no_args_is_help=True, help="Balances and transfers of the node's coldkey.")
+chain_app = typer.Typer(no_args_is_help=True, help="The local chain: head, genesis, ledger verification.")
+
+
+def _quiet_logs() -> None:
+    """Command output goes to stdout; node logs (warnings and worse) to stderr."""
+    import logging
+    import sys
+
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+                        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def _run(fn: Any, *args: Any) -> Any:
+    """Run ``fn(*args)`` on trio; chain refusals and node errors become a one-line error, exit 1."""
+    import trio
+
+    _quiet_logs()
+    try:
+        return trio.run(fn, *args)
+    except BaseException as exc:
+        found = _find(exc, TnodeError)
+        if found is not None:
+            err_console.print(f"[bold red]error:[/] {found}", highlight=False)
+            raise typer.Exit(1) from None
+        if _find(exc, KeyboardInterrupt) is not None:
+            raise typer.Exit(130) from None
+        raise
+
+
+def _find(exc: BaseException, cls: type[BaseException]) -> BaseException | None:
+    if isinstance(exc, cls):
+        return exc
+    for sub in getattr(exc, "exceptions", ()):
+        hit = _find(sub, cls)
+        if hit is not None:
+            return hit
+    return None
+
+
+def _units(tokens: float) -> int:
+    if tokens <= 0:
+        raise typer.BadParameter("amount must be positive")
+    return int(round(tokens * TOKEN))
+
+
+def _fmt(units: int) -> str:
+    return f"{units / TOKEN:,.9f}".rstrip("0").rstrip(".")
+
+
+def _open(config: Path) -> Any:
+    from tnode.node import open_node
+
+    return open_node(config, kinds=KINDS)
+
+
+def _chain(node: Any) -> Any:
+    if node.chain is None:
+        raise ChainError("no_chain", "node.toml has no [chain] section")
+    return node.chain
+
+
+# --------------------------------------------------------------------------- metagraph
+def metagraph(
+    config: ConfigOpt = Path("node.toml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+    block: Annotated[int | None, typer.Option(help="Show the subnet as of this block.")] = None,
+) -> None:
+    """Print the subnet's neurons: stake, consensus results, permits, addresses."""
+
+    async def main() -> Any:
+        async with _open(config) as node:
+            return await _chain(node).metagraph(block)
+
+    mg = _run(main)
+    if as_json:
+        import orjson
+
+        from .metagraph import to_wire
+
+        typer.echo(orjson.dumps(to_wire(mg), option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table(title=f"subnet {mg.netuid} at block {mg.block}: {mg.n} neurons")
+    for col in ("uid", "hotkey", "coldkey", "stake", "rank", "trust", "consensus", "incentive", "dividends",
+                "emission", "vtrust", "permit", "updated", "registered", "active", "addrs"):
+        table.add_column(col, justify="left" if col in ("hotkey", "coldkey", "addrs") else "right")
+    for n in mg.neurons:
+        table.add_row(str(n.uid), n.hotkey[:12] + "…", n.coldkey[:12] + "…", f"{n.stake:,.3f}", f"{n.rank:.4f}",
+                      f"{n.trust:.4f}", f"{n.consensus:.4f}", f"{n.incentive:.4f}", f"{n.dividends:.4f}",
+                      f"{n.emission:,.4f}", f"{n.validator_trust:.4f}", "✓" if n.validator_permit else "",
+                      str(n.last_update), str(n.registered_at), "✓" if n.active else "", " ".join(n.addrs[:1]))
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- register
+def register(
+    config: ConfigOpt = Path("node.toml"),
+    burn: Annotated[bool, typer.Option("--burn", help="Pay the burn cost from the coldkey instead of PoW.")] = False,
+    processes: Annotated[int, typer.Option(help="Solver processes (0 = all cores).", min=0)] = 0,
+) -> None:
+    """Register the node's hotkey on the subnet (proof of work by default), then print its uid."""
+    _run(_register, config, burn, processes)
+
+
+async def _register(config: Path, burn: bool, processes: int) -> None:
+    async with _open(config) as node:
+        chain = _chain(node)
+        hotkey = node.hotkey
+        existing = (await chain.metagraph()).by_hotkey(hotkey.public_hex)
+        if existing is not None:
+            console.print(f"hotkey {hotkey.public_hex[:16]}… is already registered as uid {existing.uid}")
+            return
+        if burn:
+            cost = await chain.burn_cost()
+            console.print(f"burning {_fmt(cost)} tokens from the coldkey to register")
+            uid = await chain.burned_register(hotkey, node.load_coldkey())
+        else:
+            if not node.coldkey_public:
+                raise ChainError("no_coldkey", "the node has no coldkey file to own the hotkey (tnode keys new coldkey)")
+            uid = await _register_pow(node, chain, processes)
+        console.print(f"[green]registered[/] hotkey {hotkey.public_hex[:16]}… as uid {uid}")
+
+
+async def _register_pow(node: Any, chain: Any, processes: int) -> int:
+    from . import pow as pow_
+
+    hyper = await chain.hyperparameters()
+    window = int(hyper["pow_block_window"])
+    cancel = threading.Event()
+    interrupted = False
+
+    async def watch_signals(scope: anyio.CancelScope) -> None:
+        nonlocal interrupted
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            async for _ in signals:
+                interrupted = True
+                cancel.set()  # the solver threads stop at their next check
+                scope.cancel()
+                return
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_signals, tg.cancel_scope)
+            while True:
+                head = await chain.block_number()
+                block_hash = bytes.fromhex(await chain.block_hash(head))
+                difficulty = await chain.difficulty()
+                task = progress.add_task(f"solving over block {head} (difficulty {difficulty:,})",
+                                         total=float(difficulty), rate="")
+                cancel.clear()
+
+                async def expire(block: int = head) -> None:
+                    # Give up on a block hash before it leaves the accepted window.
+                    await chain.wait_for_block(block + max(1, window - 1))
+                    cancel.set()
+
+                async with anyio.create_task_group() as inner:
+                    inner.start_soon(expire)
+                    nonce = await anyio.to_thread.run_sync(
+                        lambda bh=block_hash, d=difficulty, t=task: _solve(pow_, bh, node.hotkey.public_bytes, d,
+                                                                           processes, progress, t, cancel)
+                    )
+                    inner.cancel_scope.cancel()
+                progress.remove_task(task)
+                if interrupted:
+                    break
+                if nonce is None:
+                    continue  # the block went stale: solve again over a fresh one
+                try:
+                    uid = int(await chain.register(node.hotkey, node.coldkey_public, block=head, nonce=nonce))
+                except ChainError as exc:
+                    if exc.code in ("stale_block", "too_many_registrations"):
+                        console.print(f"[yellow]{exc}[/]; solving again")
+                        continue
+                    raise
+                tg.cancel_scope.cancel()
+                return uid
+    raise KeyboardInterrupt
+
+
+def _solve(pow_: Any, block_hash: bytes, hotkey: bytes, difficulty: int, processes: int, progress: Progress,
+           task: Any, cancel: threading.Event) -> int | None:
+    import time
+
+    started = time.monotonic()
+
+    def report(hashes: int) -> None:
+        rate = hashes / max(1e-9, time.monotonic() - started)
+        progress.update(task, completed=min(float(hashes), float(difficulty)), rate=f"{rate / 1e6:.2f} MH/s")
+
+    return pow_.solve(block_hash, hotkey, difficulty, processes=processes or None, progress=report, cancel=cancel)
+
+
+# --------------------------------------------------------------------------- stake and wallet
+def _hotkey_option() -> Any:
+    return typer.Option(help="Hotkey (hex) to stake on; default: the node's hotkey.")
+
+
+@stake_app.command("add")
+def stake_add(amount: Annotated[float, typer.Argument(help="Tokens to stake.")], config: ConfigOpt = Path("node.toml"),
+              hotkey: Annotated[str | None, _hotkey_option()] = None) -> None:
+    """Move tokens from the coldkey's balance to stake on a hotkey."""
+    units = _units(amount)
+
+    async def main() -> None:
+        async with _open(config) as node:
+            chain = _chain(node)
+            hot = hotkey or node.hotkey.public_hex
+            cold = node.load_coldkey()
+            await chain.add_stake(cold, hot, units)
+            console.print(f"staked {_fmt(units)} on {hot[:16]}…; stake now {_fmt(await chain.stake(cold.public_hex, hot))}")
+
+    _run(main)
+
+
+@stake_app.command("remove")
+def stake_remove(amount: Annotated[float, typer.Argument(help="Tokens to unstake.")],
+                 config: ConfigOpt = Path("node.toml"), hotkey: Annotated[str | None, _hotkey_option()] = None) -> None:
+    """Move stake from a hotkey back to the coldkey's balance."""
+    units = _units(amount)
+
+    async def main() -> None:
+        async with _open(config) as node:
+            chain = _chain(node)
+            hot = hotkey or node.hotkey.public_hex
+            cold = node.load_coldkey()
+            await chain.remove_stake(cold, hot, units)
+            console.print(f"unstaked {_fmt(units)} from {hot[:16]}…; balance now "
+                          f"{_fmt(await chain.balance(cold.public_hex))}")
+
+    _run(main)
+
+
+@wallet_app.command("balance")
+def wallet_balance(config: ConfigOpt = Path("node.toml"),
+                   coldkey: Annotated[str | None, typer.Option(help="Coldkey (hex); default: the node's.")] = None,
+                   as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Free balance of a coldkey and its stake on the node's hotkey."""
+
+    async def main() -> dict[str, Any]:
+        async with _open(config) as node:
+            chain = _chain(node)
+            cold = coldkey or node.coldkey_public
+            if not cold:
+                raise ChainError("no_coldkey", "no coldkey given and the node has none")
+            return {"coldkey": cold, "balance": await chain.balance(cold),
+                    "hotkey": node.hotkey.public_hex, "stake": await chain.stake(cold, node.hotkey.public_hex)}
+
+    info = _run(main)
+    if as_json:
+        import orjson
+
+        typer.echo(orjson.dumps(info).decode())
+        return
+    console.print(f"coldkey {info['coldkey']}\n  balance {_fmt(info['balance'])}\n"
+                  f"  stake on {info['hotkey'][:16]}… {_fmt(info['stake'])}")
+
+
+@wallet_app.command("transfer")
+def wallet_transfer(dest: Annotated[str, typer.Argument(help="Destination coldkey (hex).")],
+                    amount: Annotated[float, typer.Argument(help="Tokens to send.")],
+                    config: ConfigOpt = Path("node.toml")) -> None:
+    """Send tokens from the node's coldkey."""
+    units = _units(amount)
+
+    async def main() -> None:
+        async with _open(config) as node:
+            chain = _chain(node)
+            cold = node.load_coldkey()
+            await chain.transfer(cold, dest, units)
+            console.print(f"sent {_fmt(units)} to {dest[:16]}…; balance now {_fmt(await chain.balance(cold.public_hex))}")
+
+    _run(main)
+
+
+@chain_app.command("info")
+def chain_info(config: ConfigOpt = Path("node.toml")) -> None:
+    """Genesis hash, head, difficulty, burn and supply."""
+
+    async def main() -> dict[str, Any]:
+        async with _open(config) as node:
+            chain = _chain(node)
+            head = await chain.block_number()
+            return {"genesis": chain.genesis_hash, "head": head, "difficulty": await chain.difficulty(),
+                    "burn": await chain.burn_cost(), **(await chain.totals())}
+
+    info = _run(main)
+    for name, value in info.items():
+        shown = _fmt(value) if name in ("burn", "issuance", "pending_emission", "balances", "stakes") else value
+        console.print(f"{name:>16}  {shown}")
+
+
+@chain_app.command("verify")
+def chain_verify(config: ConfigOpt = Path("node.toml")) -> None:
+    """Re-check every block's hash, parent link, tx root and signatures of an authority's ledger."""
+
+    async def main() -> int:
+        from tnode.node import Node
+
+        node = Node.from_file(config, kinds={"chain"})
+        chain = _chain(node)
+        if chain.config.mode != "authority":
+            raise ChainError("not_authority", "verify needs the authority's node.toml (the ledger lives there)")
+        async with node.running():
+            assert chain.ledger is not None
+            return int(await anyio.to_thread.run_sync(chain.ledger.verify_chain))
+
+    count = _run(main)
+    console.print(f"[green]ok[/]: {count} blocks verified")
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Attach the chain commands to the ``tnode`` app."""
+    app.command("metagraph")(metagraph)
+    app.command("register")(register)
+    app.add_typer(stake_app, name="stake")
+    app.add_typer(wallet_app, name="wallet")
+    app.add_typer(chain_app, name="chain")

@@ -1,0 +1,396 @@
+"""The ``chain/local`` component: the :class:`tnode.interfaces.ChainBackend` of the embedded chain.
+
+Authority mode keeps the ledger, produces a block every ``block_time`` seconds, publishes
+BlockProduced / NeuronRegistered / EpochCompleted and answers client nodes (bus handler for
+``TaskReceived`` with key ``"chain"``). Client mode sends the same calls to the authority over the
+transport and polls its head, publishing BlockProduced for every block it sees (and EpochCompleted
+when it sees an epoch block). Keys never leave the node: transactions are signed locally.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from tnode.errors import ChainError, ConfigError
+from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered, TaskReceived
+from tnode.interfaces import Metagraph, TaskResult
+from tnode.keys import Keypair
+
+from . import api
+from .backends import LocalBackend, RemoteBackend
+from .codec import TOKEN, BlockHeader
+from .config import LocalChainConfig
+from .genesis import Genesis, genesis_from_config
+from .ledger import BlockOutcome, Ledger
+from .tx import Transaction
+from .weights import commit_hash_for, quantize
+
+_NONCE_CODES = ("stale_nonce", "future_nonce")
+
+
+class LocalChain:
+    """Embedded chain backend (authority or client of one)."""
+
+    def __init__(self, node: Any, name: str, config: LocalChainConfig) -> None:
+        self.node = node
+        self.name = name
+        self.config = config
+        self.genesis: Genesis | None = None
+        if config.mode == "authority":
+            self.genesis = genesis_from_config(config, node.netuid)
+        elif "/p2p/" not in config.authority:
+            raise ConfigError("client mode needs the authority's multiaddr ending in /p2p/<peer id>",
+                              key_path="chain.authority")
+        self.ledger: Ledger | None = None
+        self.genesis_hash = ""
+        self.netuid = node.netuid
+        self._backend: LocalBackend | RemoteBackend | None = None
+        self._head: BlockHeader | None = None
+        self._head_changed = anyio.Event()
+        self._nonces: dict[str, int] = {}
+        self._signer_locks: dict[str, anyio.Lock] = {}
+        self._tempo = 0
+
+    # ================================================================== lifecycle
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        if self.config.mode == "authority":
+            await self._run_authority(task_status)
+        else:
+            await self._run_client(task_status)
+
+    async def _run_authority(self, task_status: Any) -> None:
+        assert self.genesis is not None
+        path = Path(self.node.data_dir) / self.config.db
+        lock_fd = _lock_ledger(path)
+        try:
+            genesis = self.genesis
+            self.ledger = await anyio.to_thread.run_sync(
+                lambda: Ledger(path, genesis, history_blocks=self.config.history_blocks,
+                               block_time=self.config.block_time)
+            )
+            backend = LocalBackend(self.ledger)
+            self._backend = backend
+            self.genesis_hash = self.ledger.genesis_hash
+            self._tempo = self.ledger.hp.tempo
+            self._set_head(self.ledger.head())
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(backend.commit_loop)
+                unserve = self.node.bus.serve(TaskReceived, self._serve, key="chain")
+                try:
+                    tg.start_soon(self._produce_loop)
+                    self.node.log.info("chain authority started", genesis=self.genesis_hash[:16],
+                                       head=self._head.number if self._head else 0, db=str(path))
+                    task_status.started()
+                    await anyio.sleep_forever()
+                finally:
+                    unserve()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self.ledger is not None:
+                    await anyio.to_thread.run_sync(self.ledger.close)
+            os.close(lock_fd)
+
+    async def _run_client(self, task_status: Any) -> None:
+        transport = self.node.transport
+        if transport is None:
+            raise ChainError("no_transport", "[chain] mode = \"client\" needs a [transport] to reach the authority")
+        peer = await self._connect(transport)
+        backend = RemoteBackend(transport, peer, self.config.request_timeout)
+        self._backend = backend
+        info = await backend.query("info")
+        self.genesis_hash = str(info["genesis_hash"])
+        self.netuid = int(info["netuid"])
+        hp = await backend.query("hyperparameters")
+        self._tempo = int(hp["tempo"])
+        block_time = float(info.get("block_time") or 1.0)
+        self._set_head(BlockHeader.from_wire(info["head"]))
+        self.node.log.info("chain client connected", authority=peer, genesis=self.genesis_hash[:16])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._poll_loop, block_time)
+            task_status.started()
+
+    async def _connect(self, transport: Any) -> str:
+        # The authority may still be starting (devnets start nodes together): retry for a while.
+        deadline = anyio.current_time() + max(30.0, self.config.request_timeout)
+        delay = 0.2
+        while True:
+            try:
+                return str(await transport.connect(self.config.authority))
+            except Exception as exc:
+                if anyio.current_time() + delay > deadline:
+                    raise ChainError("unreachable",
+                                     f"cannot reach the chain authority {self.config.authority}: {exc}") from exc
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # ================================================================== blocks
+    def _set_head(self, header: BlockHeader) -> None:
+        self._head = header
+        changed, self._head_changed = self._head_changed, anyio.Event()
+        changed.set()
+
+    async def _produce_loop(self) -> None:
+        assert self.ledger is not None and isinstance(self._backend, LocalBackend)
+        interval = self.config.block_time
+        next_at = anyio.current_time() + interval
+        while True:
+            await anyio.sleep_until(next_at)
+            with anyio.CancelScope(shield=True):  # never abandon a half-written block
+                outcome: BlockOutcome = await self._backend.run_sync(self.ledger.produce_block)
+            now = anyio.current_time()
+            next_at = max(next_at + interval, now)  # after a stall, do not burst to catch up
+            self._set_head(outcome.header)
+            await self._publish(outcome)
+
+    async def _publish(self, outcome: BlockOutcome) -> None:
+        h = outcome.header
+        bus = self.node.bus
+        await bus.publish(BlockProduced(h.number, h.hash.hex(), h.timestamp_ms / 1000.0, h.tx_count))
+        for reg in outcome.registered:
+            await bus.publish(NeuronRegistered(h.number, reg.uid, reg.hotkey, reg.replaced))
+        if outcome.epoch is not None:
+            e = outcome.epoch
+            await bus.publish(EpochCompleted(
+                block=e.block, netuid=self.netuid, incentive=e.incentive, dividends=e.dividends,
+                emission=tuple(x / TOKEN for x in e.emission), consensus=e.consensus, trust=e.trust,
+                validator_trust=e.validator_trust,
+            ))
+
+    async def _poll_loop(self, interval: float) -> None:
+        if self.config.poll_interval > 0:
+            interval = self.config.poll_interval
+        while True:
+            await anyio.sleep(interval)
+            try:
+                head = await self._query("head")
+            except ChainError as exc:
+                self.node.log.warning("chain head poll failed", error=str(exc))
+                continue
+            last = self._head
+            if last is not None and head.number <= last.number:
+                continue
+            self._set_head(head)
+            await self.node.bus.publish(BlockProduced(head.number, head.hash.hex(), head.timestamp_ms / 1000.0,
+                                                      head.tx_count))
+            if last is not None and self._tempo and head.number // self._tempo > last.number // self._tempo:
+                await self._publish_client_epoch()
+
+    async def _publish_client_epoch(self) -> None:
+        try:
+            mg = await self.metagraph()
+        except ChainError as exc:
+            self.node.log.warning("cannot read the metagraph after an epoch", error=str(exc))
+            return
+        epoch_block = mg.block - mg.block % self._tempo
+        ns = mg.neurons
+        await self.node.bus.publish(EpochCompleted(
+            block=epoch_block, netuid=mg.netuid, incentive=tuple(n.incentive for n in ns),
+            dividends=tuple(n.dividends for n in ns), emission=tuple(n.emission for n in ns),
+            consensus=tuple(n.consensus for n in ns), trust=tuple(n.trust for n in ns),
+            validator_trust=tuple(n.validator_trust for n in ns),
+        ))
+
+    async def wait_for_block(self, number: int, *, timeout: float | None = None) -> BlockHeader:
+        """Wait until block ``number`` (or a later one) is the head; returns the head."""
+        with anyio.fail_after(timeout):
+            while self._head is None or self._head.number < number:
+                await self._head_changed.wait()
+        return self._head
+
+    async def blocks(self) -> AsyncIterator[BlockHeader]:
+        """New heads as they are produced (authority) or seen (client); a slow reader skips blocks."""
+        last = self._head.number if self._head else -1
+        while True:
+            if self._head is None or self._head.number <= last:
+                await self._head_changed.wait()
+                continue
+            last = self._head.number
+            yield self._head
+
+    # ================================================================== authority service
+    async def _serve(self, req: TaskReceived) -> TaskResult:
+        """Answer a client node's chain call (reads, and signed transactions)."""
+        try:
+            if req.task == api.SUBMIT:
+                tx = Transaction.from_wire(req.body.get("tx"))
+                return TaskResult(api.ok(await self.submit(tx)))
+            query = api.QUERIES.get(req.task)
+            if query is None:
+                raise ChainError("unknown_call", f"unknown chain call {req.task!r}")
+            result = await self._query(req.task, **dict(req.body))
+            return TaskResult(api.ok(query.encode(result)))
+        except ChainError as exc:
+            return TaskResult(api.refused(exc))
+
+    # ================================================================== plumbing
+    def _require(self) -> LocalBackend | RemoteBackend:
+        if self._backend is None:
+            raise ChainError("not_started", "the chain component has not started yet")
+        return self._backend
+
+    async def _query(self, name: str, **params: Any) -> Any:
+        return await self._require().query(name, **params)
+
+    async def submit(self, tx: Transaction) -> dict[str, Any]:
+        """Submit an already signed transaction; returns the call's result once it is durable."""
+        return await self._require().submit(tx)
+
+    async def _sign_and_submit(self, key: Keypair, call: str, args: dict[str, Any]) -> dict[str, Any]:
+        signer = key.public_hex
+        lock = self._signer_locks.setdefault(signer, anyio.Lock())
+        async with lock:  # one in-flight transaction per signer keeps nonces in order
+            for _attempt in range(3):
+                nonce = self._nonces.get(signer)
+                if nonce is None:
+                    nonce = int(await self._query("nonce", account=signer))
+                tx = Transaction.create(key, chain=self.genesis_hash, nonce=nonce, call=call, args=args)
+                try:
+                    result = await self.submit(tx)
+                except ChainError as exc:
+                    self._nonces.pop(signer, None)  # unknown outcome or stale cache: ask the chain next time
+                    if exc.code in _NONCE_CODES:
+                        continue
+                    raise
+                self._nonces[signer] = nonce + 1
+                return result
+        raise ChainError("stale_nonce", "the signer's nonce kept changing (is the key used elsewhere?)")
+
+    # ================================================================== ChainBackend: reads
+    async def block_number(self) -> int:
+        """The latest sealed block."""
+        if isinstance(self._backend, RemoteBackend):
+            head = await self._query("head")
+            if self._head is None or head.number > self._head.number:
+                self._set_head(head)
+            return int(head.number)
+        return self.head().number
+
+    def head(self) -> BlockHeader:
+        """The latest block this node knows (authority: exact; client: as of the last poll)."""
+        if self._head is None:
+            raise ChainError("not_started", "the chain component has not started yet")
+        return self._head
+
+    async def block(self, number: int) -> BlockHeader | None:
+        return await self._query("block", number=number)
+
+    async def block_hash(self, number: int | None = None) -> str:
+        if number is None:
+            if isinstance(self._backend, RemoteBackend):
+                return (await self._query("head")).hash.hex()
+            return self.head().hash.hex()
+        header = await self.block(number)
+        if header is None:
+            raise ChainError("unknown_block", f"block {number} does not exist")
+        return header.hash.hex()
+
+    async def hyperparameters(self) -> dict[str, Any]:
+        """Subnet rules (token amounts in base units) with the current difficulty and burn."""
+        return dict(await self._query("hyperparameters"))
+
+    async def metagraph(self, block: int | None = None, *, matrices: bool = False) -> Metagraph:
+        """The subnet now (``block=None``) or as sealed in ``block``; ``matrices`` adds weights and bonds."""
+        params: dict[str, Any] = {"matrices": matrices}
+        if block is not None:
+            params["block"] = block
+        return await self._query("metagraph", **params)
+
+    async def difficulty(self) -> int:
+        return int(await self._query("difficulty"))
+
+    async def burn_cost(self) -> int:
+        """Current burn-registration cost in base units."""
+        return int(await self._query("burn"))
+
+    async def balance(self, coldkey: str) -> int:
+        return int(await self._query("balance", account=coldkey))
+
+    async def nonce(self, account: str) -> int:
+        return int(await self._query("nonce", account=account))
+
+    async def stake(self, coldkey: str, hotkey: str) -> int:
+        """Stake of ``coldkey`` on ``hotkey`` in base units."""
+        return int(await self._query("stake", coldkey=coldkey, hotkey=hotkey))
+
+    async def total_stake(self, hotkey: str) -> int:
+        return int(await self._query("total_stake", hotkey=hotkey))
+
+    async def owner(self, hotkey: str) -> str | None:
+        return await self._query("owner", hotkey=hotkey)
+
+    async def commits(self, hotkey: str) -> list[dict[str, Any]]:
+        """Unrevealed weight commits of ``hotkey``: hash, block, reveal_from, reveal_until, status."""
+        return list(await self._query("commits", hotkey=hotkey))
+
+    async def totals(self) -> dict[str, int]:
+        """Issuance, pending emission, total balances and total stake in base units."""
+        return dict(await self._query("totals"))
+
+    async def pending_emission(self) -> int:
+        """Emission accrued since the last epoch, in base units."""
+        return int((await self.totals())["pending_emission"])
+
+    async def transaction_status(self, tx_hash: str) -> dict[str, Any] | None:
+        """``{"block": n or None (pending), "result": ...}`` of an accepted transaction."""
+        return await self._query("tx_status", hash=tx_hash)
+
+    # ================================================================== ChainBackend: writes
+    async def register(self, hotkey: Keypair, coldkey: str, *, block: int, nonce: int) -> int:
+        result = await self._sign_and_submit(hotkey, "register", {"coldkey": coldkey, "block": block, "nonce": nonce})
+        return int(result["uid"])
+
+    async def burned_register(self, hotkey: Keypair | str, coldkey: Keypair) -> int:
+        hot = hotkey if isinstance(hotkey, str) else hotkey.public_hex
+        result = await self._sign_and_submit(coldkey, "burned_register", {"hotkey": hot})
+        return int(result["uid"])
+
+    async def transfer(self, coldkey: Keypair, dest: str, amount: int) -> None:
+        await self._sign_and_submit(coldkey, "transfer", {"dest": dest, "amount": amount})
+
+    async def add_stake(self, coldkey: Keypair, hotkey: str, amount: int) -> None:
+        await self._sign_and_submit(coldkey, "add_stake", {"hotkey": hotkey, "amount": amount})
+
+    async def remove_stake(self, coldkey: Keypair, hotkey: str, amount: int) -> None:
+        await self._sign_and_submit(coldkey, "remove_stake", {"hotkey": hotkey, "amount": amount})
+
+    async def set_weights(self, hotkey: Keypair, uids: Sequence[int], weights: Sequence[float],
+                          version_key: int = 0) -> None:
+        args = {"uids": [int(u) for u in uids], "weights": quantize(weights), "version_key": int(version_key)}
+        await self._sign_and_submit(hotkey, "set_weights", args)
+
+    async def commit_weights(self, hotkey: Keypair, commit_hash: str) -> None:
+        await self._sign_and_submit(hotkey, "commit_weights", {"hash": commit_hash})
+
+    async def reveal_weights(self, hotkey: Keypair, uids: Sequence[int], weights: Sequence[float], salt: str,
+                             version_key: int = 0) -> None:
+        args = {"uids": [int(u) for u in uids], "weights": quantize(weights), "salt": salt,
+                "version_key": int(version_key)}
+        await self._sign_and_submit(hotkey, "reveal_weights", args)
+
+    @staticmethod
+    def commit_hash(hotkey: str, uids: Sequence[int], weights: Sequence[float], salt: str,
+                    version_key: int = 0) -> str:
+        """The hash to pass to :meth:`commit_weights` for a later :meth:`reveal_weights` of the same values."""
+        return commit_hash_for(hotkey, uids, weights, salt, version_key)
+
+    async def publish_addrs(self, hotkey: Keypair, addrs: Sequence[str], peer_id: str) -> None:
+        await self._sign_and_submit(hotkey, "publish_addrs", {"addrs": list(addrs), "peer_id": peer_id})
+
+
+def _lock_ledger(path: Path) -> int:
+    """Hold an exclusive lock next to the ledger so two processes never write one chain."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ChainError("ledger_in_use", f"{path} is in use by another node (is an authority already "
+                                          f"running with this data dir?)") from None
+    return fd

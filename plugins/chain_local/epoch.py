@@ -1,0 +1,172 @@
+"""One epoch: dense arrays from the ledger → Yuma consensus → emission paid out → results stored.
+
+Validator permits go to the top ``max_allowed_validators`` hotkeys by total stake (ties: lower uid),
+recomputed at the start of every epoch and used by that epoch. The pending emission (accrued
+``block_emission`` per block) is split 50/50: the incentive half by normalized incentive, the
+dividends half by normalized dividends (a half with no weight behind it goes to the other; with
+neither, emission follows stake, as in subtensor). Incentive is added to the stake of the hotkey's
+owning coldkey; dividends are added to the stakes of the hotkey's stakers pro rata (the rounding
+remainder goes to the owner). Amounts are floored to base units; what rounding leaves stays pending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Hyperparameters
+from .store import State
+from .yuma import YumaParams
+from .yuma import epoch as yuma_epoch
+
+
+@dataclass(frozen=True, slots=True)
+class EpochOutcome:
+    """What an epoch produced (per-uid tuples are indexed by uid)."""
+
+    block: int
+    incentive: tuple[float, ...]
+    dividends: tuple[float, ...]
+    emission: tuple[int, ...]  # base units paid to each uid this epoch
+    consensus: tuple[float, ...]
+    trust: tuple[float, ...]
+    validator_trust: tuple[float, ...]
+    rank: tuple[float, ...]
+    validator_permit: tuple[bool, ...]
+
+
+def validator_permits(stake: np.ndarray, k: int) -> np.ndarray:
+    """Top-``k`` by stake (ties broken by the lower uid)."""
+    n = len(stake)
+    order = np.lexsort((np.arange(n), -stake))
+    permit = np.zeros(n, dtype=bool)
+    permit[order[:k]] = True
+    return permit
+
+
+def _load_rows(st: State, table: str, rows: np.ndarray, n: int) -> np.ndarray:
+    """Dense (len(rows), n) float64 matrix of a sparse table (weights: u16 / 65535; bonds: as stored)."""
+    index = {int(uid): i for i, uid in enumerate(rows)}
+    out = np.zeros((len(rows), n), dtype=np.float64)
+    vdtype = "<u2" if table == "weights" else "<f8"
+    for uid, ublob, vblob in st.conn.execute(f"SELECT uid, uids, vals FROM {table}"):
+        i = index.get(int(uid))
+        if i is None:
+            continue
+        cols = np.frombuffer(ublob, dtype="<u2").astype(np.int64)
+        vals = np.frombuffer(vblob, dtype=vdtype).astype(np.float64)
+        keep = cols < n
+        out[i, cols[keep]] = vals[keep]
+    if table == "weights":
+        out /= 65535.0
+    return out
+
+
+def _params(hp: Hyperparameters) -> YumaParams:
+    return YumaParams(kappa=hp.kappa, bonds_penalty=hp.bonds_penalty, bonds_moving_average=hp.bonds_moving_average)
+
+
+def _shares(incentive: np.ndarray, dividends: np.ndarray, stake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fractions of the emission per uid paid as incentive and as dividends (together summing to 1 or 0)."""
+    inc = incentive / incentive.sum() if incentive.sum() > 0 else np.zeros_like(incentive)
+    div = dividends / dividends.sum() if dividends.sum() > 0 else np.zeros_like(dividends)
+    inc_part, div_part = 0.5 * inc, 0.5 * div
+    total = inc_part.sum() + div_part.sum()
+    if total <= 0:
+        if stake.sum() <= 0:
+            return np.zeros_like(stake), np.zeros_like(stake)
+        return np.zeros_like(stake), stake / stake.sum()
+    return inc_part / total, div_part / total
+
+
+def _pay(st: State, hotkey: str, incentive_amount: int, dividend_amount: int) -> None:
+    owner = st.owner(hotkey)
+    if owner is None:  # every registered hotkey has an owner; defensive for damaged databases
+        return
+    paid = 0
+    if dividend_amount > 0:
+        stakers = st.stakers(hotkey)
+        total = sum(a for _, a in stakers)
+        if total > 0:
+            for coldkey, amount in stakers:
+                part = dividend_amount * amount // total
+                if part:
+                    st.change_stake(coldkey, hotkey, part)
+                    paid += part
+    rest = incentive_amount + dividend_amount - paid
+    if rest > 0:
+        st.change_stake(owner, hotkey, rest)
+
+
+def run_epoch(st: State, hp: Hyperparameters, number: int) -> EpochOutcome | None:
+    """Run Yuma at the end of block ``number`` and pay out the pending emission.
+
+    With no neurons there is nothing to run: the emission stays pending for the next epoch.
+    """
+    neurons = st.neurons()
+    n = len(neurons)
+    if n == 0:
+        return None
+    stakes = st.stake_by_hotkey()
+    hotkeys = [str(r["hotkey"]) for r in neurons]
+    stake = np.array([stakes.get(h, 0) for h in hotkeys], dtype=np.float64)
+    last_update = np.array([int(r["last_update"]) for r in neurons], dtype=np.int64)
+    registered_at = np.array([int(r["registered_at"]) for r in neurons], dtype=np.int64)
+    active = (number - last_update) <= hp.activity_cutoff
+    permit = validator_permits(stake, hp.max_allowed_validators)
+    rows = np.flatnonzero(permit)
+    weights = _load_rows(st, "weights", rows, n)
+    bonds = _load_rows(st, "bonds", rows, n)
+    result = yuma_epoch(
+        weights, stake[rows], bonds, _params(hp),
+        active=active[rows], validator_permit=permit[rows], last_update=last_update[rows],
+        registered_at=registered_at,
+    )
+    incentive = np.asarray(result.incentive, dtype=np.float64)
+    dividends_rows = np.asarray(result.dividends, dtype=np.float64)
+    dividends = np.zeros(n)
+    dividends[rows] = dividends_rows if len(dividends_rows) == len(rows) else dividends_rows[rows]
+    inc_share, div_share = _shares(incentive, dividends, stake)
+    pending = int(st.get("pending_emission", 0))
+    inc_amount = np.floor(inc_share * pending).astype(np.int64)
+    div_amount = np.floor(div_share * pending).astype(np.int64)
+    emission = inc_amount + div_amount
+    for uid in np.flatnonzero(emission):
+        _pay(st, hotkeys[uid], int(inc_amount[uid]), int(div_amount[uid]))
+    st.put("pending_emission", pending - int(emission.sum()))
+    vtrust = np.zeros(n)
+    vt = np.asarray(result.validator_trust, dtype=np.float64)
+    vtrust[rows] = vt if len(vt) == len(rows) else vt[rows]
+    rank, trust = np.asarray(result.rank, dtype=np.float64), np.asarray(result.trust, dtype=np.float64)
+    consensus = np.asarray(result.consensus, dtype=np.float64)
+    st.conn.executemany(
+        "UPDATE neurons SET rank = ?, trust = ?, consensus = ?, incentive = ?, dividends = ?, emission = ?, "
+        "validator_trust = ?, validator_permit = ? WHERE uid = ?",
+        [(float(rank[u]), float(trust[u]), float(consensus[u]), float(incentive[u]), float(dividends[u]),
+          int(emission[u]), float(vtrust[u]), int(permit[u]), u) for u in range(n)],
+    )
+    _store_bonds(st, rows, np.asarray(result.bonds, dtype=np.float64))
+    st.conn.executemany("INSERT OR IGNORE INTO dirty (uid) VALUES (?)", [(u,) for u in range(n)])
+    return EpochOutcome(
+        block=number,
+        incentive=tuple(float(x) for x in incentive),
+        dividends=tuple(float(x) for x in dividends),
+        emission=tuple(int(x) for x in emission),
+        consensus=tuple(float(x) for x in consensus),
+        trust=tuple(float(x) for x in trust),
+        validator_trust=tuple(float(x) for x in vtrust),
+        rank=tuple(float(x) for x in rank),
+        validator_permit=tuple(bool(x) for x in permit),
+    )
+
+
+def _store_bonds(st: State, rows: np.ndarray, bonds: np.ndarray) -> None:
+    st.conn.execute("DELETE FROM bonds")
+    records = []
+    for i, uid in enumerate(rows):
+        row = bonds[i] if bonds.shape[0] == len(rows) else bonds[uid]
+        cols = np.flatnonzero(row > 0)
+        if len(cols):
+            records.append((int(uid), cols.astype("<u2").tobytes(), row[cols].astype("<f8").tobytes()))
+    st.conn.executemany("INSERT INTO bonds (uid, uids, vals) VALUES (?, ?, ?)", records)

@@ -1,0 +1,438 @@
+"""The ledger: a synchronous, durable state machine over SQLite (no event loop in here).
+
+Transactions are *applied on submission and sealed in the next block*: ``submit`` checks the
+signature, chain id, nonce and the call's rules, applies the state change and records the
+transaction as pending, all in one SQLite transaction committed with ``synchronous=FULL``; when it
+returns, the transaction is acknowledged and durable. ``produce_block`` seals every pending
+transaction (in submission order) into the next hash-chained block and runs the end-of-block
+rules (emission accrual, difficulty adjustment, commit expiry, Yuma every ``tempo`` blocks).
+
+A transaction applied now belongs to block ``head + 1``: rate limits, registration blocks and
+immunity are counted against that number.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tnode.errors import ChainError
+from tnode.interfaces import Metagraph
+
+from . import registration
+from .calls import HANDLERS
+from .codec import BlockHeader, merkle_root
+from .config import Hyperparameters
+from .epoch import EpochOutcome, run_epoch, validator_permits
+from .genesis import Genesis
+from .metagraph import dense, history_record, live_neurons, past_neurons
+from .store import State, connect
+from .tx import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    uid: int
+    hotkey: str
+    replaced: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockOutcome:
+    """A sealed block and what happened in it (for events)."""
+
+    header: BlockHeader
+    registered: tuple[Registered, ...] = ()
+    epoch: EpochOutcome | None = None
+
+
+@dataclass
+class _Head:
+    header: BlockHeader
+    pending: int = 0
+
+
+class Ledger:
+    """The authority's chain state. Thread-safe: every method takes the ledger's lock."""
+
+    def __init__(self, path: Path, genesis: Genesis, *, history_blocks: int = 0, block_time: float = 0.0) -> None:
+        self.path = Path(path)
+        self.block_time = block_time  # informational (clients poll at this pace); not part of genesis
+        self._lock = threading.RLock()
+        self._conn = connect(self.path)
+        self._st = State(self._conn)
+        self.history_blocks = history_blocks
+        self.netuid = genesis.netuid
+        with self._lock:
+            self._init_genesis(genesis)
+        self.hp = Hyperparameters(**self._st.get("hyperparameters"))
+        self.genesis_hash: str = self._st.get("genesis_hash")
+        self._head = self._load_head()
+
+    # ------------------------------------------------------------------ genesis
+    def _init_genesis(self, genesis: Genesis) -> None:
+        header = genesis.header()
+        stored = self._st.get("genesis_hash")
+        if stored is not None:
+            if stored != header.hash.hex():
+                raise ChainError(
+                    "genesis_mismatch",
+                    f"{self.path} holds a chain with genesis {stored[:16]}…, but [chain.genesis] and "
+                    f"[chain.hyperparameters] give {header.hash.hex()[:16]}…; restore the original settings "
+                    f"or point [node] data_dir / [chain] db at a new file",
+                )
+            return
+        st = self._st
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            hp = genesis.hyperparameters
+            st.put("genesis_hash", header.hash.hex())
+            st.put("genesis", genesis.document())
+            st.put("hyperparameters", hp)
+            st.put("netuid", genesis.netuid)
+            st.put("difficulty", hp["difficulty"])
+            st.put("burn", hp["burn"])
+            st.put("pending_emission", 0)
+            issuance = 0
+            for a in genesis.allocations:
+                if a.balance:
+                    st.credit(a.coldkey, a.balance)
+                if a.hotkey is not None:
+                    st.set_owner(a.hotkey, a.coldkey)
+                    if a.register:
+                        uid = st.n()
+                        self._conn.execute(
+                            "INSERT INTO neurons (uid, hotkey, registered_at, last_update) VALUES (?, ?, 0, 0)",
+                            (uid, a.hotkey),
+                        )
+                        st.mark_dirty(uid)
+                    if a.stake:
+                        st.change_stake(a.coldkey, a.hotkey, a.stake)
+                issuance += a.balance + a.stake
+            st.put("issuance", issuance)
+            stake = [st.total_stake(r["hotkey"]) for r in st.neurons()]
+            if stake:
+                import numpy as np
+
+                permits = validator_permits(np.asarray(stake, dtype=float), int(hp["max_allowed_validators"]))
+                self._conn.executemany("UPDATE neurons SET validator_permit = ? WHERE uid = ?",
+                                       [(int(p), uid) for uid, p in enumerate(permits)])
+            self._insert_block(header)
+            self._snapshot_dirty(0)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _load_head(self) -> _Head:
+        row = self._conn.execute(
+            "SELECT number, prev_hash, timestamp_ms, tx_root, tx_count, hash FROM blocks ORDER BY number DESC LIMIT 1"
+        ).fetchone()
+        pending = self._conn.execute("SELECT COUNT(*) FROM txs WHERE block IS NULL").fetchone()[0]
+        return _Head(_header(row), int(pending))
+
+    def _insert_block(self, h: BlockHeader) -> None:
+        self._conn.execute(
+            "INSERT INTO blocks (number, hash, prev_hash, timestamp_ms, tx_root, tx_count) VALUES (?, ?, ?, ?, ?, ?)",
+            (h.number, h.hash, h.prev_hash, h.timestamp_ms, h.tx_root, h.tx_count),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ------------------------------------------------------------------ submission
+    def submit(self, tx: Transaction) -> dict[str, Any]:
+        """Validate, apply and durably record ``tx``; returns the call's result or raises ChainError."""
+        result = self.submit_many([tx])[0]
+        if isinstance(result, ChainError):
+            raise result
+        return result
+
+    def submit_many(self, txs: Sequence[Transaction]) -> list[dict[str, Any] | ChainError]:
+        """Group commit: each transaction is applied in its own savepoint, all share one fsync'd COMMIT."""
+        checked: list[ChainError | None] = [self._precheck(tx) for tx in txs]
+        out: list[dict[str, Any] | ChainError] = []
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for tx, err in zip(txs, checked, strict=True):
+                    if err is not None:
+                        out.append(err)
+                        continue
+                    self._conn.execute("SAVEPOINT tx")
+                    try:
+                        out.append(self._apply(tx))
+                        self._conn.execute("RELEASE tx")
+                    except ChainError as exc:
+                        self._conn.execute("ROLLBACK TO tx")
+                        self._conn.execute("RELEASE tx")
+                        out.append(exc)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._head.pending += sum(1 for r in out if not isinstance(r, ChainError))
+        return out
+
+    def _precheck(self, tx: Transaction) -> ChainError | None:
+        if tx.chain != self.genesis_hash:
+            return ChainError("wrong_chain", f"transaction is for chain {tx.chain[:16]}…, this is "
+                                             f"{self.genesis_hash[:16]}…")
+        if tx.call not in HANDLERS:
+            return ChainError("unknown_call", f"unknown call {tx.call!r} (calls: {', '.join(sorted(HANDLERS))})")
+        if not tx.signature_valid():
+            return ChainError("bad_signature", "the signature does not verify for the signer")
+        return None
+
+    def _apply(self, tx: Transaction) -> dict[str, Any]:
+        st = self._st
+        digest = tx.hash
+        if self._conn.execute("SELECT 1 FROM txs WHERE hash = ?", (digest,)).fetchone():
+            raise ChainError("replayed", "this transaction was already accepted")
+        expected = st.nonce(tx.signer)
+        if tx.nonce != expected:
+            code = "stale_nonce" if tx.nonce < expected else "future_nonce"
+            raise ChainError(code, f"nonce {tx.nonce} given, the signer's next nonce is {expected}")
+        current = self._head.header.number + 1
+        result = HANDLERS[tx.call](st, self.hp, current, tx.signer, dict(tx.args))
+        st.bump_nonce(tx.signer)
+        self._conn.execute(
+            "INSERT INTO txs (hash, signer, nonce, call, args, signature, block, result) "
+            "VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+            (digest, tx.signer, tx.nonce, tx.call, orjson.dumps(tx.args, option=orjson.OPT_SORT_KEYS).decode(),
+             tx.signature, orjson.dumps(result).decode()),
+        )
+        return result
+
+    # ------------------------------------------------------------------ blocks
+    def produce_block(self, timestamp_ms: int | None = None) -> BlockOutcome:
+        """Seal pending transactions into the next block and run the end-of-block rules."""
+        with self._lock:
+            prev = self._head.header
+            number = prev.number + 1
+            now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+            now = max(now, prev.timestamp_ms)  # block time never goes backwards
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                pending = self._conn.execute(
+                    "SELECT hash, call, result FROM txs WHERE block IS NULL ORDER BY seq"
+                ).fetchall()
+                header = BlockHeader.make(number, prev.hash, now, merkle_root([bytes(r[0]) for r in pending]),
+                                          len(pending))
+                epoch = self._end_of_block(number)
+                self._insert_block(header)
+                self._conn.execute("UPDATE txs SET block = ? WHERE block IS NULL", (number,))
+                self._snapshot_dirty(number)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._head = _Head(header, 0)
+        registered = []
+        for _, call, result in pending:
+            if call in ("register", "burned_register"):
+                doc = orjson.loads(result)
+                registered.append(Registered(int(doc["uid"]), str(doc["hotkey"]), doc.get("replaced")))
+        return BlockOutcome(header, tuple(registered), epoch)
+
+    def _end_of_block(self, number: int) -> EpochOutcome | None:
+        st, hp = self._st, self.hp
+        issuance = int(st.get("issuance", 0))
+        mint = max(0, min(int(hp.block_emission), int(hp.max_supply) - issuance))
+        if mint:
+            st.put("issuance", issuance + mint)
+            st.add("pending_emission", mint)
+        registration.on_block(st, hp, number)
+        # Expired commits are kept one extra window so a late reveal is told "commit_expired".
+        self._conn.execute("DELETE FROM commits WHERE block + ? <= ?",
+                           (hp.commit_reveal_period + 2 * hp.commit_reveal_window, number))
+        if number % hp.tempo == 0:
+            return run_epoch(st, hp, number)
+        return None
+
+    def _snapshot_dirty(self, number: int) -> None:
+        st = self._st
+        dirty = [int(r[0]) for r in self._conn.execute("SELECT uid FROM dirty").fetchall()]
+        if dirty:
+            records = []
+            for uid in dirty:
+                row = st.neuron(uid)
+                if row is not None:
+                    hotkey = str(row["hotkey"])
+                    records.append((uid, number, history_record(row, st.owner(hotkey) or "", st.total_stake(hotkey))))
+            self._conn.executemany("INSERT OR REPLACE INTO neuron_history (uid, block, data) VALUES (?, ?, ?)",
+                                   records)
+            self._conn.execute("DELETE FROM dirty")
+        if self.history_blocks and number % max(1, self.hp.tempo) == 0:
+            cutoff = number - self.history_blocks
+            # Keep, per uid, the newest record at or before the cutoff: it still describes later blocks.
+            self._conn.execute(
+                "DELETE FROM neuron_history WHERE block < ? AND block < "
+                "(SELECT MAX(h.block) FROM neuron_history h WHERE h.uid = neuron_history.uid AND h.block <= ?)",
+                (cutoff, cutoff),
+            )
+            st.put("history_from", max(0, cutoff))
+
+    # ------------------------------------------------------------------ reads
+    def head(self) -> BlockHeader:
+        with self._lock:
+            return self._head.header
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return self._head.pending
+
+    def block(self, number: int) -> BlockHeader | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT number, prev_hash, timestamp_ms, tx_root, tx_count, hash FROM blocks WHERE number = ?",
+                (number,),
+            ).fetchone()
+        return None if row is None else _header(row)
+
+    def block_transactions(self, number: int) -> list[Transaction]:
+        """The transactions sealed in block ``number``, in order."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT signer, nonce, call, args, signature FROM txs WHERE block = ? ORDER BY seq", (number,)
+            ).fetchall()
+        return [Transaction(self.genesis_hash, s, int(n), c, orjson.loads(a), bytes(sig)) for s, n, c, a, sig in rows]
+
+    def transaction_status(self, digest: bytes) -> dict[str, Any] | None:
+        """``{"block": number or None, "result": ...}`` of an accepted transaction, ``None`` if unknown."""
+        with self._lock:
+            row = self._conn.execute("SELECT block, result FROM txs WHERE hash = ?", (digest,)).fetchone()
+        return None if row is None else {"block": row[0], "result": orjson.loads(row[1])}
+
+    def nonce(self, key: str) -> int:
+        with self._lock:
+            return self._st.nonce(key)
+
+    def balance(self, key: str) -> int:
+        with self._lock:
+            return self._st.balance(key)
+
+    def stake(self, coldkey: str, hotkey: str) -> int:
+        with self._lock:
+            return self._st.stake(coldkey, hotkey)
+
+    def total_stake(self, hotkey: str) -> int:
+        with self._lock:
+            return self._st.total_stake(hotkey)
+
+    def owner(self, hotkey: str) -> str | None:
+        with self._lock:
+            return self._st.owner(hotkey)
+
+    def difficulty(self) -> int:
+        with self._lock:
+            return int(self._st.get("difficulty"))
+
+    def burn(self) -> int:
+        with self._lock:
+            return int(self._st.get("burn"))
+
+    def totals(self) -> dict[str, int]:
+        """Issuance, pending emission, and the sums of balances and stakes (base units)."""
+        with self._lock:
+            balances = self._conn.execute("SELECT COALESCE(SUM(balance), 0) FROM accounts").fetchone()[0]
+            stakes = self._conn.execute("SELECT COALESCE(SUM(amount), 0) FROM stakes").fetchone()[0]
+            return {"issuance": int(self._st.get("issuance", 0)), "pending_emission": int(self._st.get("pending_emission", 0)),
+                    "balances": int(balances), "stakes": int(stakes)}
+
+    def commits(self, hotkey: str) -> list[dict[str, Any]]:
+        """Unrevealed weight commits of ``hotkey`` with their reveal window and status."""
+        hp = self.hp
+        with self._lock:
+            current = self._head.header.number + 1
+            rows = self._conn.execute("SELECT hash, block FROM commits WHERE hotkey = ? ORDER BY block",
+                                      (hotkey,)).fetchall()
+        out = []
+        for digest, block in rows:
+            opens = block + hp.commit_reveal_period
+            closes = opens + hp.commit_reveal_window
+            status = "waiting" if current < opens else "revealable" if current < closes else "expired"
+            out.append({"hash": digest, "block": block, "reveal_from": opens, "reveal_until": closes - 1,
+                        "status": status})
+        return out
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Genesis hyperparameters (token amounts in base units) plus the current difficulty and burn."""
+        with self._lock:
+            hp = dict(self._st.get("hyperparameters"))
+            hp["difficulty"] = int(self._st.get("difficulty"))
+            hp["burn"] = int(self._st.get("burn"))
+            hp["netuid"] = self.netuid
+            return hp
+
+    def metagraph(self, block: int | None = None, *, matrices: bool = False) -> Metagraph:
+        """The subnet at ``block`` (``None``: now, including transactions pending for the next block).
+
+        Past blocks are rebuilt from the per-block neuron history; weight and bond matrices are
+        available for the current state only.
+        """
+        with self._lock:
+            head = self._head.header.number
+            if block is None or block == head and self._head.pending == 0:
+                number = head if block is None else block
+                neurons = live_neurons(self._st, number, self.hp.activity_cutoff)
+                weights = bonds = None
+                if matrices:
+                    weights = dense(self._st, "weights", len(neurons))
+                    bonds = dense(self._st, "bonds", len(neurons))
+                return Metagraph(number, self.netuid, neurons, self.hyperparameters(), weights, bonds)
+            if not 0 <= block <= head:
+                raise ChainError("unknown_block", f"block {block} does not exist (head is {head})")
+            if matrices:
+                raise ChainError("history_unavailable", "weight and bond matrices are kept for the current block only")
+            history_from = int(self._st.get("history_from", 0))
+            if block < history_from:
+                raise ChainError("history_unavailable",
+                                 f"metagraph history before block {history_from} was pruned (history_blocks)")
+            neurons = past_neurons(self._st, block, self.hp.activity_cutoff)
+            return Metagraph(block, self.netuid, neurons, self.hyperparameters())
+
+    # ------------------------------------------------------------------ audit
+    def verify_chain(self) -> int:
+        """Check every block: hash, link to its parent, tx root and count over its transactions, and
+        every transaction's signature. Returns the number of blocks checked; raises ChainError."""
+        with self._lock:
+            blocks = self._conn.execute(
+                "SELECT number, prev_hash, timestamp_ms, tx_root, tx_count, hash FROM blocks ORDER BY number"
+            ).fetchall()
+            prev: BlockHeader | None = None
+            for row in blocks:
+                header = _header(row)
+                if not header.is_consistent():
+                    raise ChainError("corrupt_chain", f"block {header.number}: hash does not match its header")
+                if prev is None:
+                    if header.number != 0 or header.hash.hex() != self.genesis_hash:
+                        raise ChainError("corrupt_chain", "the first block is not this chain's genesis")
+                else:
+                    if header.number != prev.number + 1 or header.prev_hash != prev.hash:
+                        raise ChainError("corrupt_chain", f"block {header.number}: does not link to block {prev.number}")
+                    txs = self._conn.execute(
+                        "SELECT hash, signer, nonce, call, args, signature FROM txs WHERE block = ? ORDER BY seq",
+                        (header.number,),
+                    ).fetchall()
+                    if len(txs) != header.tx_count or merkle_root([bytes(t[0]) for t in txs]) != header.tx_root:
+                        raise ChainError("corrupt_chain", f"block {header.number}: transactions do not match tx_root")
+                    for digest, signer, nonce, call, args, sig in txs:
+                        tx = Transaction(self.genesis_hash, signer, int(nonce), call, orjson.loads(args), bytes(sig))
+                        if tx.hash != bytes(digest) or not tx.signature_valid():
+                            raise ChainError("corrupt_chain", f"block {header.number}: transaction "
+                                                              f"{bytes(digest).hex()[:16]}… fails verification")
+                prev = header
+            return len(blocks)
+
+
+def _header(row: Sequence[Any]) -> BlockHeader:
+    number, prev_hash, ts, root, count, digest = row
+    return BlockHeader(int(number), bytes(prev_hash), int(ts), bytes(root), int(count), bytes(digest))

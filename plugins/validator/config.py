@@ -1,0 +1,33 @@
+"""Configuration of the validator role: ``[validator] type = "default"``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tnode.config import option
+
+
+@dataclass(frozen=True)
+class ValidatorConfig:
+    """Queries miners with checkable tasks, scores the answers and sets weights on the chain."""
+
+    modality: str = option(doc="The [modalities.NAME] that makes tasks and parses answers.", ref="modalities")
+    scorers: list[str] = option([], "The [scorers.NAME] to combine; empty takes every configured scorer.",
+                                ref="scorers")
+    scorer_weights: list[float] = option(
+        [], "Weight of each scorer in `scorers` (same length); empty weighs them equally."
+    )
+    timeout: float = option(10.0, "Seconds a miner has to answer a task.", ge=0.01)
+    step_interval: float = option(2.0, "Seconds between the starts of two query steps.", ge=0)
+    tasks_per_step: int = option(1, "Tasks sent in one step (each to every chosen miner).", ge=1)
+    sample_size: int = option(
+        0, "Miners queried per step, favouring those least recently and least often measured; 0 queries all.", ge=0
+    )
+    ema_alpha: float = option(0.1, "Weight of a new score in each uid's moving average.", ge=0.0001, le=1)
+    weights_interval: int = option(
+        0, "Fewest blocks between two weight submissions, on top of the chain's weights_rate_limit.", ge=0
+    )
+    version_key: int = option(0, "version_key sent with weights (raised to the subnet's weights_version).", ge=0)
+    max_concurrency: int = option(64, "Most requests in flight at once.", ge=1)
+    seed: int = option(-1, "Seed for task and miner sampling; -1 draws one from the OS.")
+    state_file: str = option("validator_state.json", "Score averages and pending commits, relative to data_dir.")

@@ -1,0 +1,86 @@
+"""What a node sees of itself on the chain: its uid, stake, trust, incentive, emission, peers.
+
+Shared by ``tnode status`` and the devnet's live view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from tnode.interfaces import Metagraph, Neuron, PeerInfo
+
+NEURON_FIELDS = ("stake", "rank", "trust", "consensus", "incentive", "dividends", "emission", "validator_trust")
+
+
+def neuron_dict(n: Neuron) -> dict[str, Any]:
+    """A neuron as plain JSON-able values."""
+    doc: dict[str, Any] = {"uid": n.uid, "hotkey": n.hotkey, "coldkey": n.coldkey}
+    doc.update({f: float(getattr(n, f)) for f in NEURON_FIELDS})
+    doc.update(validator_permit=n.validator_permit, last_update=n.last_update, registered_at=n.registered_at,
+               active=n.active, peer_id=n.peer_id, addrs=list(n.addrs))
+    return doc
+
+
+def node_status(mg: Metagraph, hotkey: str, *, name: str = "", peers: Sequence[PeerInfo] = ()) -> dict[str, Any]:
+    """The status document of the node with ``hotkey`` as of metagraph ``mg``."""
+    me = mg.by_hotkey(hotkey)
+    return {
+        "name": name,
+        "block": mg.block,
+        "netuid": mg.netuid,
+        "hotkey": hotkey,
+        "registered": me is not None,
+        "neuron": neuron_dict(me) if me else None,
+        "subnet": {"n": mg.n, "total_stake": sum(n.stake for n in mg.neurons),
+                   "tempo": mg.hyperparameters.get("tempo")},
+        "neurons": [neuron_dict(n) for n in mg.neurons],
+        "connected_peers": [{"peer_id": p.peer_id, "addrs": list(p.addrs), "connected": p.connected}
+                            for p in peers],
+    }
+
+
+def metagraph_table(neurons: Sequence[Mapping[str, Any]], *, title: str = "", labels: Mapping[int, str] | None = None,
+                    highlight: int | None = None) -> Table:
+    """A rich table of neurons (``neuron_dict`` rows), one row per uid."""
+    table = Table(title=title, title_justify="left", expand=False)
+    for col, justify in (("uid", "right"), ("name", "left"), ("hotkey", "left"), ("stake", "right"),
+                         ("trust", "right"), ("vtrust", "right"), ("incentive", "right"), ("dividends", "right"),
+                         ("emission", "right"), ("updated", "right"), ("peer", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for n in neurons:
+        uid = int(n["uid"])
+        permit = "*" if n.get("validator_permit") else ""
+        style = "bold" if uid == highlight else ""
+        table.add_row(
+            str(uid), (labels or {}).get(uid, ""), n["hotkey"][:10] + "…", f"{n['stake']:.2f}{permit}",
+            f"{n['trust']:.3f}", f"{n['validator_trust']:.3f}", f"{n['incentive']:.3f}", f"{n['dividends']:.3f}",
+            f"{n['emission']:.4f}", str(n["last_update"]), (n.get("peer_id") or "-")[-10:], style=style,
+        )
+    return table
+
+
+def render_status(doc: Mapping[str, Any]) -> Group:
+    """The human view of :func:`node_status`."""
+    me = doc["neuron"]
+    head = Text()
+    head.append(f"{doc['name'] or 'node'}", style="bold")
+    head.append(f"  block {doc['block']}  netuid {doc['netuid']}  hotkey {doc['hotkey'][:16]}…\n")
+    if me is None:
+        head.append("not registered on this subnet\n", style="yellow")
+    else:
+        head.append(
+            f"uid {me['uid']}  stake {me['stake']:.4f}  trust {me['trust']:.4f}  "
+            f"validator trust {me['validator_trust']:.4f}  permit {'yes' if me['validator_permit'] else 'no'}\n"
+            f"incentive {me['incentive']:.4f}  dividends {me['dividends']:.4f}  emission {me['emission']:.6f}  "
+            f"last update {me['last_update']}  active {'yes' if me['active'] else 'no'}\n")
+    peers = doc["connected_peers"]
+    head.append(f"subnet: {doc['subnet']['n']} uids, total stake {doc['subnet']['total_stake']:.2f}; "
+                f"{sum(1 for p in peers if p['connected'])} connected peers")
+    table = metagraph_table(doc["neurons"], title="peers on the subnet (* = validator permit)",
+                            highlight=me["uid"] if me else None)
+    return Group(head, table)

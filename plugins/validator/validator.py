@@ -1,0 +1,308 @@
+"""The validator role: query miners with checkable tasks, score them, set weights on the chain.
+
+One step: read the metagraph → follow re-registrations → choose miners → send each task to all of
+them concurrently under a deadline → parse and score the answers (no answer, an error or an
+invalid answer scores 0) → fold scores into per-uid moving averages → when the chain's rate limit
+allows, turn the averages into weights and submit them (as a commit, revealed later, when the
+subnet uses commit-reveal).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import numpy as np
+
+from tnode.errors import ChainError, ConfigError, TaskError, TnodeError
+from tnode.events import ResponseScored, WeightsSubmitted
+from tnode.interfaces import Metagraph, Neuron, ValidatorTask
+from tnode.keys import peer_id_from_public_key
+
+from .config import ValidatorConfig
+from .state import PendingCommit, ValidatorState
+from .weights import WeightsUnsatisfiable, commit_hash, compute_weights
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one miner did with one task."""
+
+    answer: Any  # parsed answer, or None
+    latency: float
+    error: str = ""  # "" or the failure code (timeout, unreachable, invalid_response, ...)
+
+
+@dataclass
+class StepReport:
+    """What the last step did (for logs, `tnode status` and tests)."""
+
+    block: int = 0
+    queried: list[int] = field(default_factory=list)
+    scores: dict[int, float] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    weights_submitted: bool = False
+
+
+def commit_reveal_enabled(hp: Mapping[str, Any]) -> bool:
+    """Whether the subnet takes weights by commit + reveal."""
+    return bool(hp.get("commit_reveal_weights_enabled", hp.get("commit_reveal", False)))
+
+
+class Validator:
+    """``[validator] type = "default"``: see :class:`ValidatorConfig`."""
+
+    def __init__(self, node: Any, name: str, config: ValidatorConfig) -> None:
+        if config.scorer_weights and len(config.scorer_weights) != len(config.scorers):
+            raise ConfigError(
+                f"{len(config.scorer_weights)} scorer_weights for {len(config.scorers)} scorers",
+                key_path="validator.scorer_weights", hint="give one weight per entry of `scorers`, or none")
+        if any(w < 0 or not math.isfinite(w) for w in config.scorer_weights) or (
+                config.scorer_weights and sum(config.scorer_weights) <= 0):
+            raise ConfigError("scorer_weights must be non-negative with a positive sum",
+                              key_path="validator.scorer_weights")
+        self.node = node
+        self.name = name
+        self.config = config
+        self.timeout = config.timeout
+        self.state = ValidatorState(alpha=config.ema_alpha)
+        self.rng = np.random.default_rng(None if config.seed < 0 else config.seed)
+        self.log = node.log.bind(component="validator")
+        self.own_uid: int | None = None
+        self.last_report = StepReport()
+        self.failures: Counter[str] = Counter()
+        self.steps = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def state_path(self) -> Any:
+        return self.node.data_dir / self.config.state_file
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            self.state = ValidatorState.load(self.state_path, self.config.ema_alpha)
+        except ValueError as exc:
+            self.log.warning("starting with fresh scores", reason=str(exc))
+        task_status.started()
+        await self.node.ready.wait()
+        try:
+            while True:
+                began = anyio.current_time()
+                try:
+                    await self.step()
+                except TnodeError as exc:  # chain or network trouble: try again next step
+                    self.log.warning("validator step failed", error=f"{type(exc).__name__}: {exc}")
+                await anyio.sleep(max(0.0, self.config.step_interval - (anyio.current_time() - began)))
+        finally:
+            self._save()
+
+    def _save(self) -> None:
+        try:
+            self.state.save(self.state_path)
+        except OSError as exc:
+            self.log.warning("cannot save validator state", path=str(self.state_path), error=str(exc))
+
+    # ------------------------------------------------------------------ components
+    @property
+    def modality(self) -> Any:
+        return self.node.component("modality", self.config.modality)
+
+    def scorers(self) -> list[tuple[str, Any, float]]:
+        """``(name, scorer, weight)`` of each scorer to combine."""
+        names = self.config.scorers or list(self.node.components_of("scorer"))
+        weights = self.config.scorer_weights or [1.0] * len(names)
+        return [(n, self.node.component("scorer", n), w) for n, w in zip(names, weights, strict=True) if w > 0]
+
+    # ------------------------------------------------------------------ one step
+    async def step(self) -> StepReport:
+        """Run one query/score/weights round and return what it did."""
+        chain = self.node.chain
+        mg: Metagraph = await chain.metagraph()
+        hp = dict(mg.hyperparameters) or await chain.hyperparameters()
+        for uid in self.state.sync(mg.neurons):
+            self.log.info("uid re-registered: score history reset", uid=uid)
+        me = mg.by_hotkey(self.node.hotkey.public_hex)
+        self.own_uid = me.uid if me else None
+        reachable = {n.uid: n for n in mg.neurons if n.uid != self.own_uid and self._reachable(n)}
+        chosen = [reachable[u] for u in self.state.pick(sorted(reachable), self.config.sample_size, self.rng)]
+        report = StepReport(block=mg.block, queried=[n.uid for n in chosen])
+        self.state.mark_queried(report.queried)
+        if chosen:
+            for _ in range(self.config.tasks_per_step):
+                await self._task_round(chosen, report)
+        self.state.step += 1
+        self.steps += 1
+        if me is not None:
+            report.weights_submitted = await self._submit_weights(mg, hp, me)
+        self.last_report = report
+        return report
+
+    def _reachable(self, neuron: Neuron) -> bool:
+        if neuron.addrs:
+            return True
+        known = {p.peer_id for p in self.node.transport.peers()}
+        return self._peer_id(neuron) in known
+
+    @staticmethod
+    def _peer_id(neuron: Neuron) -> str:
+        if neuron.peer_id:
+            return neuron.peer_id
+        # A node's libp2p identity is its hotkey, so the peer id follows from it.
+        return peer_id_from_public_key(bytes.fromhex(neuron.hotkey))
+
+    async def _task_round(self, chosen: list[Neuron], report: StepReport) -> None:
+        modality = self.modality
+        task: ValidatorTask = modality.make_task(self.rng)
+        outcomes: dict[int, Outcome] = {}
+        limiter = anyio.CapacityLimiter(self.config.max_concurrency)
+        async with anyio.create_task_group() as tg:
+            for neuron in chosen:
+                tg.start_soon(self._query, neuron, task, outcomes, limiter)
+        answers = {uid: o.answer for uid, o in outcomes.items()}
+        latencies = {uid: o.latency for uid, o in outcomes.items()}
+        scores = await anyio.to_thread.run_sync(self.combined_scores, task, answers, latencies)
+        label = "+".join(name for name, _, _ in self.scorers())
+        by_uid = {n.uid: n for n in chosen}
+        for uid, outcome in sorted(outcomes.items()):
+            score = scores.get(uid, 0.0) if outcome.answer is not None else 0.0
+            self.state.update(uid, by_uid[uid].hotkey, score)
+            report.scores[uid] = score
+            if outcome.error:
+                report.errors[uid] = outcome.error
+                self.failures[outcome.error] += 1
+            await self.node.bus.publish(ResponseScored(uid=uid, hotkey=by_uid[uid].hotkey, modality=task.modality,
+                                                       score=score, scorer=label, latency=outcome.latency,
+                                                       error=outcome.error))
+
+    async def _query(self, neuron: Neuron, task: ValidatorTask, out: dict[int, Outcome],
+                     limiter: anyio.CapacityLimiter) -> None:
+        async with limiter:
+            out[neuron.uid] = await self._ask(neuron, task)
+
+    async def _ask(self, neuron: Neuron, task: ValidatorTask) -> Outcome:
+        transport = self.node.transport
+        peer = self._peer_id(neuron)
+        if neuron.addrs:
+            transport.add_peer_addrs(peer, list(neuron.addrs))
+        began = anyio.current_time()
+        try:
+            # The transport enforces the timeout; the outer bound guards against one that does not.
+            with anyio.fail_after(self.timeout * 2 + 1.0):
+                reply = await transport.request(peer, task.modality, task.task, task.body, task.payload,
+                                                timeout=self.timeout)
+        except TaskError as exc:
+            return Outcome(None, anyio.current_time() - began, exc.code)
+        except TimeoutError:
+            return Outcome(None, anyio.current_time() - began, "timeout")
+        except TnodeError as exc:
+            return Outcome(None, anyio.current_time() - began, type(exc).__name__)
+        except Exception as exc:  # a miner must never take the validator down
+            self.log.warning("request failed unexpectedly", uid=neuron.uid, error=f"{type(exc).__name__}: {exc}")
+            return Outcome(None, anyio.current_time() - began, "internal")
+        if reply.hotkey and reply.hotkey != neuron.hotkey:
+            return Outcome(None, reply.latency, "wrong_hotkey")
+        try:
+            answer = self.modality.parse_response(task, reply)
+        except TaskError as exc:
+            return Outcome(None, reply.latency, exc.code)
+        except Exception as exc:  # a parser bug on odd data scores the answer 0, loudly
+            self.log.warning("cannot parse answer", uid=neuron.uid, error=f"{type(exc).__name__}: {exc}")
+            return Outcome(None, reply.latency, "invalid_response")
+        return Outcome(answer, reply.latency)
+
+    def combined_scores(self, task: ValidatorTask, answers: Mapping[int, Any],
+                        latencies: Mapping[int, float]) -> dict[int, float]:
+        """Weighted mean of the configured scorers' scores (each clipped to [0, 1])."""
+        total = dict.fromkeys(answers, 0.0)
+        weight_sum = 0.0
+        for name, scorer, weight in self.scorers():
+            try:
+                scores = scorer.score(task, answers, latencies)
+            except Exception as exc:  # a scorer bug must not stop validation; it is logged
+                self.log.error("scorer failed", scorer=name, error=f"{type(exc).__name__}: {exc}")
+                scores = {}
+            weight_sum += weight
+            for uid in total:
+                value = float(scores.get(uid, 0.0))
+                total[uid] += weight * (min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0)
+        if weight_sum > 0:
+            total = {uid: v / weight_sum for uid, v in total.items()}
+        return {uid: (v if answers[uid] is not None else 0.0) for uid, v in total.items()}
+
+    # ------------------------------------------------------------------ weights
+    async def _submit_weights(self, mg: Metagraph, hp: Mapping[str, Any], me: Neuron) -> bool:
+        commit_reveal = commit_reveal_enabled(hp)
+        if commit_reveal:
+            await self._reveal_due(mg.block, hp)
+        interval = max(int(hp.get("weights_rate_limit", 0)), self.config.weights_interval)
+        last = self.state.last_weights_block
+        if last is not None and mg.block - last < interval:
+            return False
+        if not any(r.count for r in self.state.records.values()):
+            return False  # nothing measured yet: weights now would be a guess
+        try:
+            vector = compute_weights(self.state.scores(), n=mg.n, own_uid=me.uid,
+                                     min_allowed_weights=int(hp.get("min_allowed_weights", 1)),
+                                     max_weight_limit=float(hp.get("max_weight_limit", 1.0)))
+        except WeightsUnsatisfiable as exc:
+            self.log.warning("cannot set weights under the subnet's rules", reason=str(exc))
+            return False
+        version = max(self.config.version_key, int(hp.get("weights_version", 0)))
+        chain = self.node.chain
+        hotkey = self.node.hotkey
+        try:
+            if commit_reveal:
+                salt = secrets.token_hex(16)
+                digest = commit_hash(hotkey.public_hex, vector.uids, vector.values, salt, version)
+                await chain.commit_weights(hotkey, digest)
+                self.state.pending.append(PendingCommit(mg.block, list(vector.uids), list(vector.values), salt, version))
+            else:
+                await chain.set_weights(hotkey, list(vector.uids), vector.as_floats(), version)
+        except ChainError as exc:
+            # Retry in a quarter of the interval rather than at once: the refusal will likely repeat.
+            self.state.last_weights_block = mg.block - interval + max(1, interval // 4)
+            self.log.warning("weights refused", code=exc.code, reason=exc.message)
+            return False
+        self.state.last_weights_block = mg.block
+        self.log.info("weights committed" if commit_reveal else "weights set", block=mg.block,
+                      uids=len(vector.uids), top=_top(vector.uids, vector.shares))
+        await self.node.bus.publish(WeightsSubmitted(mg.block, vector.uids, vector.shares, committed=commit_reveal))
+        self._save()
+        return True
+
+    async def _reveal_due(self, block: int, hp: Mapping[str, Any]) -> None:
+        period = int(hp.get("commit_reveal_period", 0))
+        window = int(hp.get("commit_reveal_window", 1))
+        for pending in list(self.state.pending):
+            if block < pending.block + period:
+                continue
+            if block > pending.block + period + window + 1:
+                self.state.pending.remove(pending)
+                self.log.warning("weight commit expired unrevealed", commit_block=pending.block)
+                continue
+            try:
+                await self.node.chain.reveal_weights(self.node.hotkey, pending.uids,
+                                                     [float(v) for v in pending.values], pending.salt,
+                                                     pending.version_key)
+            except ChainError as exc:
+                if exc.code == "reveal_too_early":
+                    continue
+                self.state.pending.remove(pending)
+                self.log.warning("weight reveal refused", code=exc.code, reason=exc.message)
+                continue
+            self.state.pending.remove(pending)
+            total = sum(pending.values)
+            shares = tuple(v / total for v in pending.values) if total else ()
+            self.log.info("weights revealed", block=block, commit_block=pending.block)
+            await self.node.bus.publish(WeightsSubmitted(block, tuple(pending.uids), shares, committed=False))
+            self._save()
+
+
+def _top(uids: tuple[int, ...], shares: tuple[float, ...], count: int = 3) -> str:
+    best = sorted(zip(uids, shares, strict=True), key=lambda p: -p[1])[:count]
+    return " ".join(f"{u}:{s:.2f}" for u, s in best)

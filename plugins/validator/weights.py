@@ -1,0 +1,150 @@
+"""From per-uid score averages to a weight vector the chain accepts.
+
+Steps: drop the validator's own uid and negative values → normalize (uniform over every other uid
+when nothing scored) → pad with the smallest representable weight up to ``min_allowed_weights`` →
+cap every share at ``max_weight_limit`` and give the excess to the others in proportion → quantize
+to u16 max-upscaled integers, the form the chain stores and commit hashes cover.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+U16_MAX = 65535
+COMMIT_DOMAIN = b"tnode-commit-v1\n"
+
+
+class WeightsUnsatisfiable(ValueError):
+    """The subnet's rules cannot be met with the uids that exist (e.g. too few uids for the cap)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WeightVector:
+    """Non-zero quantized weights, sorted by uid."""
+
+    uids: tuple[int, ...]
+    values: tuple[int, ...]  # u16, the largest is 65535
+
+    @property
+    def shares(self) -> tuple[float, ...]:
+        """Each weight as a fraction of the total."""
+        total = sum(self.values)
+        return tuple(v / total for v in self.values) if total else self.values
+
+    def as_floats(self) -> list[float]:
+        """The u16 values as floats: the chain's own quantization maps them to themselves."""
+        return [float(v) for v in self.values]
+
+
+def cap_shares(weights: Sequence[float], limit: float) -> list[float]:
+    """Normalize and cap each share at ``limit``, giving excess to uncapped entries in proportion.
+
+    Entries at zero receive excess only when no positive uncapped entry is left.
+    """
+    n = len(weights)
+    if n == 0:
+        return []
+    if limit * n < 1.0 - 1e-12:
+        raise WeightsUnsatisfiable(f"max_weight_limit {limit} needs at least {math.ceil(1 / limit)} uids, have {n}")
+    total = sum(weights)
+    w = [x / total for x in weights] if total > 0 else [1.0 / n] * n
+    capped = [False] * n
+    for _ in range(n):
+        over = [i for i in range(n) if not capped[i] and w[i] > limit]
+        if not over:
+            break
+        for i in over:
+            capped[i] = True
+        free = [i for i in range(n) if not capped[i]]
+        remaining = 1.0 - limit * sum(capped)
+        base = sum(w[i] for i in free)
+        for i in range(n):
+            if capped[i]:
+                w[i] = limit
+        if base > 0:
+            for i in free:
+                w[i] = w[i] / base * remaining
+        else:
+            for i in free:
+                w[i] = remaining / len(free)
+    return w
+
+
+def quantize(weights: Sequence[float]) -> list[int]:
+    """Max-upscale to u16: the largest weight becomes 65535."""
+    top = max(weights, default=0.0)
+    if top <= 0:
+        return [0] * len(weights)
+    return [min(U16_MAX, int(round(w / top * U16_MAX))) for w in weights]
+
+
+def compute_weights(
+    scores: Mapping[int, float],
+    *,
+    n: int,
+    own_uid: int | None,
+    min_allowed_weights: int = 1,
+    max_weight_limit: float = 1.0,
+) -> WeightVector:
+    """The weight vector for a subnet of ``n`` uids from per-uid scores (see the module docstring)."""
+    others = [u for u in range(n) if u != own_uid]
+    if not others:
+        raise WeightsUnsatisfiable("no other uid to weigh")
+    raw = [max(0.0, float(scores.get(u, 0.0))) if math.isfinite(scores.get(u, 0.0)) else 0.0 for u in others]
+    if sum(raw) <= 0:
+        raw = [1.0] * len(others)
+    needed = min(min_allowed_weights, n)
+    if needed > len(others):
+        raise WeightsUnsatisfiable(f"min_allowed_weights {needed} exceeds the {len(others)} other uids")
+    q = _capped_u16(raw, max_weight_limit)
+    missing = needed - sum(1 for v in q if v > 0)
+    if missing > 0:
+        # Raise the best entries that quantized to zero, and the tiny ones that did not (they could
+        # lose out when the cap redistributes), to the smallest weight that survives quantization.
+        epsilon = max(raw) * 2.0 / U16_MAX
+        keep = [i for i, v in enumerate(q) if v > 0]
+        extra = sorted((i for i, v in enumerate(q) if v == 0), key=lambda i: (-raw[i], i))[:missing]
+        for i in keep + extra:
+            raw[i] = max(raw[i], epsilon)
+        q = _capped_u16(raw, max_weight_limit)
+    pairs = [(u, v) for u, v in zip(others, q, strict=True) if v > 0]
+    return WeightVector(tuple(u for u, _ in pairs), tuple(v for _, v in pairs))
+
+
+def _capped_u16(raw: list[float], max_weight_limit: float) -> list[int]:
+    """Cap, then quantize; tighten the cap when rounding pushed the largest share over it."""
+    limit = max_weight_limit
+    for _ in range(8):
+        q = quantize(cap_shares(raw, limit))
+        total = sum(q)
+        if total == 0:
+            raise WeightsUnsatisfiable("all weights quantize to zero")
+        excess = max(q) / total - max_weight_limit
+        if excess <= 0 or sum(1 for v in q if v) <= 1:
+            return q
+        limit = max(1.0 / len(raw), limit - excess - 1.0 / U16_MAX)
+    raise WeightsUnsatisfiable(f"cannot quantize under max_weight_limit {max_weight_limit}")
+
+
+def commit_hash(hotkey: str, uids: Sequence[int], values: Sequence[int], salt: str, version_key: int) -> str:
+    """The commit-reveal hash of a quantized weight vector, hex.
+
+    BLAKE2b-256 of ``b"tnode-commit-v1\\n" ‖ hotkey (32 raw bytes) ‖ count u32 BE ‖ uids u16 BE ‖
+    weights u16 BE ‖ salt length u32 BE ‖ salt UTF-8 ‖ version_key u64 BE`` — the format the
+    chain documents for ``reveal_weights``.
+    """
+    salt_bytes = salt.encode()
+    hasher = hashlib.blake2b(digest_size=32)
+    hasher.update(COMMIT_DOMAIN)
+    hasher.update(bytes.fromhex(hotkey))
+    hasher.update(struct.pack(">I", len(uids)))
+    hasher.update(struct.pack(f">{len(uids)}H", *uids))
+    hasher.update(struct.pack(f">{len(values)}H", *values))
+    hasher.update(struct.pack(">I", len(salt_bytes)))
+    hasher.update(salt_bytes)
+    hasher.update(struct.pack(">Q", version_key))
+    return hasher.hexdigest()

@@ -1,0 +1,178 @@
+"""The chain component in a running node: block production, events, the ChainBackend API,
+group commit, nonce handling, the client protocol served on the bus, and the ledger lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from chain_helpers import find_nonce, key
+
+from tnode.errors import ChainError, ComponentStartError
+from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered, TaskReceived
+from tnode.node import Node
+from tnode.plugins.chain_local.codec import TOKEN
+from tnode.plugins.chain_local.weights import quantize
+
+pytestmark = pytest.mark.anyio
+
+MINERS = [key(f"cc-miner-{i}") for i in range(3)]
+
+
+def node_doc(coldkey: str, hotkey: str, **hyper: Any) -> dict[str, Any]:
+    hp = {"tempo": 4, "difficulty": 8, "weights_rate_limit": 0, "immunity_period": 0,
+          "max_registrations_per_block": 8, **hyper}
+    return {"chain": {"type": "local", "block_time": 0.02, "hyperparameters": hp, "genesis": {"accounts": [
+        {"coldkey": coldkey, "hotkey": hotkey, "balance": 50, "stake": 100},
+    ]}}}
+
+
+def make_node(tmp_path: Path, **hyper: Any) -> Node:
+    cold, hot = key("cc-cold"), key("cc-hot")
+    return Node.from_dict(node_doc(cold.public_hex, hot.public_hex, **hyper), data_dir=tmp_path, hotkey=hot,
+                          coldkey=cold)
+
+
+async def test_authority_produces_blocks_and_events(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    blocks: list[BlockProduced] = []
+    regs: list[NeuronRegistered] = []
+    epochs: list[EpochCompleted] = []
+
+    async def on_block(ev: BlockProduced) -> None:
+        blocks.append(ev)
+
+    async def on_reg(ev: NeuronRegistered) -> None:
+        regs.append(ev)
+
+    async def on_epoch(ev: EpochCompleted) -> None:
+        epochs.append(ev)
+
+    node.bus.subscribe(BlockProduced, on_block)
+    node.bus.subscribe(NeuronRegistered, on_reg)
+    node.bus.subscribe(EpochCompleted, on_epoch)
+    async with node.running():
+        chain = node.chain
+        cold = node.load_coldkey()
+        for miner in MINERS:  # PoW registration through the component
+            head = await chain.block_number()
+            block_hash = bytes.fromhex(await chain.block_hash(head))
+            nonce = find_nonce(block_hash, miner.public_bytes, await chain.difficulty())
+            await chain.register(miner, cold.public_hex, block=head, nonce=nonce)
+        await chain.set_weights(node.hotkey, [1, 2, 3], [0.2, 0.3, 0.5])
+        start = chain.head().number
+        await chain.wait_for_block(start + 9, timeout=10)
+        mg = await chain.metagraph()
+        await anyio.sleep(0.1)  # let subscribers drain
+    numbers = [b.number for b in blocks]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # every block, in order
+    assert [(r.uid, r.hotkey) for r in regs] == [(i + 1, m.public_hex) for i, m in enumerate(MINERS)]
+    assert epochs and all(e.block % 4 == 0 for e in epochs)
+    assert sum(mg.neurons[u].incentive for u in (1, 2, 3)) > 0.99
+    assert mg.neurons[3].incentive > mg.neurons[1].incentive
+    assert sum(n.stake for n in mg.neurons) > 100  # emission was paid into stake
+
+
+async def test_concurrent_submissions_are_group_committed_in_nonce_order(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    dests = [key(f"cc-dest-{i}").public_hex for i in range(40)]
+    async with node.running():
+        chain = node.chain
+        cold = node.load_coldkey()
+        async with anyio.create_task_group() as tg:
+            for dest in dests:  # one signer, forty concurrent transfers: nonces must not collide
+                tg.start_soon(chain.transfer, cold, dest, TOKEN)
+        assert await chain.nonce(cold.public_hex) == 40
+        assert [await chain.balance(d) for d in dests] == [TOKEN] * 40
+        assert await chain.balance(cold.public_hex) == 10 * TOKEN
+        with pytest.raises(ChainError) as err:
+            await chain.transfer(cold, dests[0], 11 * TOKEN)
+        assert err.value.code == "insufficient_balance"
+        await chain.add_stake(cold, node.hotkey.public_hex, 2 * TOKEN)
+        assert await chain.stake(cold.public_hex, node.hotkey.public_hex) == 102 * TOKEN
+        await chain.remove_stake(cold, node.hotkey.public_hex, 2 * TOKEN)
+        assert await chain.balance(cold.public_hex) == 10 * TOKEN
+
+
+async def test_commit_reveal_through_the_component(tmp_path: Path) -> None:
+    node = make_node(tmp_path, commit_reveal_weights_enabled=True, commit_reveal_period=2, commit_reveal_window=50)
+    async with node.running():
+        chain = node.chain
+        cold = node.load_coldkey()
+        await chain.burned_register(MINERS[0], cold)
+        digest = chain.commit_hash(node.hotkey.public_hex, [1], [1.0], "salty")
+        await chain.commit_weights(node.hotkey, digest)
+        with pytest.raises(ChainError) as err:
+            await chain.reveal_weights(node.hotkey, [1], [1.0], "salty")
+        assert err.value.code == "reveal_too_early"
+        (commit,) = await chain.commits(node.hotkey.public_hex)
+        await chain.wait_for_block(commit["reveal_from"] - 1, timeout=10)
+        await chain.reveal_weights(node.hotkey, [1], [1.0], "salty")
+        mg = await chain.metagraph(matrices=True)
+        assert mg.weights is not None and mg.weights[0, 1] == 1.0
+
+
+async def test_client_protocol_is_served_on_the_bus(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    async with node.running():
+        chain = node.chain
+
+        async def call(task: str, body: dict[str, Any]) -> dict[str, Any]:
+            req = TaskReceived(modality="chain", task=task, body=body, payload=None, sender="00" * 32,
+                               peer_id="test", deadline=anyio.current_time() + 5)
+            result = await node.bus.request(req, timeout=5)
+            return result.body
+
+        assert (await call("balance", {"account": key("cc-cold").public_hex})) == {"ok": True, "result": 50 * TOKEN}
+        bad = await call("balance", {"account": "nope"})
+        assert bad["ok"] is False and bad["code"] == "invalid_args"
+        assert (await call("mint", {}))["code"] == "unknown_call"
+        mg = await call("metagraph", {})
+        assert mg["result"]["neurons"]["hotkey"] == [key("cc-hot").public_hex]
+        from tnode.plugins.chain_local.tx import Transaction
+
+        cold = node.load_coldkey()
+        tx = Transaction.create(cold, chain=chain.genesis_hash, nonce=0, call="set_weights",
+                                args={"uids": [0], "weights": quantize([1.0]), "version_key": 0})
+        reply = await call("submit_tx", {"tx": tx.to_wire()})
+        assert reply == {"ok": False, "code": "not_registered",
+                         "message": reply["message"]}  # the coldkey is not a registered hotkey
+        assert (await call("submit_tx", {"tx": {"junk": 1}}))["code"] == "malformed_tx"
+
+
+async def test_second_authority_on_the_same_ledger_is_refused(tmp_path: Path) -> None:
+    first = make_node(tmp_path)
+    second = make_node(tmp_path)
+    async with first.running():
+        with pytest.raises(BaseException) as err:
+            async with second.running():
+                pass
+        found = _find(err.value, ComponentStartError)
+        assert found is not None and "in use" in str(found)
+
+
+def _find(exc: BaseException, cls: type[BaseException]) -> BaseException | None:
+    if isinstance(exc, cls):
+        return exc
+    for sub in getattr(exc, "exceptions", ()):
+        hit = _find(sub, cls)
+        if hit is not None:
+            return hit
+    return None
+
+
+async def test_metagraph_at_a_past_block(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    async with node.running():
+        chain = node.chain
+        cold = node.load_coldkey()
+        before = await chain.block_number()
+        await chain.burned_register(MINERS[1], cold)
+        await chain.wait_for_block(before + 2, timeout=10)
+        assert (await chain.metagraph(before)).n == 1
+        assert (await chain.metagraph(before + 1)).n == 2
+        with pytest.raises(ChainError) as err:
+            await chain.metagraph(10**6)
+        assert err.value.code == "unknown_block"
