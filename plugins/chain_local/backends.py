@@ -12,7 +12,6 @@ from typing import Any
 
 import anyio
 import anyio.abc
-
 from tnode.errors import ChainError, TaskError
 
 from .api import QUERIES, SUBMIT, unwrap
@@ -45,17 +44,20 @@ class LocalBackend:
         self.ledger = ledger
         self.limiter = anyio.CapacityLimiter(4)
         self._send, self._recv = anyio.create_memory_object_stream[_Slot](math.inf)
+        self._closed = False
 
     async def run_sync(self, fn: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=self.limiter)
 
-    async def query(self, name: str, **params: Any) -> Any:
+    async def query(self, name: str, params: dict[str, Any] | None = None) -> Any:
         query = QUERIES.get(name)
         if query is None:
             raise ChainError("unknown_call", f"unknown chain call {name!r}")
-        return await self.run_sync(query.run, self.ledger, params)
+        return await self.run_sync(query.run, self.ledger, dict(params or {}))
 
     async def submit(self, tx: Transaction) -> dict[str, Any]:
+        if self._closed:
+            raise ChainError("shutting_down", "the chain is stopping; the transaction was not applied")
         slot = _Slot(tx)
         self._send.send_nowait(slot)
         # Not cancellable past this point: the transaction may be committed, so wait for the answer.
@@ -68,20 +70,31 @@ class LocalBackend:
 
     async def commit_loop(self) -> None:
         """Run forever: take every queued submission, commit them together, wake their callers."""
-        async for first in self._recv:
-            batch = [first]
-            while len(batch) < MAX_BATCH:
+        try:
+            async for first in self._recv:
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except anyio.WouldBlock:
+                        break
                 try:
-                    batch.append(self._recv.receive_nowait())
-                except anyio.WouldBlock:
+                    with anyio.CancelScope(shield=True):
+                        results = await self.run_sync(self.ledger.submit_many, [s.tx for s in batch])
+                except Exception as exc:  # storage failure: every caller in the batch learns it
+                    results = [ChainError("storage", f"{type(exc).__name__}: {exc}")] * len(batch)
+                for slot, result in zip(batch, results, strict=True):
+                    slot.result = result
+                    slot.done.set()
+        finally:
+            # Stopping: what is still queued was never applied; tell those callers so.
+            self._closed = True
+            while True:
+                try:
+                    slot = self._recv.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                     break
-            try:
-                with anyio.CancelScope(shield=True):
-                    results = await self.run_sync(self.ledger.submit_many, [s.tx for s in batch])
-            except Exception as exc:  # storage failure: every caller in the batch learns it
-                results = [ChainError("storage", f"{type(exc).__name__}: {exc}")] * len(batch)
-            for slot, result in zip(batch, results, strict=True):
-                slot.result = result
+                slot.result = ChainError("shutting_down", "the chain is stopping; the transaction was not applied")
                 slot.done.set()
 
 
@@ -101,11 +114,11 @@ class RemoteBackend:
                              f"chain authority {self.peer}: {exc}") from exc
         return unwrap(reply.body)
 
-    async def query(self, name: str, **params: Any) -> Any:
+    async def query(self, name: str, params: dict[str, Any] | None = None) -> Any:
         query = QUERIES.get(name)
         if query is None:
             raise ChainError("unknown_call", f"unknown chain call {name!r}")
-        return query.decode(await self._request(name, params))
+        return query.decode(await self._request(name, dict(params or {})))
 
     async def submit(self, tx: Transaction) -> dict[str, Any]:
         result = await self._request(SUBMIT, {"tx": tx.to_wire()})

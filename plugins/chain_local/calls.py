@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-
 from tnode.errors import ChainError
 
 from .codec import is_public_key_hex
@@ -191,6 +190,19 @@ def publish_addrs(st: State, hp: Hyperparameters, current: int, signer: str, arg
     st.mark_dirty(uid)
     return {"uid": uid}
 
+
+ARGS: dict[str, frozenset[str]] = {
+    "register": frozenset({"coldkey", "block", "nonce"}),
+    "burned_register": frozenset({"hotkey"}),
+    "transfer": frozenset({"dest", "amount"}),
+    "add_stake": frozenset({"hotkey", "amount"}),
+    "remove_stake": frozenset({"hotkey", "amount"}),
+    "set_weights": frozenset({"uids", "weights", "version_key"}),
+    "commit_weights": frozenset({"hash"}),
+    "reveal_weights": frozenset({"uids", "weights", "salt", "version_key"}),
+    "publish_addrs": frozenset({"addrs", "peer_id"}),
+}
+"""The arguments each call accepts; anything else is refused (``invalid_args``)."""
 
 HANDLERS: dict[str, Handler] = {
     "register": register_pow,

@@ -8,6 +8,7 @@ of a remote authority. Amounts on the command line are tokens; the chain counts 
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from pathlib import Path
@@ -18,7 +19,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
 from tnode.errors import ChainError, TnodeError
 
 from .codec import TOKEN
@@ -33,22 +33,30 @@ wallet_app = typer.Typer(no_args_is_help=True, help="Balances and transfers of t
 chain_app = typer.Typer(no_args_is_help=True, help="The local chain: head, genesis, ledger verification.")
 
 
-def _quiet_logs() -> None:
-    """Command output goes to stdout; node logs (warnings and worse) to stderr."""
-    import logging
-    import sys
+class _StderrLogger:
+    """structlog logger writing to whatever ``sys.stderr`` is at the time of the call."""
 
-    import structlog
+    def msg(self, message: str) -> None:
+        import sys
 
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-                        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = error = critical = exception = fatal = msg
 
 
 def _run(fn: Any, *args: Any) -> Any:
-    """Run ``fn(*args)`` on trio; chain refusals and node errors become a one-line error, exit 1."""
+    """Run ``fn(*args)`` on trio; chain refusals and node errors become a one-line error, exit 1.
+
+    Command output goes to stdout; node logs (warnings and worse) go to stderr meanwhile.
+    """
+    import logging
+
+    import structlog
     import trio
 
-    _quiet_logs()
+    saved = structlog.get_config()
+    structlog.configure(logger_factory=lambda *_: _StderrLogger(),
+                        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     try:
         return trio.run(fn, *args)
     except BaseException as exc:
@@ -59,6 +67,8 @@ def _run(fn: Any, *args: Any) -> Any:
         if _find(exc, KeyboardInterrupt) is not None:
             raise typer.Exit(130) from None
         raise
+    finally:
+        structlog.configure(**saved)
 
 
 def _find(exc: BaseException, cls: type[BaseException]) -> BaseException | None:
@@ -190,10 +200,9 @@ async def _register_pow(node: Any, chain: Any, processes: int) -> int:
 
                 async with anyio.create_task_group() as inner:
                     inner.start_soon(expire)
-                    nonce = await anyio.to_thread.run_sync(
-                        lambda bh=block_hash, d=difficulty, t=task: _solve(pow_, bh, node.hotkey.public_bytes, d,
-                                                                           processes, progress, t, cancel)
-                    )
+                    nonce = await anyio.to_thread.run_sync(functools.partial(
+                        _solve, pow_, block_hash, node.hotkey.public_bytes, difficulty, processes, progress, task,
+                        cancel))
                     inner.cancel_scope.cancel()
                 progress.remove_task(task)
                 if interrupted:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
 from tnode.errors import ChainError, ConfigError
 from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered, TaskReceived
 from tnode.interfaces import Metagraph, TaskResult
@@ -223,7 +222,7 @@ class LocalChain:
             query = api.QUERIES.get(req.task)
             if query is None:
                 raise ChainError("unknown_call", f"unknown chain call {req.task!r}")
-            result = await self._query(req.task, **dict(req.body))
+            result = await self._require().query(req.task, dict(req.body))
             return TaskResult(api.ok(query.encode(result)))
         except ChainError as exc:
             return TaskResult(api.refused(exc))
@@ -235,7 +234,7 @@ class LocalChain:
         return self._backend
 
     async def _query(self, name: str, **params: Any) -> Any:
-        return await self._require().query(name, **params)
+        return await self._require().query(name, params)
 
     async def submit(self, tx: Transaction) -> dict[str, Any]:
         """Submit an already signed transaction; returns the call's result once it is durable."""

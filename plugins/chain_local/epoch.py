@@ -80,23 +80,35 @@ def _shares(incentive: np.ndarray, dividends: np.ndarray, stake: np.ndarray) -> 
     return inc_part / total, div_part / total
 
 
-def _pay(st: State, hotkey: str, incentive_amount: int, dividend_amount: int) -> None:
-    owner = st.owner(hotkey)
-    if owner is None:  # every registered hotkey has an owner; defensive for damaged databases
-        return
-    paid = 0
-    if dividend_amount > 0:
-        stakers = st.stakers(hotkey)
-        total = sum(a for _, a in stakers)
-        if total > 0:
-            for coldkey, amount in stakers:
-                part = dividend_amount * amount // total
+def _pay(st: State, hotkeys: list[str], incentive_amount: np.ndarray, dividend_amount: np.ndarray) -> None:
+    """Add each uid's emission to stake: incentive to the owner, dividends pro rata to the stakers."""
+    owners = dict(st.conn.execute("SELECT hotkey, coldkey FROM owners").fetchall())
+    stakers: dict[str, list[tuple[str, int]]] = {}
+    for coldkey, hotkey, amount in st.conn.execute("SELECT coldkey, hotkey, amount FROM stakes ORDER BY coldkey"):
+        stakers.setdefault(str(hotkey), []).append((str(coldkey), int(amount)))
+    deltas: dict[tuple[str, str], int] = {}
+    for uid in np.flatnonzero(incentive_amount + dividend_amount):
+        hotkey = hotkeys[uid]
+        owner = owners.get(hotkey)
+        if owner is None:  # every registered hotkey has an owner; defensive for damaged databases
+            continue
+        dividend, paid = int(dividend_amount[uid]), 0
+        holders = stakers.get(hotkey, [])
+        total = sum(a for _, a in holders)
+        if dividend > 0 and total > 0:
+            for coldkey, amount in holders:
+                part = dividend * amount // total
                 if part:
-                    st.change_stake(coldkey, hotkey, part)
+                    deltas[(coldkey, hotkey)] = deltas.get((coldkey, hotkey), 0) + part
                     paid += part
-    rest = incentive_amount + dividend_amount - paid
-    if rest > 0:
-        st.change_stake(owner, hotkey, rest)
+        rest = int(incentive_amount[uid]) + dividend - paid
+        if rest > 0:
+            deltas[(owner, hotkey)] = deltas.get((owner, hotkey), 0) + rest
+    st.conn.executemany(
+        "INSERT INTO stakes (coldkey, hotkey, amount) VALUES (?, ?, ?) "
+        "ON CONFLICT(coldkey, hotkey) DO UPDATE SET amount = amount + excluded.amount",
+        [(c, h, d) for (c, h), d in deltas.items()],
+    )
 
 
 def run_epoch(st: State, hp: Hyperparameters, number: int) -> EpochOutcome | None:
@@ -132,8 +144,7 @@ def run_epoch(st: State, hp: Hyperparameters, number: int) -> EpochOutcome | Non
     inc_amount = np.floor(inc_share * pending).astype(np.int64)
     div_amount = np.floor(div_share * pending).astype(np.int64)
     emission = inc_amount + div_amount
-    for uid in np.flatnonzero(emission):
-        _pay(st, hotkeys[uid], int(inc_amount[uid]), int(div_amount[uid]))
+    _pay(st, hotkeys, inc_amount, div_amount)
     st.put("pending_emission", pending - int(emission.sum()))
     vtrust = np.zeros(n)
     vt = np.asarray(result.validator_trust, dtype=np.float64)

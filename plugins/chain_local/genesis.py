@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-
 from tnode.errors import ConfigError
 
 from .codec import ZERO_HASH, BlockHeader, h256, is_public_key_hex, tokens_to_units

@@ -21,18 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from tnode.errors import ChainError
 from tnode.interfaces import Metagraph
 
 from . import registration
-from .calls import HANDLERS
+from .calls import ARGS, HANDLERS
 from .codec import BlockHeader, merkle_root
 from .config import Hyperparameters
 from .epoch import EpochOutcome, run_epoch, validator_permits
 from .genesis import Genesis
 from .metagraph import dense, history_record, live_neurons, past_neurons
-from .store import State, connect
+from .store import NEURON_COLUMNS, State, connect
 from .tx import Transaction
 
 
@@ -187,6 +186,10 @@ class Ledger:
                                              f"{self.genesis_hash[:16]}…")
         if tx.call not in HANDLERS:
             return ChainError("unknown_call", f"unknown call {tx.call!r} (calls: {', '.join(sorted(HANDLERS))})")
+        extra = set(tx.args) - ARGS[tx.call]
+        if extra:
+            return ChainError("invalid_args", f"{tx.call} takes {', '.join(sorted(ARGS[tx.call]))}; "
+                                              f"unexpected: {', '.join(sorted(extra))}")
         if not tx.signature_valid():
             return ChainError("bad_signature", "the signature does not verify for the signer")
         return None
@@ -259,17 +262,19 @@ class Ledger:
 
     def _snapshot_dirty(self, number: int) -> None:
         st = self._st
-        dirty = [int(r[0]) for r in self._conn.execute("SELECT uid FROM dirty").fetchall()]
-        if dirty:
-            records = []
-            for uid in dirty:
-                row = st.neuron(uid)
-                if row is not None:
-                    hotkey = str(row["hotkey"])
-                    records.append((uid, number, history_record(row, st.owner(hotkey) or "", st.total_stake(hotkey))))
+        cols = ", ".join(f"n.{c}" for c in NEURON_COLUMNS)
+        rows = self._conn.execute(
+            f"SELECT {cols}, COALESCE(o.coldkey, ''), "
+            "COALESCE((SELECT SUM(amount) FROM stakes s WHERE s.hotkey = n.hotkey), 0) "
+            "FROM dirty d JOIN neurons n ON n.uid = d.uid LEFT JOIN owners o ON o.hotkey = n.hotkey"
+        ).fetchall()
+        if rows:
+            width = len(NEURON_COLUMNS)
+            records = [(int(r[0]), number, history_record(dict(zip(NEURON_COLUMNS, r[:width], strict=True)),
+                                                          str(r[width]), int(r[width + 1]))) for r in rows]
             self._conn.executemany("INSERT OR REPLACE INTO neuron_history (uid, block, data) VALUES (?, ?, ?)",
                                    records)
-            self._conn.execute("DELETE FROM dirty")
+        self._conn.execute("DELETE FROM dirty")
         if self.history_blocks and number % max(1, self.hp.tempo) == 0:
             cutoff = number - self.history_blocks
             # Keep, per uid, the newest record at or before the cutoff: it still describes later blocks.

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-
 from tnode.interfaces import Metagraph, Neuron
 
 from .codec import TOKEN

@@ -15,7 +15,6 @@ from typing import Any
 
 import anyio
 import orjson
-
 from tnode.errors import ChainError
 from tnode.node import Node
 

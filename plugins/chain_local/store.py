@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from tnode.errors import ChainError
 
 SCHEMA_VERSION = 1

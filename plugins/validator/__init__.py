@@ -11,3 +11,10 @@ def tnode_register_components(register):  # type: ignore[no-untyped-def]
 
     register(kind="validator", type="default", factory=Validator, schema=ValidatorConfig,
              description="Queries miners with checkable tasks, scores answers and sets weights on the chain.")
+
+
+@tnode.hookimpl
+def tnode_add_cli_commands(app):  # type: ignore[no-untyped-def]
+    from .cli import register_commands
+
+    register_commands(app)

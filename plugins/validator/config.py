@@ -28,6 +28,10 @@ class ValidatorConfig:
         0, "Fewest blocks between two weight submissions, on top of the chain's weights_rate_limit.", ge=0
     )
     version_key: int = option(0, "version_key sent with weights (raised to the subnet's weights_version).", ge=0)
+    query_self: bool = option(
+        False, "Also send tasks to this node's own modality (a single node that serves and validates); "
+               "its own uid still gets no weight."
+    )
     max_concurrency: int = option(64, "Most requests in flight at once.", ge=1)
     seed: int = option(-1, "Seed for task and miner sampling; -1 draws one from the OS.")
     state_file: str = option("validator_state.json", "Score averages and pending commits, relative to data_dir.")

@@ -11,8 +11,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-
-from tnode.interfaces import Metagraph, Neuron, PeerInfo
+from tnode.interfaces import Metagraph, Neuron
 
 NEURON_FIELDS = ("stake", "rank", "trust", "consensus", "incentive", "dividends", "emission", "validator_trust")
 
@@ -26,8 +25,11 @@ def neuron_dict(n: Neuron) -> dict[str, Any]:
     return doc
 
 
-def node_status(mg: Metagraph, hotkey: str, *, name: str = "", peers: Sequence[PeerInfo] = ()) -> dict[str, Any]:
-    """The status document of the node with ``hotkey`` as of metagraph ``mg``."""
+def node_status(mg: Metagraph, hotkey: str, *, name: str = "") -> dict[str, Any]:
+    """The status document of the node with ``hotkey`` as of metagraph ``mg``.
+
+    ``peers`` are the other uids that published addresses: the nodes this one can reach.
+    """
     me = mg.by_hotkey(hotkey)
     return {
         "name": name,
@@ -39,8 +41,8 @@ def node_status(mg: Metagraph, hotkey: str, *, name: str = "", peers: Sequence[P
         "subnet": {"n": mg.n, "total_stake": sum(n.stake for n in mg.neurons),
                    "tempo": mg.hyperparameters.get("tempo")},
         "neurons": [neuron_dict(n) for n in mg.neurons],
-        "connected_peers": [{"peer_id": p.peer_id, "addrs": list(p.addrs), "connected": p.connected}
-                            for p in peers],
+        "peers": [{"uid": n.uid, "hotkey": n.hotkey, "peer_id": n.peer_id, "addrs": list(n.addrs)}
+                  for n in mg.neurons if n.addrs and n.hotkey != hotkey],
     }
 
 
@@ -78,9 +80,8 @@ def render_status(doc: Mapping[str, Any]) -> Group:
             f"validator trust {me['validator_trust']:.4f}  permit {'yes' if me['validator_permit'] else 'no'}\n"
             f"incentive {me['incentive']:.4f}  dividends {me['dividends']:.4f}  emission {me['emission']:.6f}  "
             f"last update {me['last_update']}  active {'yes' if me['active'] else 'no'}\n")
-    peers = doc["connected_peers"]
     head.append(f"subnet: {doc['subnet']['n']} uids, total stake {doc['subnet']['total_stake']:.2f}; "
-                f"{sum(1 for p in peers if p['connected'])} connected peers")
+                f"{len(doc['peers'])} reachable peers")
     table = metagraph_table(doc["neurons"], title="peers on the subnet (* = validator permit)",
                             highlight=me["uid"] if me else None)
     return Group(head, table)

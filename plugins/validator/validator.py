@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,10 +19,9 @@ from typing import Any
 
 import anyio
 import numpy as np
-
-from tnode.errors import ChainError, ConfigError, TaskError, TnodeError
-from tnode.events import ResponseScored, WeightsSubmitted
-from tnode.interfaces import Metagraph, Neuron, ValidatorTask
+from tnode.errors import ChainError, ConfigError, NoHandler, RequestTimeout, TaskError, TnodeError
+from tnode.events import ResponseScored, TaskReceived, WeightsSubmitted
+from tnode.interfaces import Metagraph, Neuron, Reply, ValidatorTask
 from tnode.keys import peer_id_from_public_key
 
 from .config import ValidatorConfig
@@ -76,6 +76,7 @@ class Validator:
         self.own_uid: int | None = None
         self.last_report = StepReport()
         self.failures: Counter[str] = Counter()
+        self._unsatisfiable = ""
         self.steps = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -128,7 +129,8 @@ class Validator:
             self.log.info("uid re-registered: score history reset", uid=uid)
         me = mg.by_hotkey(self.node.hotkey.public_hex)
         self.own_uid = me.uid if me else None
-        reachable = {n.uid: n for n in mg.neurons if n.uid != self.own_uid and self._reachable(n)}
+        reachable = {n.uid: n for n in mg.neurons
+                     if (n.uid != self.own_uid and self._reachable(n)) or (n.uid == self.own_uid and self.config.query_self)}
         chosen = [reachable[u] for u in self.state.pick(sorted(reachable), self.config.sample_size, self.rng)]
         report = StepReport(block=mg.block, queried=[n.uid for n in chosen])
         self.state.mark_queried(report.queried)
@@ -187,14 +189,17 @@ class Validator:
     async def _ask(self, neuron: Neuron, task: ValidatorTask) -> Outcome:
         transport = self.node.transport
         peer = self._peer_id(neuron)
-        if neuron.addrs:
+        if neuron.addrs and neuron.uid != self.own_uid:
             transport.add_peer_addrs(peer, list(neuron.addrs))
         began = anyio.current_time()
         try:
             # The transport enforces the timeout; the outer bound guards against one that does not.
             with anyio.fail_after(self.timeout * 2 + 1.0):
-                reply = await transport.request(peer, task.modality, task.task, task.body, task.payload,
-                                                timeout=self.timeout)
+                if neuron.uid == self.own_uid:
+                    reply = await self._ask_self(task)
+                else:
+                    reply = await transport.request(peer, task.modality, task.task, task.body, task.payload,
+                                                    timeout=self.timeout)
         except TaskError as exc:
             return Outcome(None, anyio.current_time() - began, exc.code)
         except TimeoutError:
@@ -214,6 +219,21 @@ class Validator:
             self.log.warning("cannot parse answer", uid=neuron.uid, error=f"{type(exc).__name__}: {exc}")
             return Outcome(None, reply.latency, "invalid_response")
         return Outcome(answer, reply.latency)
+
+    async def _ask_self(self, task: ValidatorTask) -> Reply:
+        """Hand the task to this node's own modality, as the transport would after verifying a request."""
+        began = anyio.current_time()
+        request = TaskReceived(modality=task.modality, task=task.task, body=dict(task.body), payload=task.payload,
+                               sender=self.node.hotkey.public_hex, peer_id=self.node.peer_id,
+                               deadline=time.monotonic() + self.timeout)
+        try:
+            result = await self.node.bus.request(request, timeout=self.timeout)
+        except NoHandler:
+            raise TaskError("unknown_modality", f"this node serves no modality {task.modality!r}") from None
+        except RequestTimeout:
+            raise TaskError("timeout", f"no answer in {self.timeout} s") from None
+        return Reply(body=result.body, payload=result.payload, peer_id=self.node.peer_id,
+                     hotkey=self.node.hotkey.public_hex, latency=anyio.current_time() - began)
 
     def combined_scores(self, task: ValidatorTask, answers: Mapping[int, Any],
                         latencies: Mapping[int, float]) -> dict[int, float]:
@@ -250,15 +270,22 @@ class Validator:
                                      min_allowed_weights=int(hp.get("min_allowed_weights", 1)),
                                      max_weight_limit=float(hp.get("max_weight_limit", 1.0)))
         except WeightsUnsatisfiable as exc:
-            self.log.warning("cannot set weights under the subnet's rules", reason=str(exc))
+            if str(exc) != self._unsatisfiable:  # say it once, not every step
+                self._unsatisfiable = str(exc)
+                self.log.warning("cannot set weights under the subnet's rules", reason=str(exc))
             return False
+        self._unsatisfiable = ""
         version = max(self.config.version_key, int(hp.get("weights_version", 0)))
         chain = self.node.chain
         hotkey = self.node.hotkey
         try:
             if commit_reveal:
                 salt = secrets.token_hex(16)
-                digest = commit_hash(hotkey.public_hex, vector.uids, vector.values, salt, version)
+                # The chain's own hash function when it offers one; else the documented format.
+                chain_hash = getattr(chain, "commit_hash", None)
+                digest = (chain_hash(hotkey.public_hex, list(vector.uids), vector.as_floats(), salt, version)
+                          if callable(chain_hash) else
+                          commit_hash(hotkey.public_hex, vector.uids, vector.values, salt, version))
                 await chain.commit_weights(hotkey, digest)
                 self.state.pending.append(PendingCommit(mg.block, list(vector.uids), list(vector.values), salt, version))
             else:

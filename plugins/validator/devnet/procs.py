@@ -54,14 +54,18 @@ class Supervisor:
     procs: list[Proc] = field(default_factory=list)
 
     def start(self, name: str, config: Path, log: Path, *, env: dict[str, str] | None = None) -> Proc:
+        """Start ``tnode run -c config`` with its output in ``log``."""
+        return self.spawn(name, tnode_command("run", "-c", str(config), "--log-format", "json"), log,
+                          cwd=config.parent, env=env, config=config)
+
+    def spawn(self, name: str, argv: list[str], log: Path, *, cwd: Path, env: dict[str, str] | None = None,
+              config: Path | None = None) -> Proc:
+        """Start any command in its own session, output appended to ``log``."""
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
-            popen = subprocess.Popen(
-                tnode_command("run", "-c", str(config), "--log-format", "json"),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=config.parent,
-                env={**os.environ, **(env or {})}, start_new_session=True,
-            )
-        proc = Proc(name, config, log, popen)
+            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                     env={**os.environ, **(env or {})}, start_new_session=True)
+        proc = Proc(name, config or log, log, popen)
         self.procs.append(proc)
         return proc
 

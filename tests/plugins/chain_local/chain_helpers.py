@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tnode.config import load_table
 from tnode.keys import Keypair
 from tnode.plugins.chain_local import pow as pow_

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from typer.testing import CliRunner
-
 from tnode.cli import build_app
 from tnode.keys import Keystore
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

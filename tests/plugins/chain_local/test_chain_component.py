@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import pytest
 from chain_helpers import find_nonce, key
-
 from tnode.errors import ChainError, ComponentStartError
 from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered, TaskReceived
 from tnode.node import Node

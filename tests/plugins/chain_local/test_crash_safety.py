@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 import pytest
 from chain_helpers import key
-
 from tnode.config import load_table
 from tnode.plugins.chain_local.config import LocalChainConfig
 from tnode.plugins.chain_local.genesis import genesis_from_config

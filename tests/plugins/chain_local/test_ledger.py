@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 from chain_helpers import Harness, chain_config, key
-
 from tnode.errors import ChainError, ConfigError
 from tnode.plugins.chain_local.codec import TOKEN
 from tnode.plugins.chain_local.genesis import genesis_from_config
@@ -149,7 +149,8 @@ def test_verify_chain_detects_tampering(make_chain) -> None:
     c.submit(BOB, "transfer", dest=ALICE.public_hex, amount=1)
     c.blocks(2)
     conn = c.ledger._conn
-    conn.execute("UPDATE txs SET args = ? WHERE block = 1", ('{"amount":2,"dest":"%s"}' % ALICE.public_hex,))
+    forged = orjson.dumps({"amount": 2, "dest": ALICE.public_hex}).decode()
+    conn.execute("UPDATE txs SET args = ? WHERE block = 1", (forged,))
     with pytest.raises(ChainError) as err:
         c.ledger.verify_chain()
     assert err.value.code == "corrupt_chain"
@@ -168,3 +169,10 @@ def test_emission_stops_at_max_supply(make_chain) -> None:
     c = make_chain([{"coldkey": ALICE.public_hex, "balance": 9}], max_supply=10.0, block_emission=0.4, tempo=1000)
     c.blocks(5)
     assert c.ledger.totals()["issuance"] == 10 * TOKEN
+
+
+def test_unexpected_arguments_are_refused(make_chain) -> None:
+    c = funded(make_chain)
+    with pytest.raises(ChainError) as err:
+        c.submit(BOB, "transfer", dest=ALICE.public_hex, amount=1, memo="hi")
+    assert err.value.code == "invalid_args" and "memo" in err.value.message

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from chain_helpers import find_nonce, key
-
 from tnode.errors import ChainError
 from tnode.plugins.chain_local import pow as pow_
 from tnode.plugins.chain_local.codec import TOKEN

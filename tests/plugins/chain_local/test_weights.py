@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from chain_helpers import Harness, key
-
 from tnode.errors import ChainError
 from tnode.plugins.chain_local.weights import commit_hash, commit_hash_for, max_upscale, quantize
 

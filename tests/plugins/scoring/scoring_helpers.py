@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from tnode.interfaces import TopKPrediction, ValidatorTask
+from tnode.pluginmanager import PluginManager, load_plugins
 
 V = 256
 
@@ -26,3 +27,9 @@ def uniform(positions: int, k: int = 4, vocab: int = V) -> TopKPrediction:
     ids = np.tile(np.arange(k), (positions, 1))
     return TopKPrediction(ids=ids, logprobs=np.full((positions, k), -np.log(vocab), dtype=np.float32),
                           vocab_size=vocab)
+
+
+def only_scoring_plugins() -> PluginManager:
+    """Load just this plugin (and the validator, which latency reads its deadline from)."""
+    others = ["echo", "libp2p", "chain_local", "text", "antispam"]
+    return load_plugins(block=others, autoload_external=False)

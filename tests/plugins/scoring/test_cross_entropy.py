@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from scoring_helpers import V, confident, task, uniform
+from scoring_helpers import V, confident, only_scoring_plugins, task, uniform
 from tnode.interfaces import TopKPrediction
 from tnode.node import Node
 from tnode.plugins.scoring.config import CrossEntropyConfig
@@ -90,6 +90,6 @@ def test_nan_and_inf_log_probabilities_do_not_break_scoring() -> None:
 
 
 def test_registered_as_a_component(tmp_path) -> None:
-    node = Node.from_dict({"scorers": {"ce": {"type": "cross_entropy", "temperature": 0.5}}}, data_dir=tmp_path)
+    node = Node.from_dict({"scorers": {"ce": {"type": "cross_entropy", "temperature": 0.5}}}, data_dir=tmp_path, plugins=only_scoring_plugins())
     comp = node.component("scorer", "ce")
     assert isinstance(comp, CrossEntropyScorer) and comp.config.temperature == 0.5

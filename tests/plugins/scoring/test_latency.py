@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from scoring_helpers import confident, task
+from scoring_helpers import confident, only_scoring_plugins, task
 from tnode.errors import ConfigError
 from tnode.node import Node
 from tnode.plugins.scoring.latency import latency_factor
@@ -25,7 +25,7 @@ def make_node(tmp_path, **latency: object) -> Node:
     return Node.from_dict({"scorers": {
         "ce": {"type": "cross_entropy"},
         "fast": {"type": "latency", "inner": "ce", "deadline": 4.0, **latency},
-    }}, data_dir=tmp_path)
+    }}, data_dir=tmp_path, plugins=only_scoring_plugins())
 
 
 async def test_wrapper_discounts_the_inner_scores(tmp_path) -> None:
@@ -50,12 +50,12 @@ async def test_an_unmeasured_latency_is_not_discounted(tmp_path) -> None:
 
 def test_a_wrapper_cannot_wrap_itself(tmp_path) -> None:
     with pytest.raises(ConfigError, match="cannot wrap itself"):
-        Node.from_dict({"scorers": {"x": {"type": "latency", "inner": "x"}}}, data_dir=tmp_path)
+        Node.from_dict({"scorers": {"x": {"type": "latency", "inner": "x"}}}, data_dir=tmp_path, plugins=only_scoring_plugins())
 
 
 def test_the_inner_scorer_must_be_configured(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"scorers\.y"):
-        Node.from_dict({"scorers": {"x": {"type": "latency", "inner": "y"}}}, data_dir=tmp_path)
+        Node.from_dict({"scorers": {"x": {"type": "latency", "inner": "y"}}}, data_dir=tmp_path, plugins=only_scoring_plugins())
 
 
 def test_a_cycle_of_wrappers_is_a_config_error(tmp_path) -> None:
@@ -63,4 +63,4 @@ def test_a_cycle_of_wrappers_is_a_config_error(tmp_path) -> None:
         Node.from_dict({"scorers": {
             "a": {"type": "latency", "inner": "b"},
             "b": {"type": "latency", "inner": "a"},
-        }}, data_dir=tmp_path)
+        }}, data_dir=tmp_path, plugins=only_scoring_plugins())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tnode.interfaces import Neuron
 from tnode.plugins.validator.state import PendingCommit, ValidatorState
 

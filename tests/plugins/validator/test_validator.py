@@ -9,12 +9,11 @@ from typing import Any
 
 import anyio
 import pytest
-from validator_fakes import Net, answer_with, crash, dead, invalid, plugins_with_fakes, slow
-
 from tnode.errors import ConfigError
 from tnode.events import ResponseScored, WeightsSubmitted
 from tnode.keys import Keypair
 from tnode.node import Node
+from validator_fakes import Net, answer_with, crash, dead, invalid, plugins_with_fakes, slow
 
 pytestmark = pytest.mark.anyio
 
@@ -178,6 +177,13 @@ async def test_the_loop_survives_chain_outages(tmp_path) -> None:
     assert net.chain.fail_reads == 0
 
 
+async def test_a_single_node_can_validate_itself(tmp_path) -> None:
+    async with running(tmp_path, [], query_self=True) as net:
+        report = await net.validator.step()
+    assert report.queried == [0] and report.scores[0] > 0.9 and not report.errors
+    assert not net.chain.set_calls  # its own uid gets no weight, and there is no other
+
+
 def test_scorer_weights_must_match_scorers(tmp_path) -> None:
     with pytest.raises(ConfigError, match="scorer_weights"):
         Node.from_dict(doc(scorers=["ce"], scorer_weights=[1.0, 2.0]), data_dir=tmp_path, plugins=plugins_with_fakes())
@@ -187,9 +193,8 @@ async def test_scorers_are_combined_by_weight(tmp_path) -> None:
     d = doc(scorers=["ce", "lat"], scorer_weights=[3.0, 1.0])
     d["scorers"]["lat"] = {"type": "latency", "inner": "ce", "deadline": 1.0, "grace": 0.0, "min_factor": 0.0}
     node = Node.from_dict(d, data_dir=tmp_path, plugins=plugins_with_fakes())
-    from validator_fakes import FakeModality
-
     import numpy as np
+    from validator_fakes import FakeModality
     modality = FakeModality(None, "fake", None)
     task = modality.make_task(np.random.default_rng(0))
     from tnode.interfaces import TopKPrediction

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from validator_fakes import reference_commit_hash
-
 from tnode.plugins.validator.weights import (
     U16_MAX,
     WeightsUnsatisfiable,
@@ -15,6 +13,7 @@ from tnode.plugins.validator.weights import (
     compute_weights,
     quantize,
 )
+from validator_fakes import reference_commit_hash
 
 
 def test_weights_are_proportional_to_scores_and_skip_the_own_uid() -> None:

@@ -14,12 +14,11 @@ from typing import Any
 
 import anyio
 import numpy as np
-
 import tnode
-
 from tnode.config import option
 from tnode.errors import ChainError, TaskError
-from tnode.interfaces import Metagraph, Neuron, PeerInfo, Reply, TopKPrediction, ValidatorTask
+from tnode.events import TaskReceived
+from tnode.interfaces import Metagraph, Neuron, PeerInfo, Reply, TaskResult, TopKPrediction, ValidatorTask
 from tnode.keys import Keypair
 from tnode.pluginmanager import PluginManager, load_plugins
 
@@ -196,10 +195,19 @@ class FakeModality:
 
     def __init__(self, node: Any, name: str, config: Any) -> None:
         self.name = name
+        self.node = node
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await anyio.sleep_forever()
+        unserve = self.node.bus.serve(TaskReceived, self._serve, key=self.name)
+        try:
+            task_status.started()
+            await anyio.sleep_forever()
+        finally:
+            unserve()
+
+    async def _serve(self, request: TaskReceived) -> TaskResult:
+        """The miner side: a perfect answer (the fake task carries its targets)."""
+        return TaskResult(await answer_with(0.99)(request.body))
 
     def make_task(self, rng: np.random.Generator) -> ValidatorTask:
         targets = rng.integers(0, VOCAB, size=POSITIONS)
@@ -225,9 +233,10 @@ class FakesPlugin:
         register(kind="modality", type="fake", factory=FakeModality, schema=Empty)
 
 
-def plugins_with_fakes() -> PluginManager:
-    """Only the scoring and validator plugins, plus the fakes."""
-    manager = load_plugins(block=["echo", "libp2p", "chain_local", "text", "antispam"], autoload_external=False)
+def plugins_with_fakes(*keep: str) -> PluginManager:
+    """Only the scoring and validator plugins (plus those in ``keep``) and the fakes."""
+    others = [p for p in ("echo", "libp2p", "chain_local", "text", "antispam") if p not in keep]
+    manager = load_plugins(block=others, autoload_external=False)
     manager.register(FakesPlugin(), name="validator_test_fakes")
     manager.validate()
     return manager

@@ -1,0 +1,80 @@
+"""Tests of the hello plugin: a real node, assembled from a node.toml-shaped dict, runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import tnode_hello
+from tnode.errors import ConfigErrors, WrongTypeError
+from tnode.node import Node
+from tnode.pluginmanager import PluginManager
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.anyio
+
+
+def plugins() -> PluginManager:
+    """Only this plugin, registered exactly as the entry point would register it."""
+    manager = PluginManager()
+    manager.register(tnode_hello, name="hello")
+    manager.validate()
+    return manager
+
+
+def make_node(tmp_path: Path, **table: Any) -> Node:
+    doc = {"exporters": {"log": {"type": "hello", **table}}}
+    return Node.from_dict(doc, data_dir=tmp_path, plugins=plugins())
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_node_events_are_written_as_json_lines(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    async with node.running():
+        with anyio.fail_after(5):
+            while not (tmp_path / "events.jsonl").exists() or not lines(tmp_path / "events.jsonl"):
+                await anyio.sleep(0.01)
+    records = lines(tmp_path / "events.jsonl")
+    assert [r["event"] for r in records] == ["NodeStarted", "NodeStopping"]
+    assert records[0]["peer_id"] == node.peer_id
+    assert records[0]["components"] == ["exporters.log"]
+    assert records[1]["reason"] == "exit"
+
+
+async def test_unwritable_path_stops_the_node_from_starting(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    node = make_node(tmp_path, path="taken")
+    with pytest.raises(BaseException) as info:  # noqa: B017 - anyio wraps it in an exception group
+        async with node.running():
+            pass
+    assert "component 'exporters.log' failed to start" in repr(info.value)
+
+
+def test_unknown_event_name_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors) as info:
+        make_node(tmp_path, events=["NodeStarted", "NodeStrated"])
+    (err,) = info.value.errors
+    assert isinstance(err, WrongTypeError)
+    assert err.key_path == "exporters.log.events"
+    assert err.hint == "did you mean 'NodeStarted'?"
+
+
+def test_hello_command() -> None:
+    import typer
+
+    app = typer.Typer()
+    plugins().hook.tnode_add_cli_commands(app=app)
+
+    @app.command("noop")
+    def noop() -> None:  # a second command keeps typer from collapsing the app into one command
+        """Nothing."""
+
+    result = CliRunner().invoke(app, ["hello", "operator"])
+    assert result.exit_code == 0
+    assert result.output == "hello, operator!\n"

@@ -1,0 +1,140 @@
+"""``tnode status`` and ``tnode devnet``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import structlog
+import typer
+from rich.console import Console
+from tnode.errors import ConfigError, KeyError_, TnodeError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def quiet_logs(level: int = logging.WARNING) -> None:
+    """Send this process's structured logs to stderr and only from ``level`` up (stdout is for results)."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level),
+                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    logging.basicConfig(level=level, stream=sys.stderr)
+
+
+def register_commands(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("devnet")(devnet)
+
+
+# --------------------------------------------------------------------------- status
+def status(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The node's node.toml.")] = Path("node.toml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the chain.")] = 15.0,
+) -> None:
+    """Show a node's uid, stake, trust, incentive, dividends, emission and peers, read from the chain.
+
+    Connects to the chain the node uses (its authority, or the node itself when it is the
+    authority) with a temporary key; the node must be running.
+    """
+    import trio
+
+    from .remote import NodeTarget, read_status
+
+    quiet_logs()
+    try:
+        target = NodeTarget.from_config(config)
+    except (ConfigError, KeyError_) as exc:
+        raise _fail(str(exc), 78) from None
+    try:
+        doc = trio.run(read_status, target, timeout)
+    except TnodeError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    from .status import render_status
+
+    console.print(render_status(doc))
+
+
+# --------------------------------------------------------------------------- devnet
+def devnet(
+    miners: Annotated[int, typer.Option(min=1, help="Miner processes (models cycle transformer, ngram, "
+                                                    "uniform, garbage).")] = 4,
+    validators: Annotated[int, typer.Option(min=1, help="Validator processes (staked at genesis).")] = 2,
+    epochs: Annotated[int, typer.Option(min=0, help="Stop after this many epochs with weights (0: run until "
+                                                    "Ctrl-C).")] = 0,
+    report: Annotated[Path | None, typer.Option(help="Write per-uid results as JSON here (with --epochs).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Directory for node configs, keys, logs "
+                                                      "(default runs/devnet-<time>).")] = None,
+    block_time: Annotated[float, typer.Option(min=0.05, help="Seconds per block.")] = 1.0,
+    tempo: Annotated[int, typer.Option(min=2, help="Blocks per epoch.")] = 10,
+    checkpoint: Annotated[Path | None, typer.Option(help="Transformer checkpoint to serve (default: train "
+                                                         "one first).")] = None,
+    train_seconds: Annotated[float, typer.Option(min=1, help="Training budget when no checkpoint is given.")] = 60.0,
+    base_port: Annotated[int, typer.Option(min=0, max=65000, help="First TCP port (0: free ports).")] = 0,
+    registration: Annotated[str, typer.Option(help="How miners get uids: pow, burn or genesis.")] = "pow",
+    live: Annotated[bool, typer.Option(help="Show the live metagraph view.")] = True,
+) -> None:
+    """Start a local network (chain authority, validators, miners) as separate processes on 127.0.0.1."""
+    import trio
+
+    from .devnet.plan import DevnetOptions
+
+    if registration not in ("pow", "burn", "genesis"):
+        raise _fail("--registration must be pow, burn or genesis", 2)
+    if report is not None and not epochs:
+        raise _fail("--report needs --epochs N (the report is written when the run ends)", 2)
+    quiet_logs()
+    run_dir = run_dir or Path("runs") / time.strftime("devnet-%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    opts = DevnetOptions(run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
+                         tempo=tempo, base_port=base_port, checkpoint=checkpoint.resolve() if checkpoint else None,
+                         registration=registration)
+    try:
+        result = trio.run(_devnet_main, opts, epochs, report, train_seconds, live)
+    except TnodeError as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    if result is not None and not result["checks"]["passed"]:
+        raise typer.Exit(3)
+
+
+async def _devnet_main(opts: Any, epochs: int, report: Path | None, train_seconds: float,
+                       live: bool) -> dict[str, Any] | None:
+    import dataclasses
+
+    import anyio
+
+    from .devnet.run import run_devnet
+    from .devnet.training import ensure_checkpoint
+
+    result: dict[str, Any] | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    console.print(f"{signal.Signals(signum).name}: stopping every node…")
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(stop_on_signal)
+        if "transformer" in opts.models[:opts.miners] and opts.checkpoint is None:
+            checkpoint = await ensure_checkpoint(opts, train_seconds, console)
+            opts = dataclasses.replace(opts, checkpoint=checkpoint)
+        result = await run_devnet(opts, epochs=epochs, report_path=report, console=console, live=live)
+        tg.cancel_scope.cancel()
+    return result

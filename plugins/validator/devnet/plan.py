@@ -1,0 +1,246 @@
+"""The devnet's layout: one directory per node with its keys and node.toml, plus the genesis.
+
+Nothing here starts a process; :func:`make_plan` only writes files, so the layout can be checked
+(``tnode validate -c <run dir>/<node>/node.toml``) and tested on its own.
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tnode.keys import Keypair, Keystore
+
+MODEL_CYCLE = ("transformer", "ngram", "uniform", "garbage")
+MINER_BALANCE = 10.0  # tokens: pays the burn registration
+VALIDATOR_STAKE = 1000.0
+
+
+@dataclass(frozen=True)
+class DevnetOptions:
+    """Everything ``tnode devnet`` can be asked for."""
+
+    run_dir: Path
+    miners: int = 4
+    validators: int = 2
+    block_time: float = 1.0
+    tempo: int = 10
+    base_port: int = 0  # 0: pick free ports
+    checkpoint: Path | None = None
+    models: tuple[str, ...] = MODEL_CYCLE
+    registration: str = "pow"  # "pow", "burn" or "genesis"
+    validator_overrides: dict[str, Any] = field(default_factory=dict)
+    text_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NodeSpec:
+    """One planned node."""
+
+    name: str
+    role: str  # "authority", "validator" or "miner"
+    dir: Path
+    port: int
+    hotkey: Keypair
+    coldkey: Keypair
+    model: str = ""  # miners: the model kind they serve
+    doc: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "node.toml"
+
+    @property
+    def listen_addr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.port}"
+
+    @property
+    def p2p_addr(self) -> str:
+        return f"{self.listen_addr}/p2p/{self.hotkey.peer_id}"
+
+
+@dataclass
+class DevnetPlan:
+    options: DevnetOptions
+    authority: NodeSpec
+    validators: list[NodeSpec]
+    miners: list[NodeSpec]
+
+    @property
+    def nodes(self) -> list[NodeSpec]:
+        return [self.authority, *self.validators, *self.miners]
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 right now (held open together so they differ)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def hyperparameters(opts: DevnetOptions) -> dict[str, Any]:
+    """Subnet rules for a fast devnet: short epochs, cheap registration, every validator permitted."""
+    n = opts.miners + opts.validators
+    return {
+        "tempo": opts.tempo,
+        "weights_rate_limit": max(1, opts.tempo // 4),
+        "activity_cutoff": 10_000,
+        "immunity_period": 10_000,
+        "max_allowed_uids": max(n, 4),
+        "max_allowed_validators": opts.validators,
+        "min_allowed_weights": 1,
+        "max_weight_limit": 1.0,
+        "burn": 0.1,
+        "min_burn": 0.01,
+        "max_burn": 1.0,
+        "max_registrations_per_block": max(1, opts.miners),
+        "max_registrations_per_interval": max(6, 2 * n),
+        "target_registrations_per_interval": max(2, n),
+        "difficulty": 10_000,  # a few milliseconds of proof of work
+        "min_difficulty": 1_000,
+    }
+
+
+def make_plan(opts: DevnetOptions) -> DevnetPlan:
+    """Create keys and node.toml files under ``opts.run_dir``; returns the plan."""
+    if opts.miners < 1 or opts.validators < 1:
+        raise ValueError("a devnet needs at least one miner and one validator")
+    run_dir = opts.run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    count = 1 + opts.validators + opts.miners
+    ports = list(range(opts.base_port, opts.base_port + count)) if opts.base_port else free_ports(count)
+
+    def spec(name: str, role: str, port: int, model: str = "") -> NodeSpec:
+        node_dir = run_dir / name
+        store = Keystore(node_dir / "data")
+        keys = {}
+        for key_name in ("hotkey", "coldkey"):
+            keys[key_name] = store.load(key_name) if store.path(key_name).exists() else store.new(key_name,
+                                                                                                  role=key_name)
+        return NodeSpec(name, role, node_dir, port, keys["hotkey"], keys["coldkey"], model)
+
+    authority = spec("authority", "authority", ports[0])
+    validators = [spec(f"validator{i}", "validator", ports[1 + i]) for i in range(opts.validators)]
+    miners = [spec(f"miner{i}", "miner", ports[1 + opts.validators + i], opts.models[i % len(opts.models)])
+              for i in range(opts.miners)]
+    plan = DevnetPlan(opts, authority, validators, miners)
+    for node in plan.nodes:
+        node.doc = node_doc(plan, node)
+        node.config_path.write_text(to_toml(node.doc))
+    return plan
+
+
+def genesis_accounts(plan: DevnetPlan) -> list[dict[str, Any]]:
+    accounts: list[dict[str, Any]] = []
+    for v in plan.validators:
+        accounts.append({"coldkey": v.coldkey.public_hex, "hotkey": v.hotkey.public_hex, "balance": 1.0,
+                         "stake": VALIDATOR_STAKE, "register": True})
+    for m in plan.miners:
+        account: dict[str, Any] = {"coldkey": m.coldkey.public_hex, "balance": MINER_BALANCE}
+        if plan.options.registration == "genesis":
+            account.update(hotkey=m.hotkey.public_hex, register=True)
+        accounts.append(account)
+    return accounts
+
+
+def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
+    """The node.toml document of one devnet node."""
+    opts = plan.options
+    doc: dict[str, Any] = {
+        "node": {"name": node.name, "data_dir": "./data", "netuid": 1},
+        "log": {"level": "info", "format": "json"},
+        "transport": {"type": "libp2p", "listen": [node.listen_addr]},
+    }
+    if node.role == "authority":
+        doc["chain"] = {"type": "local", "mode": "authority", "block_time": opts.block_time,
+                        "genesis": {"chain_id": f"tnode-devnet-{plan.authority.hotkey.peer_id[-8:]}",
+                                    "accounts": genesis_accounts(plan)},
+                        "hyperparameters": hyperparameters(opts)}
+        return doc
+    doc["transport"]["bootstrap"] = [plan.authority.p2p_addr]
+    doc["chain"] = {"type": "local", "mode": "client", "authority": plan.authority.p2p_addr,
+                    "poll_interval": min(opts.block_time, 1.0)}
+    doc.update(text_sections(plan, node))
+    if node.role == "validator":
+        doc["scorers"] = {"ce": {"type": "cross_entropy"}}
+        doc["validator"] = {"type": "default", "modality": "text", "timeout": 5.0,
+                            "step_interval": opts.block_time, "tasks_per_step": 2, "ema_alpha": 0.2,
+                            **opts.validator_overrides}
+    return doc
+
+
+def text_sections(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
+    """The dataset, model and text-modality tables: validators make tasks, miners serve a model."""
+    opts = plan.options
+    sections: dict[str, Any] = {"datasets": {"docs": {"type": "python_docs"}}}
+    modality: dict[str, Any] = {"type": "text", "dataset": "docs", **opts.text_overrides}
+    if node.role == "miner":
+        model: dict[str, Any] = {"type": node.model}
+        if node.model == "transformer":
+            if opts.checkpoint is None:
+                raise ValueError("a transformer miner needs a checkpoint")
+            model["checkpoint"] = str(opts.checkpoint)
+        if node.model == "ngram":
+            model["dataset"] = "docs"
+        sections["models"] = {"main": model}
+        modality["model"] = "main"
+    sections["modalities"] = {"text": modality}
+    return sections
+
+
+# --------------------------------------------------------------------------- TOML
+def to_toml(doc: dict[str, Any]) -> str:
+    """Write a node.toml document (tables, arrays of tables, scalars and scalar arrays)."""
+    lines: list[str] = []
+    _table(lines, [], doc)
+    text = "\n".join(lines).lstrip() + "\n"
+    tomllib.loads(text)  # never write a file the node cannot read
+    return text
+
+
+def _table(lines: list[str], path: list[str], table: dict[str, Any]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and not _is_table_array(v)}
+    if path and (scalars or not table):
+        lines.append("")
+        lines.append(f"[{'.'.join(_key(p) for p in path)}]")
+    for key, value in scalars.items():
+        lines.append(f"{_key(key)} = {_value(value)}")
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _table(lines, [*path, key], value)
+        elif _is_table_array(value):
+            for item in value:
+                lines.append("")
+                lines.append(f"[[{'.'.join(_key(p) for p in [*path, key])}]]")
+                for k, v in item.items():
+                    lines.append(f"{_key(k)} = {_value(v)}")
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _value(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")

@@ -1,0 +1,87 @@
+"""Reading a node's standing from the chain it uses, from outside the node (``tnode status``)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from tnode.errors import ChainError, ConfigError, TnodeError
+from tnode.node import Node
+
+from .devnet.plan import free_ports
+from .status import node_status
+
+
+@dataclass(frozen=True)
+class NodeTarget:
+    """Whom to ask about which hotkey."""
+
+    name: str
+    hotkey: str
+    authority: str  # multiaddr of the chain authority, with /p2p/<peer id>
+    transport: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, path: Path) -> NodeTarget:
+        """Read node.toml (no components start) and work out where its chain is."""
+        node = Node.from_file(path, kinds=())
+        raw = node.config.raw
+        chain = raw.get("chain")
+        transport = raw.get("transport")
+        if not isinstance(chain, dict) or not isinstance(transport, dict):
+            raise ConfigError("the node has no [chain] or no [transport]: nothing to read its standing from",
+                              file=str(path), key_path="chain")
+        if chain.get("mode", "authority") == "client":
+            authority = str(chain.get("authority", ""))
+        else:
+            listen = [a for a in transport.get("listen", []) if "/tcp/" in a and not a.endswith("/tcp/0")]
+            if not listen:
+                raise ConfigError("an authority node needs a fixed TCP listen port for `tnode status` to reach it",
+                                  file=str(path), key_path="transport.listen")
+            authority = f"{listen[0].replace('/ip4/0.0.0.0/', '/ip4/127.0.0.1/')}/p2p/{node.peer_id}"
+        return cls(node.name, node.hotkey.public_hex, authority, transport)
+
+
+def first_error(exc: BaseException) -> TnodeError | None:
+    """The first tnode error inside (nested) exception groups."""
+    if isinstance(exc, TnodeError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            found = first_error(sub)
+            if found is not None:
+                return found
+    return None
+
+
+async def read_status(target: NodeTarget, timeout: float) -> dict[str, Any]:
+    """The status document of ``target``, read through a temporary chain client."""
+    (port,) = free_ports(1)
+    tmp = Path(tempfile.mkdtemp(prefix="tnode-status-"))
+    transport = {k: v for k, v in target.transport.items() if k not in ("listen", "bootstrap")}
+    doc = {
+        "node": {"name": "status", "create_keys": True},
+        "log": {"level": "warning"},
+        "transport": {**transport, "listen": [f"/ip4/127.0.0.1/tcp/{port}"]},
+        "chain": {"type": "local", "mode": "client", "authority": target.authority, "request_timeout": timeout},
+    }
+    try:
+        node = Node.from_dict(doc, data_dir=tmp, kinds={"transport", "chain"})
+        with anyio.fail_after(timeout):
+            async with node.running():
+                mg = await node.chain.metagraph()
+    except TimeoutError:
+        raise ChainError("unreachable", f"no answer from the chain at {target.authority} in {timeout:.0f} s "
+                                        f"(is the node running?)") from None
+    except BaseExceptionGroup as group:
+        cause = first_error(group)
+        if cause is None:
+            raise
+        raise cause from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return node_status(mg, target.hotkey, name=target.name)
