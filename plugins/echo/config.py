@@ -1,0 +1,14 @@
+"""Configuration of the echo modality."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tnode.config import option
+
+
+@dataclass(frozen=True)
+class EchoConfig:
+    """Echo modality: answers every task with the body and payload it received (transport tests, benchmarks)."""
+
+    delay_ms: int = option(0, "Artificial delay before answering, in milliseconds.", ge=0)

@@ -1,0 +1,29 @@
+"""Configuration schema of the libp2p transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tnode.config import option
+
+
+@dataclass(frozen=True)
+class Libp2pConfig:
+    """libp2p transport: TCP + Noise + Yamux, identify, ping, signed request/response `/tnode/task/1`."""
+
+    listen: list[str] = option(["/ip4/127.0.0.1/tcp/4001"], "Multiaddrs to listen on (tcp port 0 picks a free port).")
+    announce: list[str] = option([], "Multiaddrs to advertise instead of the listen addresses (NAT, proxies).")
+    bootstrap: list[str] = option([], "Multiaddrs (with /p2p/<peer id>) dialled at start and re-dialled with backoff.")
+    max_frame_bytes: int = option(16 * 1024 * 1024, "Largest accepted frame; larger ones are refused unread.", ge=1024)
+    max_concurrent_tasks: int = option(64, "Inbound tasks executed at once; more wait until their deadline.", ge=1)
+    max_task_seconds: float = option(
+        60.0, "Upper bound on any inbound task's deadline, in seconds.", ge=0.01
+    )
+    streams_per_peer: int = option(8, "Outbound streams kept open per peer (requests in flight per peer).", ge=1, le=256)
+    freshness_seconds: float = option(30.0, "Accepted clock difference for signed messages.", ge=1.0)
+    max_connections: int = option(1024, "Connection limit of the host.", ge=1)
+    dial_backoff_seconds: float = option(1.0, "First back-off after a failed dial; doubles up to 60 s.", ge=0.0)
+    announce_interval: float = option(30.0, "Seconds between gossip announcements (0 disables).", ge=0.0)
+    capacity: int = option(0, "Capacity announced to peers (0: max_concurrent_tasks).", ge=0)
+    mdns: bool = option(False, "Discover peers on the LAN with mDNS (binds every interface; off by default).")
+    dht: bool = option(True, "Run a Kademlia DHT (client+server) to find peers by id.")

@@ -1,0 +1,70 @@
+"""Building a py-libp2p host the way tnode needs it: Noise only, Yamux, one connection per peer."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from typing import Any
+
+import multiaddr
+from libp2p import create_yamux_muxer_option, new_host
+from libp2p.crypto.ed25519 import Ed25519PrivateKey
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_pair
+from libp2p.network.config import ConnectionConfig
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from tnode.errors import ConfigError
+from tnode.keys import Keypair
+
+# py-libp2p detaches its logger on import; route it through the node's logging again.
+for _name in ("libp2p",):
+    logging.getLogger(_name).propagate = True
+
+
+def libp2p_keypair(key: Keypair) -> KeyPair:
+    """The libp2p identity of a tnode key: same Ed25519 key, so the same peer id."""
+    private = Ed25519PrivateKey.from_bytes(key.seed)
+    return KeyPair(private, private.get_public_key())
+
+
+def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Multiaddr],
+               announce: list[multiaddr.Multiaddr] | None = None, mdns: bool = False) -> Any:
+    """A host that accepts only Noise (no plaintext, no secio/TLS) and multiplexes with Yamux."""
+    kp = libp2p_keypair(key)
+    noise = NoiseTransport(kp, noise_privkey=new_x25519_pair().private_key)
+    return new_host(
+        key_pair=kp,
+        sec_opt={NOISE_PROTOCOL_ID: noise},
+        muxer_opt=create_yamux_muxer_option(),
+        connection_config=ConnectionConfig(max_connections_per_peer=1, max_connections=max_connections),
+        listen_addrs=listen,
+        announce_addrs=announce or None,
+        enable_mDNS=mdns,
+    )
+
+
+def check_port_free(addr: multiaddr.Multiaddr, key_path: str) -> None:
+    """Fail clearly when a TCP listen port is taken.
+
+    py-libp2p binds with SO_REUSEPORT, so a second node on the same port would start silently and
+    share the traffic; bind once ourselves without it to find out first.
+    """
+    protos = {p.name for p in addr.protocols()}
+    if "tcp" not in protos:
+        return
+    port = int(addr.value_for_protocol("tcp"))
+    if port == 0:
+        return
+    family, host = (socket.AF_INET6, addr.value_for_protocol("ip6")) if "ip6" in protos else (
+        socket.AF_INET, addr.value_for_protocol("ip4") if "ip4" in protos else "0.0.0.0")
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        reason = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise ConfigError(f"cannot listen on {addr}: port {port} {reason}", key_path=key_path,
+                          hint="pick another port or use tcp/0") from None
+    finally:
+        sock.close()

@@ -1,0 +1,435 @@
+"""The libp2p transport component: signed request/response over ``/tnode/task/1``.
+
+Client side: a small pool of open streams per peer (opening a stream costs ~2 ms, a reused one
+carries a request in well under a millisecond); each stream carries one request/response pair at
+a time. Server side: every stream is served by its own task; each frame is verified (size,
+structure, signature, freshness, replay, body hash) before spam filters and before any handler,
+then dispatched on the bus as :class:`tnode.events.TaskReceived` to the modality it names.
+
+Request body on the wire: ``{"args": <task body>, "timeout_ms": <client deadline>}``.
+Response body: ``{"result": <body>}`` or, with a non-empty code, ``{"error": <message>}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import multiaddr
+import numpy as np
+import trio
+from libp2p.network.stream.exceptions import StreamError
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo as LibPeerInfo
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from tnode import wire
+from tnode.errors import (
+    ConfigError,
+    NoHandler,
+    RequestTimeout,
+    TaskError,
+    WireError,
+)
+from tnode.events import PeerConnected, PeerDisconnected, TaskCompleted, TaskReceived, TaskRefused
+from tnode.interfaces import InboundRequest, PeerInfo, Reply, TaskResult
+from tnode.keys import public_key_from_peer_id
+
+from .config import Libp2pConfig
+from .framing import read_frame
+from .host import build_host, check_port_free
+
+TASK_PROTOCOL = "/tnode/task/1"
+_ALWAYS_SERVED = frozenset({"chain"})  # the chain service answers before the node is fully up
+
+
+@dataclass
+class _Peer:
+    peer_id: str
+    addrs: list[str] = field(default_factory=list)
+    idle: list[Any] = field(default_factory=list)
+    open_streams: int = 0
+    slots: trio.Semaphore | None = None
+    connected: bool = False
+    failures: int = 0
+    next_dial: float = 0.0
+    hotkey: str = ""
+    announcement: Any = None
+
+
+class Libp2pTransport:
+    """Implements :class:`tnode.interfaces.Transport` over py-libp2p."""
+
+    def __init__(self, node: Any, name: str, config: Libp2pConfig) -> None:
+        self.node = node
+        self.name = name
+        self.config = config
+        self.key = node.hotkey
+        self.hotkey = node.hotkey.public_hex
+        self.peer_id = node.hotkey.peer_id
+        self.log = node.log.bind(component="transport")
+        self.verifier = wire.Verifier(self.hotkey, window_ms=int(config.freshness_seconds * 1000),
+                                      max_frame=config.max_frame_bytes)
+        try:
+            self._listen = [multiaddr.Multiaddr(a) for a in config.listen]
+            self._announce = [multiaddr.Multiaddr(a) for a in config.announce]
+        except Exception as exc:
+            raise ConfigError(f"invalid multiaddr: {exc}", key_path=f"{name}.listen") from None
+        self._peers: dict[str, _Peer] = {}
+        self._inflight = trio.Semaphore(config.max_concurrent_tasks)
+        self.host: Any = None
+        self.stats = {"served": 0, "refused": 0, "errors": 0}
+        self._tg: Any = None
+        self.announcements: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        for i, addr in enumerate(self._listen):
+            check_port_free(addr, f"{self.name}.listen[{i}]")
+        self.host = build_host(self.key, max_connections=self.config.max_connections, listen=self._listen,
+                               announce=self._announce, mdns=self.config.mdns)
+        self.host.set_stream_handler(TASK_PROTOCOL, self._serve_stream)
+        self.host.get_network().register_notifee(_Notifee(self))
+        try:
+            async with self.host.run(self._listen), trio.open_nursery() as nursery:
+                self._tg = nursery
+                for addr in self.config.bootstrap:
+                    nursery.start_soon(self._bootstrap, addr)
+                if self.config.announce_interval > 0:
+                    from .announce import Announcer
+
+                    self.announcements = Announcer(self)
+                    await nursery.start(self.announcements.run)
+                self.log.info("transport listening", addrs=self.listen_addrs())
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                # Without this the listen sockets outlive the node and keep accepting.
+                with trio.move_on_after(5):
+                    await self.host.close()
+
+    # ------------------------------------------------------------------ addresses and peers
+    def listen_addrs(self) -> list[str]:
+        if self.host is None:
+            return []
+        return [str(a) for a in self.host.get_addrs()]
+
+    def add_peer_addrs(self, peer_id: str, addrs: Sequence[str]) -> None:
+        peer = self._peer(peer_id)
+        for addr in addrs:
+            text = str(addr)
+            if "/p2p/" in text:
+                text = text.split("/p2p/")[0]
+            if text and text not in peer.addrs:
+                peer.addrs.append(text)
+        if self.host is not None and peer.addrs:
+            with contextlib.suppress(Exception):
+                self.host.get_peerstore().add_addrs(ID.from_base58(peer_id),
+                                                    [multiaddr.Multiaddr(a) for a in peer.addrs], 3600)
+
+    def peers(self) -> list[PeerInfo]:
+        out = []
+        for p in self._peers.values():
+            ann = p.announcement
+            out.append(PeerInfo(p.peer_id, tuple(p.addrs), p.connected, p.hotkey,
+                                tuple(ann.modalities) if ann else (), ann.version if ann else "",
+                                ann.capacity if ann else 0))
+        return out
+
+    def _peer(self, peer_id: str) -> _Peer:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            peer = _Peer(peer_id, slots=trio.Semaphore(self.config.streams_per_peer))
+            with contextlib.suppress(ValueError):
+                peer.hotkey = public_key_from_peer_id(peer_id).hex()
+            self._peers[peer_id] = peer
+        return peer
+
+    def _resolve(self, peer: str) -> str:
+        if peer.startswith("/"):
+            try:
+                info = info_from_p2p_addr(multiaddr.Multiaddr(peer))
+            except Exception as exc:
+                raise TaskError("unreachable", f"not a dialable multiaddr with /p2p/: {peer} ({exc})") from None
+            peer_id = info.peer_id.to_base58()
+            self.add_peer_addrs(peer_id, [str(a) for a in info.addrs])
+            return peer_id
+        return peer
+
+    async def connect(self, addr: str) -> str:
+        peer_id = self._resolve(addr)
+        await self._ensure_connected(self._peer(peer_id))
+        return peer_id
+
+    async def _ensure_connected(self, peer: _Peer) -> None:
+        pid = ID.from_base58(peer.peer_id)
+        if self.host.get_network().connections.get(pid):
+            return
+        now = time.monotonic()
+        if now < peer.next_dial:
+            raise TaskError("unreachable", f"peer {peer.peer_id} in dial back-off for {peer.next_dial - now:.1f} s")
+        addrs = list(peer.addrs) or [str(a) for a in self.host.get_peerstore().addrs(pid)]
+        errors = []
+        # py-libp2p dials only the first address it knows: try each one ourselves.
+        for addr in addrs:
+            try:
+                await self.host.connect(LibPeerInfo(pid, [multiaddr.Multiaddr(addr)]))
+                peer.failures = 0
+                peer.next_dial = 0.0
+                return
+            except Exception as exc:
+                errors.append(f"{addr}: {type(exc).__name__}: {exc}")
+        if not addrs:
+            with contextlib.suppress(Exception):
+                await self.host.connect(LibPeerInfo(pid, []))
+                return
+            errors.append("no known address")
+        peer.failures += 1
+        peer.next_dial = time.monotonic() + min(60.0, self.config.dial_backoff_seconds * 2 ** (peer.failures - 1))
+        raise TaskError("unreachable", f"cannot reach {peer.peer_id}: {'; '.join(errors)}")
+
+    async def _bootstrap(self, addr: str) -> None:
+        delay = max(self.config.dial_backoff_seconds, 0.1)
+        while True:
+            try:
+                peer_id = await self.connect(addr)
+                self.log.info("bootstrap connected", addr=addr, remote=peer_id)
+                # Stay connected: check again later, re-dial if the peer went away.
+                delay = max(self.config.dial_backoff_seconds, 0.1)
+                await trio.sleep(10)
+            except TaskError as exc:
+                self.log.debug("bootstrap dial failed", addr=addr, error=str(exc), retry_in=delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    # ------------------------------------------------------------------ client
+    async def request(self, peer: str, modality: str, task: str, body: Mapping[str, Any],
+                      payload: np.ndarray | bytes | None = None, *, timeout: float = 10.0) -> Reply:
+        peer_id = self._resolve(peer)
+        state = self._peer(peer_id)
+        if not state.hotkey:
+            raise TaskError("unreachable", f"{peer_id} is not an Ed25519 peer id")
+        nonce = os.urandom(16).hex()
+        frame = wire.encode(self.key, kind="req", modality=modality, task=task, receiver=state.hotkey,
+                            body={"args": dict(body), "timeout_ms": int(timeout * 1000)}, payload=payload,
+                            nonce=nonce)
+        start = time.perf_counter()
+        stream = None
+        raw: bytes | None = None
+        assert state.slots is not None
+        with trio.move_on_after(timeout) as scope:
+            async with state.slots:
+                try:
+                    await self._ensure_connected(state)
+                    stream = state.idle.pop() if state.idle else await self._open_stream(state)
+                    await stream.write(frame)
+                    raw = await read_frame(stream, self.config.max_frame_bytes)
+                except (StreamError, WireError, OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+                        RuntimeError) as exc:
+                    await self._discard(state, stream)
+                    stream = None
+                    raise TaskError("unreachable", f"{peer_id}: {type(exc).__name__}: {exc}") from None
+                except Exception as exc:
+                    if isinstance(exc, TaskError):
+                        raise
+                    await self._discard(state, stream)
+                    stream = None
+                    raise TaskError("unreachable", f"{peer_id}: {type(exc).__name__}: {exc}") from None
+                if raw is None:
+                    await self._discard(state, stream)
+                    raise TaskError("unreachable", f"{peer_id} closed the stream before answering")
+                state.idle.append(stream)
+        if scope.cancelled_caught:
+            # The late answer would land on this stream: never reuse it.
+            await self._discard(state, stream)
+            raise TaskError("timeout", f"no answer from {peer_id} within {timeout:.3f} s")
+        assert raw is not None
+        try:
+            msg = self.verifier.verify_body(raw, expect_kind="res")
+        except WireError as exc:
+            raise TaskError("invalid_response", f"{peer_id}: {exc.code}: {exc}") from None
+        if msg.sender != state.hotkey:
+            raise TaskError("invalid_response", f"answer signed by {msg.sender[:16]}…, not by {peer_id}")
+        if msg.reply_to != nonce:
+            raise TaskError("invalid_response", "answer does not refer to this request")
+        if msg.code:
+            raise TaskError(msg.code, str(msg.body.get("error", "")))
+        result = msg.body.get("result", {})
+        if not isinstance(result, dict):
+            raise TaskError("invalid_response", "result is not an object")
+        return Reply(result, msg.payload, peer_id, msg.sender, time.perf_counter() - start)
+
+    async def _open_stream(self, state: _Peer) -> Any:
+        stream = await self.host.new_stream(ID.from_base58(state.peer_id), [TASK_PROTOCOL])
+        state.open_streams += 1
+        return stream
+
+    async def _discard(self, state: _Peer, stream: Any) -> None:
+        if stream is None:
+            return
+        state.open_streams = max(0, state.open_streams - 1)
+        with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await stream.reset()
+
+    # ------------------------------------------------------------------ server
+    async def _serve_stream(self, stream: Any) -> None:
+        remote = stream.muxed_conn.peer_id.to_base58()
+        try:
+            while True:
+                try:
+                    data = await read_frame(stream, self.config.max_frame_bytes)
+                except WireError as exc:
+                    # Oversized or truncated: the stream cannot be re-synchronised; answer and reset.
+                    await self._refuse(stream, remote, "", exc.code, str(exc), reply_to="", receiver="")
+                    await stream.reset()
+                    return
+                if data is None:
+                    return
+                response = await self._handle_frame(data, remote)
+                await stream.write(response)
+        except (StreamError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return
+        finally:
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await stream.close()
+
+    async def _refuse(self, stream: Any, remote: str, sender: str, code: str, reason: str, *, reply_to: str,
+                      receiver: str) -> None:
+        self.stats["refused"] += 1
+        self.node.bus.publish_nowait(TaskRefused(remote, sender, code, reason))
+        self.log.debug("request refused", remote=remote, code=code, reason=reason)
+        frame = wire.encode(self.key, kind="res", modality="", task="", receiver=receiver,
+                            body={"error": reason}, reply_to=reply_to, code=code)
+        with contextlib.suppress(Exception):
+            await stream.write(frame)
+
+    def _error_frame(self, msg: wire.Message | None, receiver: str, code: str, reason: str) -> bytes:
+        return wire.encode(self.key, kind="res", modality=msg.modality if msg else "", task=msg.task if msg else "",
+                           receiver=receiver, body={"error": reason}, reply_to=msg.nonce if msg else "", code=code)
+
+    async def _handle_frame(self, data: bytes, remote: str) -> bytes:
+        received = time.monotonic()
+        try:
+            msg = self.verifier.verify_body(data, expect_kind="req")
+        except WireError as exc:
+            self.stats["refused"] += 1
+            self.node.bus.publish_nowait(TaskRefused(remote, "", exc.code, str(exc)))
+            self.log.debug("frame refused", remote=remote, code=exc.code, reason=str(exc))
+            receiver = ""
+            with contextlib.suppress(Exception):
+                receiver = public_key_from_peer_id(remote).hex()
+            return self._error_frame(None, receiver, exc.code, str(exc))
+        args = msg.body.get("args", {})
+        timeout_ms = msg.body.get("timeout_ms", 10_000)
+        if not isinstance(args, dict) or not isinstance(timeout_ms, int | float) or not math.isfinite(timeout_ms):
+            return self._refused(msg, remote, "invalid_request", "body must be {args: object, timeout_ms: number}")
+        deadline = received + min(max(timeout_ms / 1000.0, 0.0), self.config.max_task_seconds)
+        if not self.node.ready.is_set() and msg.modality not in _ALWAYS_SERVED:
+            return self._refused(msg, remote, "starting", "node is starting")
+        releases: list[Callable[[], None]] = []
+        ok = False
+        code = ""
+        try:
+            inbound = InboundRequest(msg.sender, remote, msg.modality, msg.task, args, msg.payload_bytes,
+                                     msg.frame_bytes)
+            for flt in self.node.components_of("spam_filter").values():
+                release = await flt.admit(inbound)
+                if release is not None:
+                    releases.append(release)
+            remaining = deadline - time.monotonic()
+            with trio.move_on_after(max(remaining, 0)) as slot_scope:
+                await self._inflight.acquire()
+            if slot_scope.cancelled_caught:
+                raise TaskError("overloaded", "no execution slot before the deadline")
+            try:
+                result = await self.node.bus.request(
+                    TaskReceived(msg.modality, msg.task, args, msg.payload, msg.sender, remote, deadline, received),
+                    timeout=max(deadline - time.monotonic(), 0.0),
+                )
+            finally:
+                self._inflight.release()
+            if not isinstance(result, TaskResult):
+                raise TaskError("internal", f"handler returned {type(result).__name__}, not TaskResult")
+            ok = True
+            self.stats["served"] += 1
+            return wire.encode(self.key, kind="res", modality=msg.modality, task=msg.task, receiver=msg.sender,
+                               body={"result": result.body}, payload=result.payload, reply_to=msg.nonce)
+        except TaskError as exc:
+            code = exc.code
+            return self._refused(msg, remote, exc.code, exc.message)
+        except NoHandler:
+            code = "unknown_modality"
+            served = ", ".join(k for k in self.node.bus.served_keys(TaskReceived) if not k.startswith("_")) or "none"
+            return self._refused(msg, remote, code, f"modality {msg.modality!r} is not served here (served: {served})")
+        except RequestTimeout:
+            code = "timeout"
+            return self._refused(msg, remote, code, "deadline passed before the answer was ready")
+        except Exception as exc:  # a handler bug must not kill the stream
+            code = "internal"
+            self.stats["errors"] += 1
+            self.log.error("task handler failed", modality=msg.modality, task=msg.task, error=repr(exc))
+            return self._refused(msg, remote, code, f"{type(exc).__name__}")
+        finally:
+            for release in releases:
+                with contextlib.suppress(Exception):
+                    release()
+            self.node.bus.publish_nowait(TaskCompleted(msg.modality, msg.task, msg.sender, ok, code,
+                                                       time.monotonic() - received))
+
+    def _refused(self, msg: wire.Message, remote: str, code: str, reason: str) -> bytes:
+        if code in ("rate_limited", "unregistered", "overloaded", "too_large", "starting", "invalid_request"):
+            self.node.bus.publish_nowait(TaskRefused(remote, msg.sender, code, reason))
+        return self._error_frame(msg, msg.sender, code, reason)
+
+    # ------------------------------------------------------------------ connection events
+    def _on_connected(self, peer_id: str, addr: str) -> None:
+        peer = self._peer(peer_id)
+        peer.connected = True
+        if addr and addr not in peer.addrs and "/tcp/" in addr:
+            pass  # inbound connections come from ephemeral ports: not dialable, not recorded
+        self.node.bus.publish_nowait(PeerConnected(peer_id, tuple(peer.addrs)))
+        if self.announcements is not None and self._tg is not None:
+            self._tg.start_soon(self.announcements.greet, peer_id)
+
+    def _on_disconnected(self, peer_id: str) -> None:
+        peer = self._peer(peer_id)
+        peer.connected = False
+        peer.idle.clear()
+        peer.open_streams = 0
+        self.node.bus.publish_nowait(PeerDisconnected(peer_id))
+
+
+class _Notifee:
+    """Forwards py-libp2p connection notifications to the transport."""
+
+    def __init__(self, transport: Libp2pTransport) -> None:
+        self.t = transport
+
+    async def opened_stream(self, network: Any, stream: Any) -> None:
+        return None
+
+    async def closed_stream(self, network: Any, stream: Any) -> None:
+        return None
+
+    async def connected(self, network: Any, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            pid = conn.muxed_conn.peer_id.to_base58()
+            self.t._on_connected(pid, "")
+
+    async def disconnected(self, network: Any, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            pid = conn.muxed_conn.peer_id
+            if not network.connections.get(pid):
+                self.t._on_disconnected(pid.to_base58())
+
+    async def listen(self, network: Any, multiaddr: Any) -> None:
+        return None
+
+    async def listen_close(self, network: Any, multiaddr: Any) -> None:
+        return None
