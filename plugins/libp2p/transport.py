@@ -256,7 +256,8 @@ class Libp2pTransport:
             raise TaskError("invalid_response", f"{peer_id}: {exc.code}: {exc}") from None
         if msg.sender != state.hotkey:
             raise TaskError("invalid_response", f"answer signed by {msg.sender[:16]}…, not by {peer_id}")
-        if msg.reply_to != nonce:
+        if msg.reply_to != nonce and not (msg.code and msg.reply_to == ""):
+            # An empty reply_to is allowed only on refusals of frames the server could not parse.
             raise TaskError("invalid_response", "answer does not refer to this request")
         if msg.code:
             raise TaskError(msg.code, str(msg.body.get("error", "")))
@@ -286,7 +287,10 @@ class Libp2pTransport:
                     data = await read_frame(stream, self.config.max_frame_bytes)
                 except WireError as exc:
                     # Oversized or truncated: the stream cannot be re-synchronised; answer and reset.
-                    await self._refuse(stream, remote, "", exc.code, str(exc), reply_to="", receiver="")
+                    receiver = ""
+                    with contextlib.suppress(ValueError):
+                        receiver = public_key_from_peer_id(remote).hex()
+                    await self._refuse(stream, remote, "", exc.code, str(exc), reply_to="", receiver=receiver)
                     await stream.reset()
                     return
                 if data is None:

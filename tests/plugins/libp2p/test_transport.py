@@ -1,0 +1,219 @@
+"""The libp2p transport between several nodes in one process, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import trio
+from helpers import make_node, port_is_free, port_of
+from tnode import wire
+from tnode.errors import TaskError
+from tnode.events import AnnouncementReceived, PeerConnected, TaskRefused
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_bootstrap_identify_and_signed_echo(tmp_path):
+    a = make_node(tmp_path, "a")
+    async with a.running():
+        addr = a.transport.listen_addrs()[0]
+        assert addr.endswith(f"/p2p/{a.peer_id}")
+        b = make_node(tmp_path, "b", bootstrap=(addr,))
+        connected = []
+
+        async def on_peer(ev: PeerConnected) -> None:
+            connected.append(ev.peer_id)
+
+        b.bus.subscribe(PeerConnected, on_peer)
+        async with b.running():
+            with trio.fail_after(10):
+                while a.peer_id not in connected:
+                    await trio.sleep(0.02)
+            payload = np.arange(12, dtype=np.float32).reshape(3, 4)
+            reply = await b.transport.request(a.peer_id, "echo", "echo", {"hello": "world"}, payload, timeout=5)
+            assert reply.body == {"hello": "world"}
+            assert reply.hotkey == a.hotkey.public_hex  # the answer was signed by a and verified by b
+            np.testing.assert_array_equal(reply.payload, payload)
+            # identify ran: a knows b's public key from the connection
+            assert a.transport.host.get_peerstore().pubkey(b.transport.host.get_id()) is not None
+
+
+async def test_request_by_multiaddr_and_unknown_modality(tmp_path):
+    a = make_node(tmp_path, "a")
+    b = make_node(tmp_path, "b")
+    async with a.running(), b.running():
+        addr = a.transport.listen_addrs()[0]
+        reply = await b.transport.request(addr, "echo", "echo", {"n": 1}, b"raw", timeout=5)
+        assert reply.payload == b"raw"
+        with pytest.raises(TaskError) as err:
+            await b.transport.request(a.peer_id, "image", "generate", {}, timeout=5)
+        assert err.value.code == "unknown_modality"
+
+
+async def test_deadline_exceeded_is_a_clean_timeout(tmp_path):
+    a = make_node(tmp_path, "a", delay_ms=2000)
+    b = make_node(tmp_path, "b")
+    async with a.running(), b.running():
+        with pytest.raises(TaskError) as err:
+            await b.transport.request(a.transport.listen_addrs()[0], "echo", "echo", {}, timeout=0.3)
+        assert err.value.code == "timeout"
+
+
+async def _raw_exchange(b, a, frame: bytes) -> wire.Message:
+    from libp2p.peer.id import ID
+
+    stream = await b.transport.host.new_stream(ID.from_base58(a.peer_id), ["/tnode/task/1"])
+    await stream.write(frame)
+    from tnode.plugins.libp2p.framing import read_frame
+
+    raw = await read_frame(stream, 1 << 24)
+    await stream.close()
+    return wire.Verifier(b.hotkey.public_hex).verify_body(raw, expect_kind="res")
+
+
+async def test_forged_and_replayed_requests_refused(tmp_path):
+    a = make_node(tmp_path, "a")
+    b = make_node(tmp_path, "b")
+    refused = []
+
+    async def on_refused(ev: TaskRefused) -> None:
+        refused.append(ev.code)
+
+    a.bus.subscribe(TaskRefused, on_refused)
+    async with a.running(), b.running():
+        await b.transport.connect(a.transport.listen_addrs()[0])
+        good = wire.encode(b.hotkey, kind="req", modality="echo", task="echo", receiver=a.hotkey.public_hex,
+                           body={"args": {"v": 1}, "timeout_ms": 2000})
+        first = await _raw_exchange(b, a, good)
+        assert first.code == "" and first.body["result"] == {"v": 1}
+        replay = await _raw_exchange(b, a, good)
+        assert replay.code == "replayed"
+        # Forged: body changed after signing → the signed hash no longer matches.
+        forged = bytearray(wire.encode(b.hotkey, kind="req", modality="echo", task="echo",
+                                       receiver=a.hotkey.public_hex, body={"args": {"v": 2}, "timeout_ms": 2000}))
+        idx = forged.rindex(b'"v":2')
+        forged[idx + 4] = ord("3")
+        assert (await _raw_exchange(b, a, bytes(forged))).code == "body_hash_mismatch"
+        # Signed by someone else than the sender it claims.
+        from tnode.keys import Keypair
+
+        mallory = Keypair.generate()
+        header_forged = wire.encode(mallory, kind="req", modality="echo", task="echo",
+                                    receiver=a.hotkey.public_hex, body={"args": {}, "timeout_ms": 2000})
+        text = header_forged.replace(mallory.public_hex.encode(), b.hotkey.public_hex.encode())
+        assert (await _raw_exchange(b, a, text)).code == "bad_signature"
+        stale = wire.encode(b.hotkey, kind="req", modality="echo", task="echo", receiver=a.hotkey.public_hex,
+                            body={"args": {}, "timeout_ms": 2000}, ts_ms=1_000)
+        assert (await _raw_exchange(b, a, stale)).code == "stale"
+        await trio.sleep(0.05)
+        assert {"replayed", "body_hash_mismatch", "bad_signature", "stale"} <= set(refused)
+
+
+async def test_oversized_frame_refused_unread(tmp_path):
+    a = make_node(tmp_path, "a", max_frame_bytes=4096)
+    b = make_node(tmp_path, "b")
+    async with a.running(), b.running():
+        with pytest.raises(TaskError) as err:
+            await b.transport.request(a.transport.listen_addrs()[0], "echo", "echo", {}, os.urandom(10_000),
+                                      timeout=5)
+        assert err.value.code in ("frame_too_large", "unreachable")
+
+
+async def test_peer_killed_mid_request_gives_clean_error(tmp_path):
+    a = make_node(tmp_path, "a", delay_ms=3000)
+    b = make_node(tmp_path, "b")
+    async with b.running():
+        outcome: list[str] = []
+        async with trio.open_nursery() as nursery:
+            cancel_a = trio.CancelScope()
+
+            async def run_a(task_status=trio.TASK_STATUS_IGNORED):
+                with cancel_a:
+                    async with a.running():
+                        task_status.started(a.transport.listen_addrs()[0])
+                        await trio.sleep_forever()
+
+            addr = await nursery.start(run_a)
+
+            async def ask():
+                try:
+                    await b.transport.request(addr, "echo", "echo", {}, timeout=10)
+                    outcome.append("ok")
+                except TaskError as exc:
+                    outcome.append(exc.code)
+
+            nursery.start_soon(ask)
+            await trio.sleep(0.5)
+            cancel_a.cancel()  # a stops while b waits for its answer
+        assert outcome and outcome[0] in ("unreachable", "timeout")
+        assert outcome[0] == "unreachable"
+
+
+async def test_shutdown_frees_the_listen_port(tmp_path):
+    a = make_node(tmp_path, "a")
+    async with a.running():
+        port = port_of(a.transport.listen_addrs()[0])
+        assert not port_is_free(port)
+    await trio.sleep(0.1)
+    assert port_is_free(port)
+
+
+async def test_port_in_use_fails_clearly(tmp_path):
+    import socket
+
+    from tnode.errors import ComponentStartError
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    try:
+        node = make_node(tmp_path, "a", port=port)
+        with pytest.raises(BaseException) as err:
+            async with node.running():
+                pass
+        text = repr(err.value) + str(getattr(err.value, "exceptions", ""))
+        assert "already in use" in text or isinstance(err.value, ComponentStartError)
+    finally:
+        sock.close()
+
+
+async def test_announcements_received(tmp_path):
+    a = make_node(tmp_path, "a", announce_interval=0.5)
+    got: list[AnnouncementReceived] = []
+    async with a.running():
+        b = make_node(tmp_path, "b", bootstrap=(a.transport.listen_addrs()[0],), announce_interval=0.5)
+
+        async def on_ann(ev: AnnouncementReceived) -> None:
+            got.append(ev)
+
+        b.bus.subscribe(AnnouncementReceived, on_ann)
+        async with b.running():
+            with trio.fail_after(10):
+                while not got:
+                    await trio.sleep(0.05)
+    assert got[0].peer_id == a.peer_id
+    assert "echo" in got[0].modalities
+    assert got[0].hotkey == a.hotkey.public_hex
+
+
+async def test_standard_libp2p_host_can_ping_us(tmp_path):
+    """Interop: a plain py-libp2p host (default stack, not tnode's) dials us and runs /ipfs/ping/1.0.0."""
+    import multiaddr
+    from libp2p import new_host
+    from libp2p.host.ping import PingService
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    a = make_node(tmp_path, "a")
+    async with a.running():
+        plain = new_host()
+        async with plain.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            info = info_from_p2p_addr(multiaddr.Multiaddr(a.transport.listen_addrs()[0]))
+            with trio.fail_after(10):
+                await plain.connect(info)
+                rtts = await PingService(plain).ping(info.peer_id, ping_amt=2)
+            assert len(rtts) == 2
+            with trio.CancelScope(shield=True):
+                await plain.close()
