@@ -38,7 +38,14 @@ def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Mul
         key_pair=kp,
         sec_opt={NOISE_PROTOCOL_ID: noise},
         muxer_opt=create_yamux_muxer_option(),
-        connection_config=ConnectionConfig(max_connections_per_peer=1, max_connections=max_connections),
+        connection_config=ConnectionConfig(
+            max_connections_per_peer=1,  # otherwise every connect waits ~250 ms for a second one
+            max_connections=max_connections,
+            # No auto-dialling toward a minimum: the node decides whom it talks to.
+            min_connections=0,
+            low_watermark=0,
+            high_watermark=max_connections,
+        ),
         listen_addrs=listen,
         announce_addrs=announce or None,
         enable_mDNS=mdns,

@@ -17,7 +17,6 @@ def node_doc(*, port: int = 0, bootstrap: tuple[str, ...] = (), delay_ms: int = 
         "modalities": {"echo": {"type": "echo", "delay_ms": delay_ms}},
     }
     doc.update(extra or {})
-    doc["plugins"] = {"block": ["chain_local", "validator", "antispam"]}  # TEMP
     return doc
 
 
