@@ -67,6 +67,8 @@ def check_port_free(addr: multiaddr.Multiaddr, key_path: str) -> None:
     family, host = (socket.AF_INET6, addr.value_for_protocol("ip6")) if "ip6" in protos else (
         socket.AF_INET, addr.value_for_protocol("ip4") if "ip4" in protos else "0.0.0.0")
     sock = socket.socket(family, socket.SOCK_STREAM)
+    # SO_REUSEADDR (not SO_REUSEPORT): TIME_WAIT leftovers are fine, a live listener is not.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -27,6 +27,8 @@ def make_node(tmp: Path, name: str, **kw: Any) -> Node:
 def port_is_free(port: int) -> bool:
     """True when nothing listens on 127.0.0.1:port (bound without SO_REUSEPORT)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # SO_REUSEADDR tolerates TIME_WAIT leftovers but still fails while anything LISTENs there.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", port))
         return True
