@@ -139,6 +139,12 @@ async def bench_raw(loads: list[tuple[str, int, int, int]]) -> list[dict]:
 BT_SCRIPT = r'''
 import asyncio, json, os, sys, tempfile, time, socket
 import bittensor as bt
+import bittensor.utils.networking as _net
+
+# Keep everything on loopback: never look up an external IP (it would reach outside hosts).
+def _no_lookup():
+    return "127.0.0.1"
+_net.get_external_ip = _no_lookup
 
 class Echo(bt.Synapse):
     data: str = ""
