@@ -60,6 +60,7 @@ class _Peer:
     next_dial: float = 0.0
     hotkey: str = ""
     announcement: Any = None
+    lib_id: Any = None  # parsed libp2p ID, cached: base58 decoding on every request is measurable
 
 
 class Libp2pTransport:
@@ -168,7 +169,9 @@ class Libp2pTransport:
         return peer_id
 
     async def _ensure_connected(self, peer: _Peer) -> None:
-        pid = ID.from_base58(peer.peer_id)
+        if peer.lib_id is None:
+            peer.lib_id = ID.from_base58(peer.peer_id)
+        pid = peer.lib_id
         if self.host.get_network().connections.get(pid):
             return
         now = time.monotonic()
@@ -226,8 +229,11 @@ class Libp2pTransport:
         with trio.move_on_after(timeout) as scope:
             async with state.slots:
                 try:
-                    await self._ensure_connected(state)
-                    stream = state.idle.pop() if state.idle else await self._open_stream(state)
+                    if state.idle:
+                        stream = state.idle.pop()
+                    else:
+                        await self._ensure_connected(state)
+                        stream = await self._open_stream(state)
                     await stream.write(frame)
                     raw = await read_frame(stream, self.config.max_frame_bytes)
                 except (StreamError, WireError, OSError, trio.BrokenResourceError, trio.ClosedResourceError,
@@ -267,7 +273,7 @@ class Libp2pTransport:
         return Reply(result, msg.payload, peer_id, msg.sender, time.perf_counter() - start)
 
     async def _open_stream(self, state: _Peer) -> Any:
-        stream = await self.host.new_stream(ID.from_base58(state.peer_id), [TASK_PROTOCOL])
+        stream = await self.host.new_stream(state.lib_id, [TASK_PROTOCOL])
         state.open_streams += 1
         return stream
 
