@@ -435,7 +435,11 @@ class _Notifee:
     async def disconnected(self, network: Any, conn: Any) -> None:
         with contextlib.suppress(Exception):
             pid = conn.muxed_conn.peer_id
-            if not network.connections.get(pid):
+            others = network.connections.get(pid) or []
+            if not isinstance(others, list | tuple):
+                others = [others]
+            # The closing connection may still be listed while we are notified.
+            if not [c for c in others if c is not conn]:
                 self.t._on_disconnected(pid.to_base58())
 
     async def listen(self, network: Any, multiaddr: Any) -> None:

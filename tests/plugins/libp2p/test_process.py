@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from helpers import make_node, port_is_free
+from libp2p_helpers import make_node, port_is_free
 
 pytestmark = pytest.mark.anyio
 

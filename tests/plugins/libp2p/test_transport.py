@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import trio
-from helpers import make_node, port_is_free, port_of
+from libp2p_helpers import make_node, port_is_free, port_of
 from tnode import wire
 from tnode.errors import TaskError
 from tnode.events import AnnouncementReceived, PeerConnected, TaskRefused
@@ -217,3 +217,36 @@ async def test_standard_libp2p_host_can_ping_us(tmp_path):
             assert len(rtts) == 2
             with trio.CancelScope(shield=True):
                 await plain.close()
+
+
+async def test_task_completed_and_peer_disconnected_events(tmp_path):
+    from tnode.events import PeerDisconnected, TaskCompleted
+
+    a = make_node(tmp_path, "a")
+    completed: list[TaskCompleted] = []
+    gone: list[PeerDisconnected] = []
+
+    async def on_done(ev: TaskCompleted) -> None:
+        completed.append(ev)
+
+    async def on_gone(ev: PeerDisconnected) -> None:
+        gone.append(ev)
+
+    a.bus.subscribe(TaskCompleted, on_done)
+    a.bus.subscribe(PeerDisconnected, on_gone)
+    async with a.running():
+        b = make_node(tmp_path, "b")
+        async with b.running():
+            await b.transport.request(a.transport.listen_addrs()[0], "echo", "echo", {"k": 1}, timeout=5)
+            with pytest.raises(TaskError):
+                await b.transport.request(a.peer_id, "missing", "x", {}, timeout=5)
+            await b.transport.host.disconnect(a.transport.host.get_id())
+            with trio.fail_after(10):
+                while not gone:
+                    await trio.sleep(0.05)
+        with trio.fail_after(10):
+            while not gone:
+                await trio.sleep(0.05)
+    assert [(e.modality, e.ok) for e in completed if not e.modality.startswith("_")] == [("echo", True), ("missing", False)]
+    assert completed[-1].code == "unknown_modality"
+    assert gone[0].peer_id == b.peer_id
