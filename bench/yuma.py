@@ -8,19 +8,27 @@ earlier epoch, a few inactive validators and freshly registered uids) and must a
 
 Goals: ≤ 20 ms median at 4096 uids × 128 validators, and ≥ 10× the reference there.
 
+The reference's few matrix-vector products run on single-threaded BLAS: OpenBLAS worker threads
+keep spinning for about 0.1 s after each call, which on a 2-core machine takes a core away from
+whatever is measured next (tnode's epoch uses torch's thread pool for three kernels).
+
     python bench/yuma.py [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
+import os
 
-import numpy as np
-from tnode.plugins.chain_local.yuma import EpochResult, YumaParams, epoch, quantize_weights
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS (see the docstring)
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from tnode.plugins.chain_local.yuma import EpochResult, YumaParams, epoch, quantize_weights  # noqa: E402
 
 GOAL_MS = 20.0
 GOAL_RATIO = 10.0

@@ -51,7 +51,7 @@ class Subscription:
 
     __slots__ = (
         "bus", "event_type", "handler", "name", "maxsize", "when_full", "queue",
-        "delivered", "dropped", "errors", "_waiter", "_space", "_closed", "_idle",
+        "delivered", "dropped", "errors", "_waiter", "_space", "_closed", "_idle", "_scope", "_cancelled",
     )
 
     def __init__(self, bus: EventBus, event_type: type[Event], handler: Handler, name: str, maxsize: int,
@@ -70,6 +70,8 @@ class Subscription:
         self._space: anyio.Event | None = None
         self._closed = False
         self._idle = True
+        self._scope: anyio.CancelScope | None = None
+        self._cancelled = False
 
     # ---------------------------------------------------------------- publisher side
     def _wake(self) -> None:
@@ -102,6 +104,17 @@ class Subscription:
 
     # ---------------------------------------------------------------- consumer side
     async def run(self) -> None:
+        # Own cancel scope: the bus cancels a hung subscriber without cancelling whoever called aclose().
+        try:
+            with anyio.CancelScope() as self._scope:
+                if self._cancelled:
+                    self._scope.cancel()
+                await self._consume()
+        finally:
+            if self in self.bus._all:
+                self.bus._all.remove(self)
+
+    async def _consume(self) -> None:
         queue = self.queue
         handler = self.handler
         popleft = queue.popleft
@@ -151,6 +164,12 @@ class Subscription:
         if self._space is not None:
             self._space.set()
 
+    def cancel(self) -> None:
+        """Abandon undelivered events and stop the subscriber's task at its next checkpoint."""
+        self._cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
+
     def stats(self) -> SubscriberStats:
         return SubscriberStats(self.name, self.event_type.__name__, self.delivered, self.dropped, self.errors,
                                len(self.queue))
@@ -169,6 +188,7 @@ class EventBus:
         self._handlers: dict[tuple[type[Request], str | None], Handler] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._pending: list[Subscription] = []
+        self._all: list[Subscription] = []
         self._closed = False
         self._publishes = 0
         self.drain_seconds = drain_seconds
@@ -196,7 +216,7 @@ class EventBus:
         """Stop accepting events, let subscribers drain their queues for up to ``deadline``
         seconds, then cancel whatever is left. Returns True when everything drained in time."""
         self._closed = True
-        subs = [s for lst in self._subs.values() for s in lst]
+        subs = list(self._all)
         for sub in subs:
             sub.close()
         drained = True
@@ -206,8 +226,8 @@ class EventBus:
         if scope.cancelled_caught:
             drained = False
             log.warning("bus drain deadline passed", undelivered=sum(len(s.queue) for s in subs))
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+        for sub in subs:
+            sub.cancel()
         return drained
 
     @property
@@ -238,6 +258,7 @@ class EventBus:
         sub = Subscription(self, event_type, handler, name or str(getattr(handler, "__qualname__", "subscriber")),
                            maxsize, when_full)
         self._subs.setdefault(event_type, []).append(sub)
+        self._all.append(sub)
         self._route_cache.clear()
         if self._tg is None:
             self._pending.append(sub)

@@ -58,6 +58,9 @@ def run(
     from .logs import configure_logging
     from .node import Node
 
+    # Loggers made while the node is assembled must already go through the configured handler.
+    early_format: Any = log_format if log_format in ("console", "json") else "auto"
+    configure_logging(log_level or "info", early_format)
     try:
         node = Node.from_file(config)
     except ConfigError as exc:

@@ -48,7 +48,8 @@ class Node:
         self.data_dir = config.data_dir
         self.bus = EventBus(drain_seconds=config.node.drain_seconds)
         self.ready = anyio.Event()
-        self.log = structlog.get_logger("tnode").bind(peer=self.peer_id[-8:], node=self.name)
+        # A lazy proxy: it follows logging configured after the node was built (as `tnode run` does).
+        self.log = structlog.get_logger("tnode", peer=self.peer_id[-8:], node=self.name)
         wanted = set(kinds) if kinds is not None else None
         self._configs = [c for c in config.ordered() if wanted is None or c.kind in wanted]
         self._components: dict[tuple[str, str], Any] = {}

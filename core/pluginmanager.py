@@ -99,7 +99,7 @@ class PluginManager:
             return
         try:
             self.pm.register(module, name=name)
-        except ValueError as exc:
+        except (ValueError, pluggy.PluginValidationError) as exc:
             raise PluginError(f"plugin {name!r} could not be registered: {exc}") from exc
         modname = getattr(module, "__name__", type(module).__name__)
         self.infos[name] = PluginInfo(name, modname, version, distribution, builtin)

@@ -224,7 +224,9 @@ def decode_body(data: bytes | bytearray | memoryview, max_frame: int = DEFAULT_M
     if end < size:
         raise MalformedFrame(f"{size - end} bytes after the payload")
     pd = header.get("pd")
-    if pl and not isinstance(pd, dict):
+    if pd is not None and not isinstance(pd, dict):
+        raise MalformedFrame("header field 'pd' must be an object or null")
+    if pl and pd is None:
         raise MalformedFrame("payload present without its 'pd' description")
     body = bytes(data[4 + hlen : 4 + hlen + bl])
     payload = bytes(data[4 + hlen + bl : end])

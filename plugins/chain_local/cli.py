@@ -108,6 +108,7 @@ def metagraph(
     config: ConfigOpt = Path("node.toml"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
     block: Annotated[int | None, typer.Option(help="Show the subnet as of this block.")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Also show coldkeys, registration blocks, addresses.")] = False,
 ) -> None:
     """Print the subnet's neurons: stake, consensus results, permits, addresses."""
 
@@ -123,15 +124,22 @@ def metagraph(
 
         typer.echo(orjson.dumps(to_wire(mg), option=orjson.OPT_INDENT_2).decode())
         return
-    table = Table(title=f"subnet {mg.netuid} at block {mg.block}: {mg.n} neurons")
-    for col in ("uid", "hotkey", "coldkey", "stake", "rank", "trust", "consensus", "incentive", "dividends",
-                "emission", "vtrust", "permit", "updated", "registered", "active", "addrs"):
-        table.add_column(col, justify="left" if col in ("hotkey", "coldkey", "addrs") else "right")
+    table = Table(title=f"subnet {mg.netuid} at block {mg.block}: {mg.n} neurons", box=None,
+                  header_style="bold underline", show_edge=False, pad_edge=False, padding=(0, 0, 0, 1))
+    columns = ["uid", "hotkey", "stake", "rank", "trust", "cons", "incent", "divs", "emission", "vtrust", "vp",
+               "upd", "act"]
+    if wide:
+        columns += ["coldkey", "reg", "addrs"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("hotkey", "coldkey", "addrs") else "right", no_wrap=True,
+                         min_width=len(col))
     for n in mg.neurons:
-        table.add_row(str(n.uid), n.hotkey[:12] + "…", n.coldkey[:12] + "…", f"{n.stake:,.3f}", f"{n.rank:.4f}",
-                      f"{n.trust:.4f}", f"{n.consensus:.4f}", f"{n.incentive:.4f}", f"{n.dividends:.4f}",
-                      f"{n.emission:,.4f}", f"{n.validator_trust:.4f}", "✓" if n.validator_permit else "",
-                      str(n.last_update), str(n.registered_at), "✓" if n.active else "", " ".join(n.addrs[:1]))
+        row = [str(n.uid), n.hotkey[:8], f"{n.stake:,.2f}", f"{n.rank:.3f}", f"{n.trust:.3f}", f"{n.consensus:.3f}",
+               f"{n.incentive:.3f}", f"{n.dividends:.3f}", f"{n.emission:,.2f}", f"{n.validator_trust:.3f}",
+               "*" if n.validator_permit else "", str(n.last_update), "*" if n.active else ""]
+        if wide:
+            row += [n.coldkey[:8], str(n.registered_at), " ".join(n.addrs)]
+        table.add_row(*row)
     console.print(table)
 
 

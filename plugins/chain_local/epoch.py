@@ -2,9 +2,9 @@
 
 Validator permits go to the top ``max_allowed_validators`` hotkeys by total stake (ties: lower uid),
 recomputed at the start of every epoch and used by that epoch. The pending emission (accrued
-``block_emission`` per block) is split 50/50: the incentive half by normalized incentive, the
-dividends half by normalized dividends (a half with no weight behind it goes to the other; with
-neither, emission follows stake, as in subtensor). Incentive is added to the stake of the hotkey's
+``block_emission`` per block) is split as :func:`yuma.epoch` shares it: half by normalized
+incentive, half by normalized dividends (a half with no weight behind it goes to the other; with
+neither, emission follows active stake, else stake, as in subtensor). Incentive is added to the stake of the hotkey's
 owning coldkey; dividends are added to the stakes of the hotkey's stakers pro rata (the rounding
 remainder goes to the owner). Amounts are floored to base units; what rounding leaves stays pending.
 """
@@ -46,38 +46,23 @@ def validator_permits(stake: np.ndarray, k: int) -> np.ndarray:
 
 
 def _load_rows(st: State, table: str, rows: np.ndarray, n: int) -> np.ndarray:
-    """Dense (len(rows), n) float64 matrix of a sparse table (weights: u16 / 65535; bonds: as stored)."""
+    """Dense (len(rows), n) float32 matrix of a sparse table (weights: stored u16; bonds: as stored)."""
     index = {int(uid): i for i, uid in enumerate(rows)}
-    out = np.zeros((len(rows), n), dtype=np.float64)
+    out = np.zeros((len(rows), n), dtype=np.float32)
     vdtype = "<u2" if table == "weights" else "<f8"
     for uid, ublob, vblob in st.conn.execute(f"SELECT uid, uids, vals FROM {table}"):
         i = index.get(int(uid))
         if i is None:
             continue
         cols = np.frombuffer(ublob, dtype="<u2").astype(np.int64)
-        vals = np.frombuffer(vblob, dtype=vdtype).astype(np.float64)
+        vals = np.frombuffer(vblob, dtype=vdtype)
         keep = cols < n
         out[i, cols[keep]] = vals[keep]
-    if table == "weights":
-        out /= 65535.0
     return out
 
 
 def _params(hp: Hyperparameters) -> YumaParams:
     return YumaParams(kappa=hp.kappa, bonds_penalty=hp.bonds_penalty, bonds_moving_average=hp.bonds_moving_average)
-
-
-def _shares(incentive: np.ndarray, dividends: np.ndarray, stake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fractions of the emission per uid paid as incentive and as dividends (together summing to 1 or 0)."""
-    inc = incentive / incentive.sum() if incentive.sum() > 0 else np.zeros_like(incentive)
-    div = dividends / dividends.sum() if dividends.sum() > 0 else np.zeros_like(dividends)
-    inc_part, div_part = 0.5 * inc, 0.5 * div
-    total = inc_part.sum() + div_part.sum()
-    if total <= 0:
-        if stake.sum() <= 0:
-            return np.zeros_like(stake), np.zeros_like(stake)
-        return np.zeros_like(stake), stake / stake.sum()
-    return inc_part / total, div_part / total
 
 
 def _pay(st: State, hotkeys: list[str], incentive_amount: np.ndarray, dividend_amount: np.ndarray) -> None:
@@ -128,29 +113,20 @@ def run_epoch(st: State, hp: Hyperparameters, number: int) -> EpochOutcome | Non
     active = (number - last_update) <= hp.activity_cutoff
     permit = validator_permits(stake, hp.max_allowed_validators)
     rows = np.flatnonzero(permit)
-    weights = _load_rows(st, "weights", rows, n)
-    bonds = _load_rows(st, "bonds", rows, n)
     result = yuma_epoch(
-        weights, stake[rows], bonds, _params(hp),
-        active=active[rows], validator_permit=permit[rows], last_update=last_update[rows],
-        registered_at=registered_at,
+        _load_rows(st, "weights", rows, n), stake, _load_rows(st, "bonds", rows, n), _params(hp),
+        active=active, validator_permit=permit, last_update=last_update, registered_at=registered_at,
+        row_uids=rows, reset_bonds=registered_at > number - hp.tempo,
     )
-    incentive = np.asarray(result.incentive, dtype=np.float64)
-    dividends_rows = np.asarray(result.dividends, dtype=np.float64)
-    dividends = np.zeros(n)
-    dividends[rows] = dividends_rows if len(dividends_rows) == len(rows) else dividends_rows[rows]
-    inc_share, div_share = _shares(incentive, dividends, stake)
     pending = int(st.get("pending_emission", 0))
-    inc_amount = np.floor(inc_share * pending).astype(np.int64)
-    div_amount = np.floor(div_share * pending).astype(np.int64)
+    inc_amount = np.floor(np.asarray(result.server_emission) * pending).astype(np.int64)
+    div_amount = np.floor(np.asarray(result.validator_emission) * pending).astype(np.int64)
     emission = inc_amount + div_amount
     _pay(st, hotkeys, inc_amount, div_amount)
     st.put("pending_emission", pending - int(emission.sum()))
-    vtrust = np.zeros(n)
-    vt = np.asarray(result.validator_trust, dtype=np.float64)
-    vtrust[rows] = vt if len(vt) == len(rows) else vt[rows]
-    rank, trust = np.asarray(result.rank, dtype=np.float64), np.asarray(result.trust, dtype=np.float64)
-    consensus = np.asarray(result.consensus, dtype=np.float64)
+    rank, trust, consensus = (np.asarray(x, dtype=np.float64) for x in (result.rank, result.trust, result.consensus))
+    incentive, dividends = np.asarray(result.incentive, np.float64), np.asarray(result.dividends, np.float64)
+    vtrust = np.asarray(result.validator_trust, dtype=np.float64)
     st.conn.executemany(
         "UPDATE neurons SET rank = ?, trust = ?, consensus = ?, incentive = ?, dividends = ?, emission = ?, "
         "validator_trust = ?, validator_permit = ? WHERE uid = ?",
@@ -176,7 +152,7 @@ def _store_bonds(st: State, rows: np.ndarray, bonds: np.ndarray) -> None:
     st.conn.execute("DELETE FROM bonds")
     records = []
     for i, uid in enumerate(rows):
-        row = bonds[i] if bonds.shape[0] == len(rows) else bonds[uid]
+        row = bonds[i]
         cols = np.flatnonzero(row > 0)
         if len(cols):
             records.append((int(uid), cols.astype("<u2").tobytes(), row[cols].astype("<f8").tobytes()))

@@ -264,9 +264,9 @@ class Ledger:
         st = self._st
         cols = ", ".join(f"n.{c}" for c in NEURON_COLUMNS)
         rows = self._conn.execute(
-            f"SELECT {cols}, COALESCE(o.coldkey, ''), "
-            "COALESCE((SELECT SUM(amount) FROM stakes s WHERE s.hotkey = n.hotkey), 0) "
-            "FROM dirty d JOIN neurons n ON n.uid = d.uid LEFT JOIN owners o ON o.hotkey = n.hotkey"
+            f"SELECT {cols}, COALESCE(o.coldkey, ''), COALESCE(s.total, 0) "
+            "FROM dirty d JOIN neurons n ON n.uid = d.uid LEFT JOIN owners o ON o.hotkey = n.hotkey "
+            "LEFT JOIN (SELECT hotkey, SUM(amount) AS total FROM stakes GROUP BY hotkey) s ON s.hotkey = n.hotkey"
         ).fetchall()
         if rows:
             width = len(NEURON_COLUMNS)

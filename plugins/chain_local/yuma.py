@@ -28,14 +28,15 @@ Semantics (those of subtensor's ``epoch``, without liquid alpha / Yuma 3):
    ``Σ(I + D)`` (each half sums to 1/2 when both exist). With no incentive and no dividends the
    whole emission follows active stake, or stake when no stake is active.
 
-Numerics. Everything runs in float32 on numpy arrays, apart from two torch kernels (a transposing
-copy and a row-wise cumulative sum) where numpy is slow. For the quantile, active stake is rounded
-to integer units of 2⁻²³ of the total so that cumulative stake is exact and ties (e.g. two equal
-validators at κ = 0.5) resolve identically on every machine; validators with less than 2⁻²⁴ of the
-active stake therefore take no part in consensus. The quantile sorts only the validator dimension:
-each column's entries are packed into 64-bit keys ``(float bits << 32) | stake units`` (float bits
-of non-negative numbers order like the numbers), sorted row-wise, and the stake units in sorted
-order are cumulated. Reused buffers (per thread and shape) keep the hot path free of page faults.
+Numerics. Everything runs in float32 on numpy arrays, single-threaded: on a small machine shared
+with other work, multi-threaded kernels on arrays this size lose more waiting for their threads
+than they gain. For the quantile, active stake is rounded to integer units of 2⁻²³ of the total so
+that cumulative stake is exact and ties (e.g. two equal validators at κ = 0.5) resolve identically
+on every machine; validators with less than 2⁻²⁴ of the active stake therefore take no part in
+consensus. The quantile sorts only the validator dimension: each column's entries are packed into
+64-bit keys ``(float bits << 32) | stake units`` (float bits of non-negative numbers order like the
+numbers), sorted row-wise, and the stake units in sorted order are cumulated. Buffers are reused per
+thread and shape, which keeps the hot path free of page faults.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import numpy.typing as npt
 import torch
 
 U16_MAX = 65535
-STAKE_UNITS = 1 << 23  # active stake resolution of the consensus quantile (exact in float32 and int32)
+STAKE_UNITS = 1 << 31  # active stake resolution of the consensus quantile (fits the low half of a key)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -238,7 +239,7 @@ def epoch(
     clipped = np.minimum(w, consensus[None, :], out=ws.clipped)
     validator_trust = clipped.sum(axis=1).astype(np.float64)
 
-    # 5. Ranks, trust, incentive (matrix-vector products through torch: no BLAS thread wake-ups).
+    # 5. Ranks, trust, incentive.
     a32 = a.astype(np.float32)
     ranks = _vecmat(a32, clipped)
     preranks = _vecmat(a32, w)
@@ -247,7 +248,7 @@ def epoch(
     incentive = ranks / r_total if r_total > 0 else np.zeros_like(ranks)
 
     # 6. Bonds.
-    new_bonds = _bonds(w, clipped, ranks, a32, bonds, reset, params, ws)
+    new_bonds = _bonds(w, clipped, ranks, a32, bonds, reset, permit, params, ws)
 
     # 7. Dividends.
     dividends_rows = _matvec(new_bonds, incentive.astype(np.float32))
@@ -298,13 +299,17 @@ class _Workspace:
         self.clipped = np.empty((n_rows, n_uids), dtype=np.float32)
         self.tmp = np.empty((n_rows, n_uids), dtype=np.float32)
         self.prev = np.empty((n_rows, n_uids), dtype=np.float32)
-        self.keys: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]] = {}
+        self._keys: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]] | None = None
+        self._shape = (n_uids, n_rows)
 
-    def key_buffers(self, rows: int, n_uids: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
-        """(n_uids, rows) int64 keys and an int32 staging buffer for the transposed float bits."""
-        if rows not in self.keys:
-            self.keys[rows] = (np.empty((n_uids, rows), dtype=np.int64), np.empty((n_uids, rows), dtype=np.int32))
-        return self.keys[rows]
+    def key_buffers(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+        """Consensus buffers: (n_uids, n_rows) int64 sort keys, int32 transposed float bits, and
+        the flat int64 running stake."""
+        if self._keys is None:
+            n_uids, n_rows = self._shape
+            self._keys = (np.empty(self._shape, dtype=np.int64), np.empty(self._shape, dtype=np.int32),
+                          np.empty(n_uids * n_rows, dtype=np.int64))
+        return self._keys
 
 
 _local = threading.local()
@@ -314,7 +319,7 @@ def _workspace(n_rows: int, n_uids: int) -> _Workspace:
     cache: dict[tuple[int, int], _Workspace] = _local.__dict__.setdefault("cache", {})
     ws = cache.get((n_rows, n_uids))
     if ws is None:
-        if len(cache) >= 4:  # subnets change size slowly; keep the few most recent shapes
+        if len(cache) >= 2:  # subnets change size slowly; keep the few most recent shapes
             cache.pop(next(iter(cache)))
         ws = cache[(n_rows, n_uids)] = _Workspace(n_rows, n_uids)
     return ws
@@ -324,29 +329,28 @@ def _consensus(w: npt.NDArray[np.float32], a: FloatArray, kappa: float) -> npt.N
     """Column-wise κ-quantile of ``w`` (rows ≥ 0, float32) weighted by normalized stake ``a``."""
     n_rows, n_uids = w.shape
     units = np.rint(a * STAKE_UNITS).astype(np.int64)
-    voters = np.flatnonzero(units > 0)
-    if voters.size == 0 or n_uids == 0:
-        return np.zeros(n_uids, dtype=np.float32)
-    units = units[voters]
     total = int(units.sum())
-    # Entry k is the quantile iff cum(<k) ≤ total − κ·total < cum(≤k); cum is an integer.
-    limit = math.floor(total - kappa * total)
-    sub = w if voters.size == n_rows else w[voters]
-    keys, staging = _workspace(n_rows, n_uids).key_buffers(voters.size, n_uids)
-    keys_t = torch.from_numpy(keys)
-    staging_t = torch.from_numpy(staging)
-    staging_t.copy_(torch.from_numpy(sub.view(np.int32)).T)  # transpose: one column per row
-    keys_t.copy_(staging_t)
-    keys_t.bitwise_left_shift_(32)
-    keys_t.bitwise_or_(torch.from_numpy(units))
-    keys.sort(axis=1)  # numpy's vectorized int64 sort (much faster than torch.sort here)
-    halves = torch.from_numpy(keys.view(np.int32).reshape(n_uids, voters.size, 2))
-    cum = torch.from_numpy(staging)  # reused: int32 cumulative stake units (total < 2**24)
-    torch.cumsum(halves[..., 0], dim=1, out=cum)  # little-endian: the low half holds the stake units
-    k = torch.searchsorted(cum, torch.full((n_uids, 1), limit, dtype=torch.int32), right=True)
-    k = k.squeeze_(1).clamp_(max=voters.size - 1)  # κ = 0: nothing exceeds the limit → column maximum
-    bits = halves[torch.arange(n_uids), k, 1].numpy()
-    return bits.view(np.float32).copy()
+    if total == 0 or n_uids == 0:
+        return np.zeros(n_uids, dtype=np.float32)
+    # Entry k is the quantile iff cum(<k) ≤ total − κ·total < cum(≤k), cum being an integer. Rows
+    # without stake add nothing to cum, so they are never picked. With κ = 0 nothing exceeds
+    # total − κ·total; capping at total − 1 then picks the largest entry of a row with stake.
+    # Rounding each stake to units moves a sum of n_rows of them by less than n_rows units; that
+    # much slack makes exact ties (0.49 + 0.51 at κ = 0.51) resolve as in exact arithmetic.
+    limit = min(math.floor(total - kappa * total) + n_rows, total - 1)
+    keys, staging, cum = _workspace(n_rows, n_uids).key_buffers()
+    # torch's blocked transposing copy (single-threaded, ~5× numpy's strided copy): one uid per row.
+    torch.from_numpy(staging).copy_(torch.from_numpy(w.view(np.int32)).T)
+    np.left_shift(staging, 32, out=keys, dtype=np.int64)
+    keys |= units
+    keys.sort(axis=1)  # numpy's vectorized int64 sort
+    halves = keys.view(np.uint32).reshape(n_uids, n_rows, 2)  # little-endian: [..., 0] = stake units
+    # Every key row holds each validator's units once, so one flat running sum gives
+    # cum[i, j] = i·total + (units of row i up to j): a single sorted array for all searches.
+    np.cumsum(halves[..., 0].reshape(-1), out=cum)
+    uid_index = np.arange(n_uids, dtype=np.int64)
+    k = np.searchsorted(cum, uid_index * total + limit, side="right") - uid_index * n_rows
+    return halves[uid_index, k, 1].view(np.float32).copy()
 
 
 def _bonds(
@@ -356,6 +360,7 @@ def _bonds(
     a32: npt.NDArray[np.float32],
     previous: npt.ArrayLike | None,
     reset: npt.NDArray[np.bool_] | None,
+    permit: npt.NDArray[np.bool_] | None,
     params: YumaParams,
     ws: _Workspace,
 ) -> npt.NDArray[np.float32]:
@@ -380,6 +385,8 @@ def _bonds(
             raise ValueError(f"bonds must have the weights' shape {(n_rows, n_uids)}, got {prev_in.shape}")
         prev = ws.prev
         np.copyto(prev, prev_in, casting="same_kind")
+        if permit is not None and not permit.all():
+            prev[~permit] = 0.0  # a validator without a permit holds no bonds (subtensor clears them)
         prev_sum = prev.sum(axis=0).astype(np.float64)
         if not np.isfinite(prev_sum).all() or (prev.size and prev.min() < 0):
             raise ValueError("bonds must be finite and non-negative")
@@ -400,18 +407,16 @@ def _bonds(
     return out
 
 
+# Matrix-vector products go through einsum rather than BLAS: multi-threaded BLAS wakes worker
+# threads that, on a small busy machine, cost more than the product itself.
 def _vecmat(v: npt.NDArray[np.float32], m: npt.NDArray[np.float32]) -> FloatArray:
     """``v @ m`` for a (rows,) vector and a (rows, cols) float32 matrix, as float64."""
-    if m.shape[0] == 0:
-        return np.zeros(m.shape[1])
-    return torch.mv(torch.from_numpy(m).T, torch.from_numpy(v)).numpy().astype(np.float64)
+    return np.einsum("i,ij->j", v, m).astype(np.float64)
 
 
 def _matvec(m: npt.NDArray[np.float32], v: npt.NDArray[np.float32]) -> FloatArray:
     """``m @ v`` for a (rows, cols) float32 matrix, as float64."""
-    if m.shape[0] == 0:
-        return np.zeros(0)
-    return torch.mv(torch.from_numpy(m), torch.from_numpy(v)).numpy().astype(np.float64)
+    return np.einsum("ij,j->i", m, v).astype(np.float64)
 
 
 def _scatter(values: FloatArray, uids: npt.NDArray[np.int64], n_uids: int) -> FloatArray:

@@ -186,3 +186,32 @@ def test_config_reference_prints_the_generated_reference(cli: CliRunner, tmp_pat
     assert result.exit_code == 0, result.output
     assert out.read_text() == render_reference(load_plugins(autoload_external=False).registry)
     assert "### `[node]`" in out.read_text()
+
+
+CLI_PLUGIN = """
+    import tnode
+
+
+    @tnode.hookimpl
+    def tnode_add_cli_commands(app):
+        @app.command("tick")
+        def tick(times: int = 1) -> None:
+            \"\"\"Print tick.\"\"\"
+            print("tick " * times)
+"""
+
+
+def test_plugins_add_commands_through_tnode_add_cli_commands(cli: CliRunner, fake_dist: FakeDist,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import tnode.cli
+    import typer
+
+    monkeypatch.delenv("TNODE_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    fake_dist("tick", "tnode_fixture_tick_cli", CLI_PLUGIN)
+    fresh = typer.Typer()
+    fresh.command("version")(tnode.cli.version)
+    fresh.command("init")(tnode.cli.init)
+    monkeypatch.setattr(tnode.cli, "app", fresh)  # keep the shared app free of test commands
+    result = cli.invoke(tnode.cli.build_app(), ["tick", "--times", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "tick tick"

@@ -13,7 +13,7 @@ from core_probes import ProbePlugin, probe_manager
 from tnode.errors import ComponentStartError, ConfigErrors, KeyFileNotFound, UnknownKeyError
 from tnode.events import NodeStarted, NodeStopping
 from tnode.keys import Keypair
-from tnode.node import ComponentFailed, Node
+from tnode.node import ComponentFailed, Node, open_node
 
 pytestmark = pytest.mark.anyio
 
@@ -186,3 +186,17 @@ def test_from_file_refuses_to_run_without_a_hotkey(tmp_path: Path, fake_dist: Fa
     assert node.data_dir == tmp_path / "data"
     assert (tmp_path / "data" / "keys" / "hotkey.json").exists()
     assert list(node.components_of("exporter")) == ["t"]
+
+
+async def test_open_node_starts_only_the_requested_kinds(tmp_path: Path, fake_dist: FakeDist,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TNODE_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    fake_dist("ticker", "tnode_fixture_ticker_open", GOOD_PLUGIN)
+    path = tmp_path / "node.toml"
+    path.write_text(f'[node]\ndata_dir = "data"\ncreate_keys = true\n\n[plugins]\nblock = {builtin_plugin_names()!r}\n\n'
+                    '[exporters.a]\ntype = "ticker"\n\n[exporters.b]\ntype = "ticker"\n')
+    async with open_node(path, kinds={"exporter"}) as node:
+        assert node.ready.is_set()
+        assert list(node.components_of("exporter")) == ["a", "b"]
+    async with open_node(path, kinds={"chain"}) as node:
+        assert node.ready.is_set() and node.components_of("exporter") == {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -137,7 +139,8 @@ def test_blocked_plugin_is_not_even_imported(fake_dist: FakeDist, monkeypatch: p
     monkeypatch.delenv("TNODE_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     fake_dist("bomb", "tnode_fixture_bomb", "raise RuntimeError('imported a blocked plugin')\n")
     manager = load_plugins(block=[*builtin_plugin_names(), "bomb"])
-    assert manager.infos == {}
+    assert "bomb" not in manager.infos
+    assert not set(builtin_plugin_names()) & set(manager.infos)
 
 
 def test_plugin_that_fails_to_import_names_itself(fake_dist: FakeDist, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,8 +157,9 @@ def test_builtin_plugins_load_before_external_ones(fake_dist: FakeDist, monkeypa
     manager = load_plugins()
     names = list(manager.infos)
     builtins = builtin_plugin_names()
-    assert names == [*builtins, "aaa_first"]
-    assert all(manager.infos[n].builtin for n in builtins)
+    assert names[: len(builtins)] == builtins
+    assert "aaa_first" in names[len(builtins):]
+    assert all(manager.infos[n].builtin for n in builtins) and not manager.infos["aaa_first"].builtin
 
 
 def test_blocking_a_builtin_plugin_removes_its_components() -> None:
@@ -187,3 +191,34 @@ def test_no_hook_trace_without_the_env(monkeypatch: pytest.MonkeyPatch) -> None:
         manager, _ = probe_manager()
         manager.hook.tnode_node_started(node=SimpleNamespace(name="n"))
     assert not [e for e in logs if e["event"].startswith("hook ")]
+
+
+def test_loading_builtin_plugins_imports_no_heavy_library() -> None:
+    # Every `tnode` command loads all plugins; torch (~1 s) and libp2p (~0.7 s) must wait until a
+    # component is actually built, so registration hooks may only import light modules.
+    code = ("import sys; from tnode.pluginmanager import load_plugins; load_plugins(autoload_external=False); "
+            "print(' '.join(m for m in ('torch', 'libp2p', 'trio_websocket') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    heavy = result.stdout.split()
+    if heavy:
+        pytest.fail(f"loading plugins imported {heavy} (via {importers(code, heavy)}); "
+                    "import heavy libraries inside component factories or methods instead")
+
+
+def importers(code: str, heavy: list[str]) -> list[str]:
+    """The tnode plugin modules that first import each of ``heavy`` (from ``python -X importtime``)."""
+    lines = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
+                           timeout=120).stderr.splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        name = line.split("|")[-1]
+        if name.strip() not in heavy:
+            continue
+        depth = len(name) - len(name.lstrip())
+        for later in lines[i + 1:]:
+            parent = later.split("|")[-1]
+            if len(parent) - len(parent.lstrip()) < depth and "tnode.plugins." in parent:
+                found.append(f"{parent.strip()} imports {name.strip()}")
+                break
+    return found

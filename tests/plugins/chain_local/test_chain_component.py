@@ -60,6 +60,8 @@ async def test_authority_produces_blocks_and_events(tmp_path: Path) -> None:
             block_hash = bytes.fromhex(await chain.block_hash(head))
             nonce = find_nonce(block_hash, miner.public_bytes, await chain.difficulty())
             await chain.register(miner, cold.public_hex, block=head, nonce=nonce)
+        # Weights set in a uid's registration block count as outdated: wait for the next block.
+        await chain.wait_for_block(chain.head().number + 1, timeout=5)
         await chain.set_weights(node.hotkey, [1, 2, 3], [0.2, 0.3, 0.5])
         start = chain.head().number
         await chain.wait_for_block(start + 9, timeout=10)

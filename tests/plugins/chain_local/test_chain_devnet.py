@@ -62,19 +62,65 @@ async def test_client_registers_and_sets_weights_through_the_authority(tmp_path:
             nonce = find_nonce(block_hash, CLIENT_HOT.public_bytes, await chain.difficulty())
             uid = await chain.register(CLIENT_HOT, CLIENT_COLD.public_hex, block=head, nonce=nonce)
             assert uid == 1
-            await chain.add_stake(CLIENT_COLD, CLIENT_HOT.public_hex, 5 * TOKEN)
-            await chain.set_weights(CLIENT_HOT, [0, 1], [0.25, 0.75])
+            await chain.add_stake(CLIENT_COLD, CLIENT_HOT.public_hex, 15 * TOKEN)  # a stake majority
+            await chain.wait_for_block(chain.head().number + 2, timeout=10)
+            await chain.set_weights(CLIENT_HOT, [0, 1], [0.75, 0.25])
             await chain.publish_addrs(CLIENT_HOT, client.transport.listen_addrs(), client.peer_id)
             with pytest.raises(ChainError) as err:
                 await chain.transfer(CLIENT_COLD, AUTH_COLD.public_hex, 100 * TOKEN)
             assert err.value.code == "insufficient_balance"
             mg = await chain.metagraph(matrices=True)
             me = mg.by_hotkey(CLIENT_HOT.public_hex)
-            assert me is not None and me.stake == 5.0 and me.peer_id == client.peer_id
-            assert mg.weights is not None and mg.weights[1, 1] == 1.0
-            assert await chain.balance(CLIENT_COLD.public_hex) == 15 * TOKEN
-            await chain.wait_for_block(head + 12, timeout=20)  # an epoch passes
-            with anyio.fail_after(10):
-                while (await chain.metagraph()).neurons[1].incentive == 0:
+            assert me is not None and me.stake == 15.0 and me.peer_id == client.peer_id
+            assert mg.weights is not None and mg.weights[1, 0] == 1.0
+            assert await chain.balance(CLIENT_COLD.public_hex) == 5 * TOKEN
+            with anyio.fail_after(20):  # an epoch passes: the client's weights made consensus
+                while (await chain.metagraph()).neurons[1].dividends == 0:
                     await anyio.sleep(0.05)
+            mg = await chain.metagraph()
+            assert mg.neurons[0].incentive == pytest.approx(1.0)  # self-weights do not count
+            assert mg.neurons[1].validator_permit and mg.neurons[1].dividends == pytest.approx(1.0)
         assert len(seen) >= 3 and seen == sorted(seen)
+
+
+@pytest.mark.skipif(not _has_libp2p(), reason="the libp2p transport plugin is not available")
+async def test_cli_registers_and_stakes_as_a_client(tmp_path: Path) -> None:
+    import sys
+
+    import orjson
+    from tnode.keys import Keystore
+
+    store = Keystore(tmp_path / "client-data")
+    hot, cold = store.new("hotkey", role="hotkey"), store.new("coldkey", role="coldkey")
+    authority = Node.from_dict({
+        "transport": _transport(),
+        "chain": {"type": "local", "block_time": 0.05, "hyperparameters": {"difficulty": 2000},
+                  "genesis": {"accounts": [{"coldkey": cold.public_hex, "balance": 3}]}},
+    }, data_dir=tmp_path / "auth", hotkey=AUTH_HOT, coldkey=AUTH_COLD)
+    async with authority.running():
+        toml = tmp_path / "client.toml"
+        toml.write_text(f"""
+[node]
+data_dir = "client-data"
+
+[transport]
+type = "libp2p"
+listen = ["/ip4/127.0.0.1/tcp/0"]
+
+[chain]
+type = "local"
+mode = "client"
+authority = "{authority.transport.listen_addrs()[0]}"
+""")
+        tnode = [sys.executable, "-c", "from tnode.cli import main; main()"]
+        with anyio.fail_after(60):
+            done = await anyio.run_process([*tnode, "register", "-c", str(toml), "--processes", "1"], check=False)
+            assert done.returncode == 0, done.stderr.decode()[-2000:]
+            assert b"as uid 0" in done.stdout
+            done = await anyio.run_process([*tnode, "stake", "add", "1.5", "-c", str(toml)], check=False)
+            assert done.returncode == 0, done.stderr.decode()[-2000:]
+            done = await anyio.run_process([*tnode, "wallet", "balance", "-c", str(toml), "--json"], check=False)
+        info = orjson.loads(done.stdout)
+        assert info["balance"] == 1_500_000_000 and info["stake"] == 1_500_000_000
+        mg = await authority.chain.metagraph()
+        assert mg.by_hotkey(hot.public_hex) is not None and mg.neurons[0].stake == 1.5

@@ -1,0 +1,413 @@
+"""Anti-spam under a flood: a staked validator's latency and success rate, alone and while N
+unregistered senders flood the node it queries.
+
+    python bench/spam_flood.py            # full run
+    python bench/spam_flood.py --quick    # short run
+
+Processes (all on 127.0.0.1): the **node** (local chain authority, libp2p transport, a modality,
+the anti-spam filters), the **validator** (this process: a transport-only node whose hotkey holds a
+uid and stake at genesis) and N **flooders** (transport-only nodes with fresh, unregistered
+hotkeys, each keeping ``--in-flight`` requests outstanding as fast as the node answers them).
+
+Phase 1 measures the validator's sequential requests alone; phase 2 repeats them while the
+flooders run. Printed side by side: p50/p99 latency, success rate, the node's RSS; the flood's
+offered rate and how it was refused; and, as a baseline for the cost of the filters themselves,
+their in-process admission cost per request. Goal: p99 under flood ≤ 2× p99 alone, success ≥ 99 %,
+RSS bounded. Every process is bounded in time and killed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+FILTERS = {
+    "size": {"type": "limits"},
+    "registered": {"type": "registered_only"},
+    "rate": {"type": "token_bucket", "rate": 200.0, "burst": 400.0},
+    "priority": {"type": "stake_priority", "max_concurrent": 4, "max_queue": 64, "max_wait": 5.0},
+}
+
+
+# ============================================================================ helpers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of ``pid`` in MiB, from /proc."""
+    fields: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def transport_table(port: int | None = None) -> dict[str, Any]:
+    listen = [f"/ip4/127.0.0.1/tcp/{port}"] if port else ["/ip4/127.0.0.1/tcp/" + str(free_port())]
+    return {"type": "libp2p", "listen": listen}
+
+
+def client_doc(data_dir: Path) -> dict[str, Any]:
+    return {"node": {"data_dir": str(data_dir), "create_keys": True}, "transport": transport_table()}
+
+
+def quiet_logs() -> None:
+    from tnode.logs import configure_logging
+
+    configure_logging("warning", "json")
+
+
+# ============================================================================ the node under test
+def serve(config_file: str, ready_file: str, stats_file: str, stop_file: str, limit: float) -> None:
+    """Run the node until ``stop_file`` appears (or ``limit`` seconds pass); then dump filter stats."""
+    import anyio
+    import trio
+    from tnode.node import Node
+
+    quiet_logs()
+    node = Node.from_file(config_file, create_keys=True)
+
+    async def main() -> None:
+        async with node.running():
+            Path(ready_file).write_text(json.dumps({"addrs": node.transport.listen_addrs(),
+                                                    "hotkey": node.hotkey.public_hex}))
+            deadline = anyio.current_time() + limit
+            while not Path(stop_file).exists() and anyio.current_time() < deadline:
+                await anyio.sleep(0.05)
+            stats = {name: flt.stats() for name, flt in node.components_of("spam_filter").items()}
+            Path(stats_file).write_text(json.dumps(stats))
+
+    trio.run(main)
+
+
+# ============================================================================ a flooder
+def flood(target: str, modality: str, body_json: str, data_dir: str, in_flight: int, seconds: float,
+          ready_file: str, stop_file: str, out_file: str) -> None:
+    """Send requests from a fresh hotkey, ``in_flight`` at a time, until told to stop."""
+    import anyio
+    import trio
+    from tnode.errors import TaskError, TnodeError
+    from tnode.node import Node
+
+    quiet_logs()
+    node = Node.from_dict(client_doc(Path(data_dir)), data_dir=data_dir)
+    body = json.loads(body_json)
+    codes: Counter[str] = Counter()
+
+    async def worker(peer: str, stop_at: float) -> None:
+        while anyio.current_time() < stop_at and not Path(stop_file).exists():
+            try:
+                await node.transport.request(peer, modality, "next_token", body, timeout=5.0)
+                codes["ok"] += 1
+            except TaskError as exc:
+                codes[exc.code] += 1
+            except TnodeError as exc:
+                codes[type(exc).__name__] += 1
+                await anyio.sleep(0.01)
+
+    async def main() -> None:
+        async with node.running():
+            peer = await node.transport.connect(target)
+            Path(ready_file).write_text("ready")
+            began = anyio.current_time()
+            async with anyio.create_task_group() as tg:
+                for _ in range(in_flight):
+                    tg.start_soon(worker, peer, began + seconds)
+            Path(out_file).write_text(json.dumps({"codes": dict(codes), "seconds": anyio.current_time() - began}))
+
+    trio.run(main)
+
+
+# ============================================================================ the validator (this process)
+async def validator_phase(node: Any, peer: str, modality: str, body: dict[str, Any], count: int,
+                          timeout: float) -> tuple[list[float], Counter[str]]:
+    """``count`` sequential requests; returns the latencies of the successful ones and outcome counts."""
+    from tnode.errors import TaskError, TnodeError
+
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    for _ in range(count):
+        began = time.perf_counter()
+        try:
+            await node.transport.request(peer, modality, "next_token", body, timeout=timeout)
+        except TaskError as exc:
+            outcomes[exc.code] += 1
+            continue
+        except TnodeError as exc:
+            outcomes[type(exc).__name__] += 1
+            continue
+        latencies.append(time.perf_counter() - began)
+        outcomes["ok"] += 1
+    return latencies, outcomes
+
+
+def filter_cost(n: int) -> dict[str, float]:
+    """Microseconds per admission through the four filters, in process (no network)."""
+    import trio
+    from tnode.config import load_table
+    from tnode.errors import TaskError
+    from tnode.interfaces import InboundRequest, Metagraph, Neuron
+    from tnode.plugins.antispam import bucket, config, limits, priority, registered
+    from tnode.plugins.antispam.metaview import MetagraphView
+
+    class Bare:
+        chain = object()
+        bus = None
+        log = None
+
+    node = Bare()
+    view = MetagraphView.of(node)
+    staked = "ab" * 32
+    view.load(Metagraph(1, 1, tuple(Neuron(uid=i, hotkey=f"{i:064x}", coldkey="", stake=float(i)) for i in range(256))
+                        + (Neuron(uid=256, hotkey=staked, coldkey="", stake=1e6),)))
+    filters = [
+        limits.Limits(node, "size", load_table(config.LimitsConfig, {})),
+        registered.RegisteredOnly(node, "registered", load_table(config.RegisteredOnlyConfig, {})),
+        bucket.TokenBucket(node, "rate", load_table(config.TokenBucketConfig, {"rate": 1e9, "burst": 1e9})),
+        priority.StakePriority(node, "priority", load_table(config.StakePriorityConfig, {})),
+    ]
+    body = {"tokens": list(range(128)), "k": 16}
+
+    def req(sender: str) -> InboundRequest:
+        return InboundRequest(sender, "peer", "text", "next_token", body, 0, 1200)
+
+    async def run() -> dict[str, float]:
+        good, bad = req(staked), req("cd" * 32)
+        began = time.perf_counter()
+        for _ in range(n):
+            releases = []
+            for flt in filters:
+                r = await flt.admit(good)
+                if r is not None:
+                    releases.append(r)
+            for r in releases:
+                r()
+        admit_us = (time.perf_counter() - began) / n * 1e6
+        began = time.perf_counter()
+        for _ in range(n):
+            try:
+                for flt in filters:
+                    await flt.admit(bad)
+            except TaskError:
+                pass
+        refuse_us = (time.perf_counter() - began) / n * 1e6
+        return {"admit_us": admit_us, "refuse_us": refuse_us}
+
+    return trio.run(run)
+
+
+def node_toml(root: Path, validator_hotkey: str, validator_coldkey: str, port: int, modality: str,
+              delay_ms: int, filters: bool) -> Path:
+    def tables(prefix: str, items: dict[str, dict[str, Any]]) -> str:
+        out = []
+        for name, table in items.items():
+            out.append(f"[{prefix}.{name}]")
+            out += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+            out.append("")
+        return "\n".join(out)
+
+    modality_table = {"type": modality}
+    if modality == "echo" and delay_ms:
+        modality_table["delay_ms"] = delay_ms
+    text = f"""
+[node]
+name = "spam-flood"
+data_dir = "{root / 'server'}"
+create_keys = true
+
+[log]
+level = "warning"
+
+[transport]
+type = "libp2p"
+listen = ["/ip4/127.0.0.1/tcp/{port}"]
+
+[chain]
+type = "local"
+block_time = 1.0
+
+[[chain.genesis.accounts]]
+coldkey = "{validator_coldkey}"
+hotkey = "{validator_hotkey}"
+balance = 10.0
+stake = 100.0
+register = true
+
+{tables("modalities", {modality: modality_table})}
+{tables("spam", FILTERS) if filters else ""}
+"""
+    path = root / "node.toml"
+    path.write_text(text)
+    return path
+
+
+# ============================================================================ orchestration
+def orchestrate(args: argparse.Namespace) -> int:
+    import trio
+    from tnode.keys import Keypair
+    from tnode.node import Node
+
+    quiet_logs()
+    cost = filter_cost(2_000 if args.quick else 20_000)
+    root = Path(tempfile.mkdtemp(prefix="spam-flood-"))
+    validator, cold = Keypair.generate(), Keypair.generate()
+    port = free_port()
+    config = node_toml(root, validator.public_hex, cold.public_hex, port, args.modality, args.delay_ms,
+                       not args.no_filters)
+    body = {"tokens": list(range(64)), "k": 8}
+    procs: list[subprocess.Popen[bytes]] = []
+    limit = args.seconds * 3 + 120
+
+    def spawn(*argv: str) -> subprocess.Popen[bytes]:
+        with open(root / f"{argv[0]}-{len(procs)}.log", "wb") as log:  # the child keeps its own copy
+            p = subprocess.Popen([sys.executable, str(HERE), *argv], stdout=subprocess.DEVNULL, stderr=log)
+        procs.append(p)
+        return p
+
+    def wait_for(path: Path, proc: subprocess.Popen[bytes], what: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{what} did not start; see the logs in {root}")
+            time.sleep(0.05)
+
+    ready, stats_file, stop = root / "ready.json", root / "stats.json", root / "stop"
+    server = spawn("serve", str(config), str(ready), str(stats_file), str(stop), str(limit))
+    try:
+        wait_for(ready, server, "the node")
+        target = next(a for a in json.loads(ready.read_text())["addrs"] if "/p2p/" in a)
+        client = Node.from_dict(client_doc(root / "validator"), data_dir=root / "validator", hotkey=validator)
+        results: dict[str, Any] = {}
+
+        async def phases() -> None:
+            async with client.running():
+                peer = await client.transport.connect(target)
+                await validator_phase(client, peer, args.modality, body, 20, args.timeout)  # warm up
+                results["rss_start"] = rss_mib(server.pid)
+                results["alone"] = await validator_phase(client, peer, args.modality, body, args.requests,
+                                                         args.timeout)
+                results["rss_alone"] = rss_mib(server.pid)
+                flooders = []
+                for i in range(args.flooders):
+                    flag = root / f"flood-ready-{i}"
+                    p = spawn("flood", target, args.modality, json.dumps(body), str(root / f"flooder-{i}"),
+                              str(args.in_flight), str(args.seconds), str(flag), str(stop), str(root / f"flood-{i}.json"))
+                    flooders.append((p, flag))
+                for p, flag in flooders:
+                    await trio.to_thread.run_sync(wait_for, flag, p, "a flooder")
+                await trio.sleep(1.0)  # let the flood reach full rate
+                began = time.monotonic()
+                results["flood"] = await validator_phase(client, peer, args.modality, body, args.requests,
+                                                         args.timeout)
+                results["flood_seconds"] = time.monotonic() - began
+                results["rss_flood"] = rss_mib(server.pid)
+
+        trio.run(phases)
+        stop.write_text("stop")
+        deadline = time.monotonic() + 30
+        for p in procs:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+        report(args, results, cost, root)
+    finally:
+        stop.touch()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return 0
+
+
+def report(args: argparse.Namespace, results: dict[str, Any], cost: dict[str, float], root: Path) -> None:
+    (alone, out_a), (flood_lat, out_f) = results["alone"], results["flood"]
+    flood_codes: Counter[str] = Counter()
+    flood_secs = []
+    for i in range(args.flooders):
+        path = root / f"flood-{i}.json"
+        if path.exists():
+            doc = json.loads(path.read_text())
+            flood_codes.update(doc["codes"])
+            flood_secs.append(doc["seconds"])
+    sent = sum(flood_codes.values())
+    rate = sent / statistics.median(flood_secs) if flood_secs else 0.0
+    stats = json.loads((root / "stats.json").read_text()) if (root / "stats.json").exists() else {}
+
+    def ms(v: float) -> str:
+        return f"{v * 1000:8.2f}"
+
+    def success(outcomes: Counter[str]) -> float:
+        return outcomes["ok"] / max(1, sum(outcomes.values())) * 100
+
+    p99a, p99f = percentile(alone, 99), percentile(flood_lat, 99)
+    ratio = p99f / p99a if p99a else float("inf")
+    print(f"spam_flood: node = local chain + libp2p + {args.modality}"
+          + (f" (delay {args.delay_ms} ms)" if args.modality == "echo" else "")
+          + (" + filters " + ", ".join(v["type"] for v in FILTERS.values()) if not args.no_filters else " (no filters)"))
+    print(f"flood: {args.flooders} processes × {args.in_flight} in flight, unregistered hotkeys; "
+          f"{sent} requests, {rate:.0f} req/s offered; outcomes {dict(flood_codes)}")
+    print(f"{'validator (' + str(args.requests) + ' sequential requests)':44s} {'alone':>10s} {'flood':>10s} {'ratio':>7s}")
+    print(f"{'p50 latency (ms)':44s} {ms(percentile(alone, 50)):>10s} {ms(percentile(flood_lat, 50)):>10s} "
+          f"{percentile(flood_lat, 50) / percentile(alone, 50):7.2f}")
+    print(f"{'p99 latency (ms)':44s} {ms(p99a):>10s} {ms(p99f):>10s} {ratio:7.2f}")
+    print(f"{'success (%)':44s} {success(out_a):10.2f} {success(out_f):10.2f}")
+    if set(out_f) - {"ok"}:
+        print(f"{'  failures under flood':44s} {dict(out_f)}")
+    print(f"{'node RSS (MiB), current / peak':44s} {results['rss_alone'][0]:6.1f}/{results['rss_alone'][1]:<6.1f}"
+          f" {results['rss_flood'][0]:6.1f}/{results['rss_flood'][1]:<6.1f} (start {results['rss_start'][0]:.1f})")
+    print(f"filter cost in process: admit {cost['admit_us']:.1f} µs, refuse {cost['refuse_us']:.1f} µs per request")
+    for name, s in stats.items():
+        print(f"  [spam.{name}] {s}")
+    ok = ratio <= 2.0 and success(out_f) >= 99.0
+    print(f"goal p99 ratio ≤ 2 and success ≥ 99 %: {'met' if ok else 'NOT met'}")
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        serve(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "flood":
+        a = sys.argv[2:]
+        flood(a[0], a[1], a[2], a[3], int(a[4]), float(a[5]), a[6], a[7], a[8])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short run: fewer requests, fewer flooders")
+    parser.add_argument("--flooders", type=int, default=None, help="flooding processes (default 4; quick 2)")
+    parser.add_argument("--in-flight", type=int, default=16, help="requests each flooder keeps outstanding")
+    parser.add_argument("--requests", type=int, default=None, help="validator requests per phase (default 500)")
+    parser.add_argument("--seconds", type=float, default=None, help="longest a flooder runs (default 120)")
+    parser.add_argument("--modality", default="echo", help="modality the node serves (echo or text)")
+    parser.add_argument("--delay-ms", type=int, default=2, help="echo: simulated work per task")
+    parser.add_argument("--timeout", type=float, default=5.0, help="validator request timeout (s)")
+    parser.add_argument("--no-filters", action="store_true", help="run the node without spam filters")
+    args = parser.parse_args()
+    args.flooders = args.flooders if args.flooders is not None else (2 if args.quick else 4)
+    args.requests = args.requests if args.requests is not None else (150 if args.quick else 500)
+    args.seconds = args.seconds if args.seconds is not None else (40.0 if args.quick else 120.0)
+    os.environ.setdefault("TNODE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    return orchestrate(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
