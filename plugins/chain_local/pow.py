@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 NONCE = struct.Struct("<Q")
 MAX_NONCE = 2**64 - 1
@@ -83,8 +84,12 @@ def search(block_hash: bytes, hotkey: bytes, difficulty: int, start: int, count:
     return None
 
 
-def _worker(block_hash: bytes, hotkey: bytes, difficulty: int, first: int, stride: int, found: mp.Queue,
-            stop: mp.Event, counter: mp.Value) -> None:  # type: ignore[valid-type]
+def _worker(block_hash: bytes, hotkey: bytes, difficulty: int, first: int, stride: int, found: Any,
+            stop: Any, counter: Any) -> None:
+    import signal
+
+    # Ctrl-C is the parent's to handle: it sets ``cancel`` and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     chunk = first
     while not stop.is_set():
         start = chunk * _CHUNK
@@ -117,7 +122,7 @@ def solve(block_hash: bytes, hotkey: bytes, difficulty: int, *, processes: int |
                 return nonce
             chunk += 1
     ctx = mp.get_context("spawn")  # never fork a process that runs threads (the node's event loop)
-    found: mp.Queue = ctx.Queue()
+    found: Any = ctx.Queue()
     stop = ctx.Event()
     counter = ctx.Value("Q", 0)
     workers = [
