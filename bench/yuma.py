@@ -1,7 +1,7 @@
 """Yuma epoch benchmark: tnode's vectorized epoch next to a straightforward numpy reference.
 
 The reference (below, same run) is the direct vectorized transcription of the epoch in float64:
-mask and normalize, then for the consensus a full stable argsort of every column, the stake
+mask and normalize, then for the consensus a full argsort of every column, the stake
 gathered in sorted order and cumulated, clip, ranks, trust, bonds EMA, dividends, emission. Both
 get the same inputs (u16 weights as the chain stores them, lognormal stake, previous bonds from an
 earlier epoch, a few inactive validators and freshly registered uids) and must agree to 1e-4.
@@ -48,7 +48,7 @@ def reference_epoch(weights: np.ndarray, stake: np.ndarray, bonds: np.ndarray, p
     rs = w.sum(axis=1, keepdims=True)
     w = np.divide(w, rs, out=np.zeros_like(w), where=rs > 0)
     # Consensus: full sort of every column, cumulative stake in sorted order.
-    order = np.argsort(w, axis=0, kind="stable")
+    order = np.argsort(w, axis=0)
     sorted_w = np.take_along_axis(w, order, axis=0)
     cum = np.cumsum(a[order], axis=0)
     k = np.minimum((cum <= 1.0 - params.kappa).sum(axis=0), n_rows - 1)

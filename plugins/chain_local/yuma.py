@@ -22,27 +22,34 @@ Semantics (those of subtensor's ``epoch``, without liquid alpha / Yuma 3):
    to incentive, as subtensor stores it); trust ``T_j = R_j / Σ_i A_i W_ij``.
 6. Bonds: ``W̃ = W + β(W̄ − W)`` (β = ``bonds_penalty``), ``ΔB_ij = A_i W̃_ij / Σ_k A_k W̃_kj``,
    previous bonds column-normalized, ``B = colnorm(α·ΔB + (1−α)·B_prev)`` with
-   ``α = 1 − bonds_moving_average``.
+   ``α = 1 − bonds_moving_average``. Rows without a permit hold no previous bonds (subtensor
+   clears them when a permit is lost); ``reset_bonds`` drops the previous bonds of given uids.
 7. Dividends ``D_i = Σ_j B_ij I_j``, normalized.
 8. Emission: incentive goes to miners and dividends to validators, together normalized on
    ``Σ(I + D)`` (each half sums to 1/2 when both exist). With no incentive and no dividends the
    whole emission follows active stake, or stake when no stake is active.
 
-Numerics. Everything runs in float32 on numpy arrays, single-threaded: on a small machine shared
-with other work, multi-threaded kernels on arrays this size lose more waiting for their threads
-than they gain. For the quantile, active stake is rounded to integer units of 2⁻²³ of the total so
-that cumulative stake is exact and ties (e.g. two equal validators at κ = 0.5) resolve identically
-on every machine; validators with less than 2⁻²⁴ of the active stake therefore take no part in
-consensus. The quantile sorts only the validator dimension: each column's entries are packed into
-64-bit keys ``(float bits << 32) | stake units`` (float bits of non-negative numbers order like the
-numbers), sorted row-wise, and the stake units in sorted order are cumulated. Buffers are reused per
-thread and shape, which keeps the hot path free of page faults.
+Numerics. Everything runs in float32 on numpy arrays. No multi-threaded BLAS or OpenMP kernels:
+on a small machine shared with other work their worker threads spin and stall on each other,
+costing more than the products they speed up; the only parallelism is the consensus sort of a
+large subnet, split over two threads by uid halves (numpy releases the GIL while sorting), which
+at worst runs like one thread. For the quantile, active stake is rounded to integer units of 2⁻³¹
+of the total (subtensor's fixed point has 2⁻³²), so cumulative stake is exact and identical on
+every machine; a stake sum within ``n_rows`` units of the κ boundary counts as reaching it, so
+exact ties (two equal validators at κ = 0.5, or 0.49 + 0.51 at κ = 0.51) resolve as in exact
+arithmetic whatever the rounding. The quantile sorts only the validator dimension: each column's
+entries are packed into 64-bit keys ``(float bits << 32) | stake units`` (float bits of
+non-negative numbers order like the numbers), sorted row-wise, and the stake units in sorted order
+are cumulated. Buffers are reused per thread and shape, which keeps the hot path free of page
+faults. Weights and bonds given as float32 skip a conversion pass each.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,7 +222,7 @@ def epoch(
     ws = _workspace(n_rows, n_uids)
     # 2. Masked, row-normalized weights in a reused float32 buffer. Masked entries are assigned 0,
     # so only the remaining ones need to be finite and non-negative.
-    w = ws.w
+    w = ws.matrix("w")
     np.copyto(w, w_in, casting="same_kind")
     if permit is not None and not permit.all():
         w[~permit] = 0.0
@@ -236,7 +243,7 @@ def epoch(
 
     # 3-4. Consensus, clip, validator trust.
     consensus = _consensus(w, a, params.kappa)
-    clipped = np.minimum(w, consensus[None, :], out=ws.clipped)
+    clipped = np.minimum(w, consensus[None, :], out=ws.matrix("clipped"))
     validator_trust = clipped.sum(axis=1).astype(np.float64)
 
     # 5. Ranks, trust, incentive.
@@ -292,24 +299,29 @@ def epoch(
 
 # ------------------------------------------------------------------------------------- internals
 class _Workspace:
-    """Buffers reused across epochs of one shape (allocating 2–4 MB arrays each time costs page faults)."""
+    """Buffers reused across epochs of one shape (allocating 2–4 MB arrays each time costs page
+    faults). Each is created on first use: :func:`weighted_quantile_cols` needs only the keys."""
 
     def __init__(self, n_rows: int, n_uids: int) -> None:
-        self.w = np.empty((n_rows, n_uids), dtype=np.float32)
-        self.clipped = np.empty((n_rows, n_uids), dtype=np.float32)
-        self.tmp = np.empty((n_rows, n_uids), dtype=np.float32)
-        self.prev = np.empty((n_rows, n_uids), dtype=np.float32)
-        self._keys: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]] | None = None
-        self._shape = (n_uids, n_rows)
+        self._rows_uids = (n_rows, n_uids)
+        self._buffers: dict[str, npt.NDArray[Any]] = {}
+
+    def _get(self, name: str, shape: tuple[int, ...], dtype: type) -> npt.NDArray[Any]:
+        buf = self._buffers.get(name)
+        if buf is None:
+            buf = self._buffers[name] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def matrix(self, name: str) -> npt.NDArray[np.float32]:
+        """A float32 (n_rows, n_uids) buffer: "w", "clipped", "tmp" or "prev"."""
+        return self._get(name, self._rows_uids, np.float32)
 
     def key_buffers(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         """Consensus buffers: (n_uids, n_rows) int64 sort keys, int32 transposed float bits, and
         the flat int64 running stake."""
-        if self._keys is None:
-            n_uids, n_rows = self._shape
-            self._keys = (np.empty(self._shape, dtype=np.int64), np.empty(self._shape, dtype=np.int32),
-                          np.empty(n_uids * n_rows, dtype=np.int64))
-        return self._keys
+        n_rows, n_uids = self._rows_uids
+        return (self._get("keys", (n_uids, n_rows), np.int64), self._get("bits", (n_uids, n_rows), np.int32),
+                self._get("cum", (n_uids * n_rows,), np.int64))
 
 
 _local = threading.local()
@@ -341,16 +353,58 @@ def _consensus(w: npt.NDArray[np.float32], a: FloatArray, kappa: float) -> npt.N
     keys, staging, cum = _workspace(n_rows, n_uids).key_buffers()
     # torch's blocked transposing copy (single-threaded, ~5× numpy's strided copy): one uid per row.
     torch.from_numpy(staging).copy_(torch.from_numpy(w.view(np.int32)).T)
-    np.left_shift(staging, 32, out=keys, dtype=np.int64)
-    keys |= units
+    split = n_uids // 2 if n_uids * n_rows >= _SPLIT_MIN_ENTRIES and (os.cpu_count() or 1) > 1 else 0
+    if split:
+        # Two halves of the uids on two cores: sorting and cumulating release the GIL.
+        first = _pool().submit(_positions, keys[:split], staging[:split], cum[: split * n_rows], units, total, limit)
+        second = _positions(keys[split:], staging[split:], cum[split * n_rows:], units, total, limit)
+        k = np.concatenate([first.result(), second])
+    else:
+        k = _positions(keys, staging, cum, units, total, limit)
+    halves = keys.view(np.uint32).reshape(n_uids, n_rows, 2)  # little-endian: [..., 1] = float bits
+    return halves[np.arange(n_uids), k, 1].view(np.float32).copy()
+
+
+def _positions(keys: npt.NDArray[np.int64], bits: npt.NDArray[np.int32], cum: npt.NDArray[np.int64],
+               units: npt.NDArray[np.int64], total: int, limit: int) -> npt.NDArray[np.int64]:
+    """For each uid row of ``bits`` (transposed float bits), the sorted position of its quantile."""
+    n_uids, n_rows = bits.shape
+    np.copyto(keys, bits)
+    np.left_shift(keys, 32, out=keys)
+    np.bitwise_or(keys, units, out=keys)
     keys.sort(axis=1)  # numpy's vectorized int64 sort
-    halves = keys.view(np.uint32).reshape(n_uids, n_rows, 2)  # little-endian: [..., 0] = stake units
-    # Every key row holds each validator's units once, so one flat running sum gives
-    # cum[i, j] = i·total + (units of row i up to j): a single sorted array for all searches.
-    np.cumsum(halves[..., 0].reshape(-1), out=cum)
-    uid_index = np.arange(n_uids, dtype=np.int64)
-    k = np.searchsorted(cum, uid_index * total + limit, side="right") - uid_index * n_rows
-    return halves[uid_index, k, 1].view(np.float32).copy()
+    # A running sum of whole keys carries their low halves correctly modulo 2**32 (the high halves
+    # overflow harmlessly), so it yields the cumulative stake units without extracting them. Each
+    # row holds every validator's units once (summing to ``total``), so at row i the running sum's
+    # low half is (i·total + units of row i up to j) mod 2**32.
+    np.cumsum(keys.reshape(-1), out=cum)
+    row_start = np.arange(0, n_uids * n_rows, n_rows, dtype=np.int64)
+    row_base = (np.arange(n_uids, dtype=np.int64) * total) & _LOW32
+    # The first position in each row whose cumulative units exceed the limit (the row's last one
+    # does: total > limit), by bisection over the row's positions, all rows at once.
+    lo = np.zeros(n_uids, dtype=np.int64)
+    hi = np.full(n_uids, n_rows - 1, dtype=np.int64)
+    for _ in range(max(1, (n_rows - 1).bit_length())):
+        mid = (lo + hi) >> 1
+        above = ((cum[row_start + mid] - row_base) & _LOW32) > limit
+        hi = np.where(above, mid, hi)
+        lo = np.where(above, lo, mid + 1)
+    return lo
+
+
+_LOW32 = 0xFFFFFFFF
+_SPLIT_MIN_ENTRIES = 1 << 19  # measured: below this (4096 × 128), a second thread costs more than it saves
+_pool_lock = threading.Lock()
+_pool_executor: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One helper thread for the consensus, started on first use."""
+    global _pool_executor
+    with _pool_lock:
+        if _pool_executor is None:
+            _pool_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tnode-yuma")
+        return _pool_executor
 
 
 def _bonds(
@@ -364,7 +418,8 @@ def _bonds(
     params: YumaParams,
     ws: _Workspace,
 ) -> npt.NDArray[np.float32]:
-    """``colnorm(α·colnorm(A∘W̃) + (1−α)·colnorm(B_prev))`` in two fused passes over the matrix."""
+    """``colnorm(α·colnorm(A∘W̃) + (1−α)·colnorm(B_prev))``: the column sums are known in closed
+    form, so it is one outer product of coefficients and a few in-place passes."""
     n_rows, n_uids = w.shape
     beta, alpha = params.bonds_penalty, params.alpha
     if beta == 1.0:
@@ -373,7 +428,7 @@ def _bonds(
         wb = w
         wb_sum = _vecmat(a32, w)
     else:
-        wb = np.subtract(clipped, w, out=ws.tmp)
+        wb = np.subtract(clipped, w, out=ws.matrix("tmp"))
         wb *= np.float32(beta)
         wb += w
         wb_sum = _vecmat(a32, wb)
@@ -383,7 +438,7 @@ def _bonds(
         prev_in = np.asarray(previous)
         if prev_in.shape != (n_rows, n_uids):
             raise ValueError(f"bonds must have the weights' shape {(n_rows, n_uids)}, got {prev_in.shape}")
-        prev = ws.prev
+        prev = ws.matrix("prev")
         np.copyto(prev, prev_in, casting="same_kind")
         if permit is not None and not permit.all():
             prev[~permit] = 0.0  # a validator without a permit holds no bonds (subtensor clears them)
@@ -399,8 +454,8 @@ def _bonds(
     ok = norm > 0
     c_new = np.divide(alpha, wb_sum * norm, out=np.zeros(n_uids), where=has_new & ok).astype(np.float32)
     c_prev = np.divide(1.0 - alpha, prev_sum * norm, out=np.zeros(n_uids), where=has_prev & ok)
-    out = np.multiply(wb, a32[:, None])  # a fresh array: it is returned
-    out *= c_new[None, :]
+    out = np.outer(a32, c_new)  # a fresh array (it is returned): A_i·c_j, then ·W̃_ij in place
+    out *= wb
     if prev is not None and has_prev.any():
         np.multiply(prev, c_prev.astype(np.float32)[None, :], out=prev)
         out += prev

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,11 +26,25 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def quiet_logs(level: int = logging.WARNING) -> None:
-    """Send this process's structured logs to stderr and only from ``level`` up (stdout is for results)."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level),
-                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    logging.basicConfig(level=level, stream=sys.stderr)
+class _StderrLogger:
+    """A structlog logger that writes to whatever ``sys.stderr`` is when it is called."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = error = critical = exception = fatal = msg
+
+
+@contextlib.contextmanager
+def quiet_logs(level: int = logging.WARNING) -> Iterator[None]:
+    """Within the block, structured logs go to stderr and only from ``level`` up (stdout is for results)."""
+    saved = structlog.get_config()
+    structlog.configure(logger_factory=lambda *_: _StderrLogger(),
+                        wrapper_class=structlog.make_filtering_bound_logger(level))
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
 
 
 def register_commands(app: typer.Typer) -> None:
@@ -51,13 +67,13 @@ def status(
 
     from .remote import NodeTarget, read_status
 
-    quiet_logs()
     try:
         target = NodeTarget.from_config(config)
     except (ConfigError, KeyError_) as exc:
         raise _fail(str(exc), 78) from None
     try:
-        doc = trio.run(read_status, target, timeout)
+        with quiet_logs():
+            doc = trio.run(read_status, target, timeout)
     except TnodeError as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -96,14 +112,14 @@ def devnet(
         raise _fail("--registration must be pow, burn or genesis", 2)
     if report is not None and not epochs:
         raise _fail("--report needs --epochs N (the report is written when the run ends)", 2)
-    quiet_logs()
     run_dir = run_dir or Path("runs") / time.strftime("devnet-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     opts = DevnetOptions(run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
                          tempo=tempo, base_port=base_port, checkpoint=checkpoint.resolve() if checkpoint else None,
                          registration=registration)
     try:
-        result = trio.run(_devnet_main, opts, epochs, report, train_seconds, live)
+        with quiet_logs():
+            result = trio.run(_devnet_main, opts, epochs, report, train_seconds, live)
     except TnodeError as exc:
         raise _fail(str(exc)) from None
     except ValueError as exc:

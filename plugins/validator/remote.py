@@ -12,7 +12,6 @@ import anyio
 from tnode.errors import ChainError, ConfigError, TnodeError
 from tnode.node import Node
 
-from .devnet.plan import free_ports
 from .status import node_status
 
 
@@ -60,13 +59,12 @@ def first_error(exc: BaseException) -> TnodeError | None:
 
 async def read_status(target: NodeTarget, timeout: float) -> dict[str, Any]:
     """The status document of ``target``, read through a temporary chain client."""
-    (port,) = free_ports(1)
     tmp = Path(tempfile.mkdtemp(prefix="tnode-status-"))
     transport = {k: v for k, v in target.transport.items() if k not in ("listen", "bootstrap")}
     doc = {
         "node": {"name": "status", "create_keys": True},
         "log": {"level": "warning"},
-        "transport": {**transport, "listen": [f"/ip4/127.0.0.1/tcp/{port}"]},
+        "transport": {**transport, "listen": ["/ip4/127.0.0.1/tcp/0"]},
         "chain": {"type": "local", "mode": "client", "authority": target.authority, "request_timeout": timeout},
     }
     try:

@@ -129,8 +129,10 @@ class Validator:
             self.log.info("uid re-registered: score history reset", uid=uid)
         me = mg.by_hotkey(self.node.hotkey.public_hex)
         self.own_uid = me.uid if me else None
+        known = {p.peer_id for p in self.node.transport.peers()}
         reachable = {n.uid: n for n in mg.neurons
-                     if (n.uid != self.own_uid and self._reachable(n)) or (n.uid == self.own_uid and self.config.query_self)}
+                     if (n.uid != self.own_uid and (n.addrs or self._peer_id(n) in known))
+                     or (n.uid == self.own_uid and self.config.query_self)}
         chosen = [reachable[u] for u in self.state.pick(sorted(reachable), self.config.sample_size, self.rng)]
         report = StepReport(block=mg.block, queried=[n.uid for n in chosen])
         self.state.mark_queried(report.queried)
@@ -143,12 +145,6 @@ class Validator:
             report.weights_submitted = await self._submit_weights(mg, hp, me)
         self.last_report = report
         return report
-
-    def _reachable(self, neuron: Neuron) -> bool:
-        if neuron.addrs:
-            return True
-        known = {p.peer_id for p in self.node.transport.peers()}
-        return self._peer_id(neuron) in known
 
     @staticmethod
     def _peer_id(neuron: Neuron) -> str:

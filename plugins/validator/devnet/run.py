@@ -26,7 +26,7 @@ from tnode.events import EpochCompleted
 from tnode.interfaces import Metagraph
 from tnode.node import Node
 
-from .plan import DevnetOptions, DevnetPlan, NodeSpec, free_ports, make_plan
+from .plan import DevnetOptions, DevnetPlan, NodeSpec, make_plan
 from .procs import Supervisor, tnode_command
 from .quality import heldout_losses
 from .report import build_report
@@ -71,10 +71,9 @@ def check_alive(supervisor: Supervisor) -> None:
 
 
 def observer_doc(plan: DevnetPlan) -> dict[str, Any]:
-    (port,) = free_ports(1)
     return {
         "node": {"name": "devnet-observer", "create_keys": True},
-        "transport": {"type": "libp2p", "listen": [f"/ip4/127.0.0.1/tcp/{port}"],
+        "transport": {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"],
                       "bootstrap": [plan.authority.p2p_addr]},
         "chain": {"type": "local", "mode": "client", "authority": plan.authority.p2p_addr,
                   "poll_interval": min(plan.options.block_time, 1.0)},

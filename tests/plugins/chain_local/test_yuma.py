@@ -433,3 +433,17 @@ def test_large_subnet_agrees_with_float64_definition() -> None:
     np.testing.assert_allclose(r.bonds, b, atol=1e-6)
     d = b @ (ranks / ranks.sum())
     np.testing.assert_allclose(r.dividends[:64], d / d.sum(), atol=1e-6)
+
+
+def test_consensus_of_a_large_subnet_matches_a_full_sort() -> None:
+    """Large enough for the two-thread split: a 128 × 1500 column quantile against argsort."""
+    rng = np.random.default_rng(11)
+    stake = rng.lognormal(3, 1, 128)
+    values = rng.random((128, 1500)) * (rng.random((128, 1500)) < 0.8)
+    got = weighted_quantile_cols(stake, values, 0.5)
+    a = stake / stake.sum()
+    v = values.astype(np.float32).astype(np.float64)
+    order = np.argsort(v, axis=0, kind="stable")
+    cum = np.cumsum(a[order], axis=0)
+    k = (cum <= 0.5).sum(axis=0)
+    np.testing.assert_array_equal(got, np.take_along_axis(v, order, axis=0)[k, np.arange(1500)])
