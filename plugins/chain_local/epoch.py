@@ -12,13 +12,15 @@ remainder goes to the owner). Amounts are floored to base units; what rounding l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import Hyperparameters
 from .store import State
-from .yuma import YumaParams
-from .yuma import epoch as yuma_epoch
+
+if TYPE_CHECKING:
+    from .yuma import YumaParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,9 @@ def _load_rows(st: State, table: str, rows: np.ndarray, n: int) -> np.ndarray:
 
 
 def _params(hp: Hyperparameters) -> YumaParams:
+    # torch (behind yuma) is imported on the first epoch, not when plugins load.
+    from .yuma import YumaParams
+
     return YumaParams(kappa=hp.kappa, bonds_penalty=hp.bonds_penalty, bonds_moving_average=hp.bonds_moving_average)
 
 
@@ -113,6 +118,8 @@ def run_epoch(st: State, hp: Hyperparameters, number: int) -> EpochOutcome | Non
     active = (number - last_update) <= hp.activity_cutoff
     permit = validator_permits(stake, hp.max_allowed_validators)
     rows = np.flatnonzero(permit)
+    from .yuma import epoch as yuma_epoch
+
     result = yuma_epoch(
         _load_rows(st, "weights", rows, n), stake, _load_rows(st, "bonds", rows, n), _params(hp),
         active=active, validator_permit=permit, last_update=last_update, registered_at=registered_at,

@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import multiprocessing.sharedctypes
 import os
 import secrets
 import signal
 import struct
-import threading
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from multiprocessing.context import ForkServerContext, SpawnContext
-from typing import Protocol
+from multiprocessing.synchronize import Event
+from typing import Any, Protocol
 
 SEAL_BYTES = 32
 MAX_NONCE = 2**64 - 1
@@ -46,7 +45,7 @@ BLOCK_SHIFT = 32  # a block is 2**32 consecutive nonces
 POLL_SECONDS = 0.1
 
 _U64 = struct.Struct("<Q")
-_LOWS = [struct.pack("<H", lo) for lo in range(UNIT)]
+_U16 = struct.Struct("<H")
 
 
 class CancelFlag(Protocol):
@@ -238,13 +237,14 @@ def _reap(workers: Sequence[multiprocessing.process.BaseProcess]) -> None:
                 worker.join()
 
 
-def _worker(index: int, processes: int, prefix: bytes, bound: bytes, block: int,
-            stop: threading.Event, found: multiprocessing.sharedctypes.SynchronizedArray,  # type: ignore[type-arg]
-            counts: multiprocessing.sharedctypes.SynchronizedArray) -> None:  # type: ignore[type-arg]
-    """Worker process: units ``index, index + processes, …`` of each block until stopped."""
+def _worker(index: int, processes: int, prefix: bytes, bound: bytes, block: int, stop: Event,
+            found: Any, counts: Any) -> None:
+    """Worker process: the ``lo`` values ``index, index + processes, …`` of each block until stopped.
+
+    ``found`` is the shared ``[flag, nonce]`` array, ``counts`` the shared per-worker seal counts.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     base = hashlib.blake2b(prefix, digest_size=SEAL_BYTES)
-    lows = _LOWS
     while True:
         hi_base = (block % (1 << BLOCK_SHIFT)) << 16
         his = [_U64.pack(hi)[:6] for hi in range(hi_base, hi_base + UNIT)]
@@ -252,7 +252,7 @@ def _worker(index: int, processes: int, prefix: bytes, bound: bytes, block: int,
             if stop.is_set():
                 return
             state = base.copy()
-            state.update(lows[lo])
+            state.update(_U16.pack(lo))
             hit = _scan(state.copy, his, bound)
             counts[index] += UNIT
             if hit is not None:

@@ -47,6 +47,8 @@ def register_pow(st: State, hp: Hyperparameters, current: int, hotkey: str, args
         raise ChainError("invalid_args", "block and nonce must be integers")
     if not 0 <= nonce <= MAX_NONCE:
         raise ChainError("invalid_args", "nonce must be a u64")
+    # Seals are recorded in SQLite's signed 64-bit INTEGER; store them as the same bits, shifted.
+    stored_nonce = nonce - (1 << 63)
     head = current - 1
     if block > head:
         raise ChainError("unknown_block", f"block {block} is not sealed yet (head is {head})")
@@ -61,9 +63,9 @@ def register_pow(st: State, hp: Hyperparameters, current: int, hotkey: str, args
     if not pow_.verify(bytes(row[0]), bytes.fromhex(hotkey), nonce, difficulty):
         raise ChainError("invalid_seal", f"the seal does not meet difficulty {difficulty} for this hotkey and block")
     if st.conn.execute("SELECT 1 FROM used_seals WHERE hotkey = ? AND block = ? AND nonce = ?",
-                       (hotkey, block, nonce)).fetchone():
+                       (hotkey, block, stored_nonce)).fetchone():
         raise ChainError("seal_used", "this seal was already used")
-    st.conn.execute("INSERT INTO used_seals (hotkey, block, nonce) VALUES (?, ?, ?)", (hotkey, block, nonce))
+    st.conn.execute("INSERT INTO used_seals (hotkey, block, nonce) VALUES (?, ?, ?)", (hotkey, block, stored_nonce))
     st.add("pow_regs_interval", 1)
     return place(st, hp, current, hotkey, str(coldkey))
 

@@ -31,17 +31,19 @@ Semantics (those of subtensor's ``epoch``, without liquid alpha / Yuma 3):
 
 Numerics. Everything runs in float32 on numpy arrays. No multi-threaded BLAS or OpenMP kernels:
 on a small machine shared with other work their worker threads spin and stall on each other,
-costing more than the products they speed up; the only parallelism is the consensus sort of a
-large subnet, split over two threads by uid halves (numpy releases the GIL while sorting), which
-at worst runs like one thread. For the quantile, active stake is rounded to integer units of 2⁻³¹
-of the total (subtensor's fixed point has 2⁻³²), so cumulative stake is exact and identical on
-every machine; a stake sum within ``n_rows`` units of the κ boundary counts as reaching it, so
-exact ties (two equal validators at κ = 0.5, or 0.49 + 0.51 at κ = 0.51) resolve as in exact
-arithmetic whatever the rounding. The quantile sorts only the validator dimension: each column's
-entries are packed into 64-bit keys ``(float bits << 32) | stake units`` (float bits of
-non-negative numbers order like the numbers), sorted row-wise, and the stake units in sorted order
-are cumulated. Buffers are reused per thread and shape, which keeps the hot path free of page
-faults. Weights and bonds given as float32 skip a conversion pass each.
+costing more than the products they speed up. A large subnet (from 128 × 4096) instead shares
+its work with one helper thread: the previous bonds are converted while the weights are
+prepared, and steps 3–7 run on two halves of the uid columns, which meet only in sums (numpy
+releases the GIL in its heavy loops; with the other core busy this runs like one thread).
+
+The quantile sorts only the validator dimension: each column's entries are packed into 64-bit
+keys ``(float bits << 32) | stake units`` (float bits of non-negative numbers order like the
+numbers), sorted row-wise, and the stake units in sorted order are cumulated. Active stake is
+rounded to integer units of 2⁻³¹ of the total (subtensor's fixed point has 2⁻³²), so cumulative
+stake is exact and identical on every machine; a stake sum within ``n_rows`` units of the κ
+boundary counts as reaching it, so exact ties (two equal validators at κ = 0.5, or 0.49 + 0.51 at
+κ = 0.51) resolve as in exact arithmetic whatever the rounding. Buffers are reused per thread and
+shape, which keeps the hot path free of page faults.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ from __future__ import annotations
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,46 +223,34 @@ def epoch(
         a /= a_total
 
     ws = _workspace(n_rows, n_uids)
-    # 2. Masked, row-normalized weights in a reused float32 buffer. Masked entries are assigned 0,
-    # so only the remaining ones need to be finite and non-negative.
-    w = ws.matrix("w")
-    np.copyto(w, w_in, casting="same_kind")
-    if permit is not None and not permit.all():
-        w[~permit] = 0.0
-    rows = np.arange(n_rows)
-    w[rows, uids] = 0.0
-    if updated is not None and registered is not None and n_rows:
-        # Only uids registered at or after the oldest weights can be outdated: usually a handful.
-        cols = np.flatnonzero(registered >= updated.min())
-        if cols.size:
-            sub = w[:, cols]
-            sub[updated[:, None] <= registered[cols][None, :]] = 0.0
-            w[:, cols] = sub
-    row_sum = w.sum(axis=1)  # float32 pairwise summation
-    if not np.isfinite(row_sum).all() or (w.size and w.min() < 0):
-        raise ValueError("weights must be finite and non-negative")
-    inv = np.divide(np.float32(1.0), row_sum, out=np.zeros_like(row_sum), where=row_sum > 0)
-    np.multiply(w, inv[:, None], out=w)
-
-    # 3-4. Consensus, clip, validator trust.
-    consensus = _consensus(w, a, params.kappa)
-    clipped = np.minimum(w, consensus[None, :], out=ws.matrix("clipped"))
-    validator_trust = clipped.sum(axis=1).astype(np.float64)
-
-    # 5. Ranks, trust, incentive.
-    a32 = a.astype(np.float32)
-    ranks = _vecmat(a32, clipped)
-    preranks = _vecmat(a32, w)
+    # On a large subnet one helper thread takes half of the uid columns (and first converts the
+    # previous bonds, which do not depend on the weights, while this thread prepares the weights).
+    split = n_uids // 2 if _parallel(n_rows, n_uids) else 0
+    pending: list[Future[Any]] = []
+    try:
+        previous: Callable[[], tuple[npt.NDArray[np.float32] | None, FloatArray]]
+        if split:
+            pending.append(_pool().submit(_previous_bonds, bonds, reset, permit, ws))
+            previous = pending[0].result
+        else:
+            previous = _cached(lambda: _previous_bonds(bonds, reset, permit, ws))
+        w = _masked_weights(w_in, ws, uids, permit, updated, registered)
+        # 3–7 run per block of uid columns; blocks meet only in the sums below.
+        job = _Columns(w, a, _StakeUnits.of(a, params.kappa, n_rows), params, ws, previous)
+        if split:
+            pending.append(_pool().submit(job.run, 0, split))
+            vt_b, d_b = job.run(split, n_uids)
+            vt_a, d_a = pending[-1].result()
+            validator_trust, dividends_rows = vt_a + vt_b, d_a + d_b
+        else:
+            validator_trust, dividends_rows = job.run(0, n_uids)
+    finally:
+        wait(pending)  # never return (or raise) while the helper still uses this thread's buffers
+    consensus, ranks, preranks, new_bonds = job.consensus, job.ranks, job.preranks, job.bonds
     trust = np.divide(ranks, preranks, out=np.zeros_like(ranks), where=preranks > 0)
     r_total = ranks.sum()
     incentive = ranks / r_total if r_total > 0 else np.zeros_like(ranks)
-
-    # 6. Bonds.
-    new_bonds = _bonds(w, clipped, ranks, a32, bonds, reset, permit, params, ws)
-
-    # 7. Dividends.
-    dividends_rows = _matvec(new_bonds, incentive.astype(np.float32))
-    d_total = dividends_rows.sum()
+    d_total = dividends_rows.sum()  # Σ_j B_ij R_j: normalizing removes the 1/ΣR of incentive
     if d_total > 0:
         dividends_rows /= d_total
 
@@ -303,7 +294,7 @@ class _Workspace:
     faults). Each is created on first use: :func:`weighted_quantile_cols` needs only the keys."""
 
     def __init__(self, n_rows: int, n_uids: int) -> None:
-        self._rows_uids = (n_rows, n_uids)
+        self.shape = (n_rows, n_uids)
         self._buffers: dict[str, npt.NDArray[Any]] = {}
 
     def _get(self, name: str, shape: tuple[int, ...], dtype: type) -> npt.NDArray[Any]:
@@ -314,12 +305,12 @@ class _Workspace:
 
     def matrix(self, name: str) -> npt.NDArray[np.float32]:
         """A float32 (n_rows, n_uids) buffer: "w", "clipped", "tmp" or "prev"."""
-        return self._get(name, self._rows_uids, np.float32)
+        return self._get(name, self.shape, np.float32)
 
     def key_buffers(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         """Consensus buffers: (n_uids, n_rows) int64 sort keys, int32 transposed float bits, and
         the flat int64 running stake."""
-        n_rows, n_uids = self._rows_uids
+        n_rows, n_uids = self.shape
         return (self._get("keys", (n_uids, n_rows), np.int64), self._get("bits", (n_uids, n_rows), np.int32),
                 self._get("cum", (n_uids * n_rows,), np.int64))
 
@@ -337,41 +328,126 @@ def _workspace(n_rows: int, n_uids: int) -> _Workspace:
     return ws
 
 
+def _masked_weights(w_in: npt.NDArray[Any], ws: _Workspace, uids: npt.NDArray[np.int64],
+                    permit: npt.NDArray[np.bool_] | None, updated: npt.NDArray[np.int64] | None,
+                    registered: npt.NDArray[np.int64] | None) -> npt.NDArray[np.float32]:
+    """Step 2: the weights as float32 in a reused buffer, masked and row-normalized. Masked entries
+    are assigned 0, so only the remaining ones need to be finite and non-negative."""
+    w = ws.matrix("w")
+    np.copyto(w, w_in, casting="same_kind")
+    if permit is not None and not permit.all():
+        w[~permit] = 0.0
+    w[np.arange(len(uids)), uids] = 0.0
+    if updated is not None and registered is not None and len(uids):
+        # Only uids registered at or after the oldest weights can be outdated: usually a handful.
+        cols = np.flatnonzero(registered >= updated.min())
+        if cols.size:
+            sub = w[:, cols]
+            sub[updated[:, None] <= registered[cols][None, :]] = 0.0
+            w[:, cols] = sub
+    row_sum = w.sum(axis=1)  # float32 pairwise summation
+    if not np.isfinite(row_sum).all() or (w.size and w.min() < 0):
+        raise ValueError("weights must be finite and non-negative")
+    inv = np.divide(np.float32(1.0), row_sum, out=np.zeros_like(row_sum), where=row_sum > 0)
+    np.multiply(w, inv[:, None], out=w)
+    return w
+
+
+@dataclass(frozen=True, slots=True)
+class _StakeUnits:
+    """Active stake as integer units for the exact quantile (see the module docstring)."""
+
+    units: npt.NDArray[np.int64]
+    total: int
+    limit: int
+    """A position is the quantile iff the units before it are ≤ limit and through it > limit."""
+
+    @classmethod
+    def of(cls, a: FloatArray, kappa: float, n_rows: int) -> _StakeUnits:
+        units = np.rint(a * STAKE_UNITS).astype(np.int64)
+        total = int(units.sum())
+        # The quantile is the first entry with cum(≤ entry) > total − κ·total. Rows without stake
+        # add nothing to cum, so they are never picked. Rounding each stake moves a sum of n_rows
+        # of them by less than n_rows units: that much slack makes exact ties (0.49 + 0.51 at
+        # κ = 0.51) resolve as in exact arithmetic. With κ = 0 nothing exceeds total − κ·total;
+        # capping at total − 1 picks the largest entry of a row with stake.
+        limit = min(math.floor(total - kappa * total) + n_rows, total - 1)
+        return cls(units, total, limit)
+
+
+class _Columns:
+    """Steps 3–7 of the epoch for blocks of uid columns; blocks write disjoint columns of the
+    shared outputs, so two threads can run two blocks at once."""
+
+    def __init__(self, w: npt.NDArray[np.float32], a: FloatArray, stake: _StakeUnits, params: YumaParams,
+                 ws: _Workspace, previous: Callable[[], tuple[npt.NDArray[np.float32] | None, FloatArray]]) -> None:
+        n_rows, n_uids = w.shape
+        self.w, self.a32, self.stake, self.params, self.ws = w, a.astype(np.float32), stake, params, ws
+        self.previous = previous
+        self.consensus = np.zeros(n_uids, dtype=np.float32)
+        self.ranks = np.zeros(n_uids)
+        self.preranks = np.zeros(n_uids)
+        self.bonds = np.empty((n_rows, n_uids), dtype=np.float32)  # returned: a fresh array
+        self.clipped, self.tmp = ws.matrix("clipped"), ws.matrix("tmp")  # created here, not in two threads
+        if stake.total:
+            _transpose_bits(w, ws)
+
+    def run(self, c0: int, c1: int) -> tuple[FloatArray, FloatArray]:
+        """Columns ``c0:c1``: returns their parts of Σ_j W̄_ij (validator trust) and Σ_j B_ij R_j."""
+        cols = slice(c0, c1)
+        if self.stake.total:
+            self.consensus[cols] = _quantiles(self.ws, c0, c1, self.stake)
+        w = self.w[:, cols]
+        clipped = np.minimum(w, self.consensus[None, cols], out=self.clipped[:, cols])
+        ranks = _vecmat(self.a32, clipped)
+        self.ranks[cols] = ranks
+        self.preranks[cols] = _vecmat(self.a32, w)
+        prev, prev_sum = self.previous()
+        bonds = self.bonds[:, cols]
+        _bonds(w, clipped, ranks, self.a32, None if prev is None else prev[:, cols], prev_sum[cols],
+               self.params, self.tmp[:, cols], bonds)
+        return clipped.sum(axis=1).astype(np.float64), _matvec(bonds, ranks.astype(np.float32))
+
+
+def _cached(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` evaluated once, on first call."""
+    box: list[Any] = []
+
+    def get() -> Any:
+        if not box:
+            box.append(fn())
+        return box[0]
+
+    return get
+
+
 def _consensus(w: npt.NDArray[np.float32], a: FloatArray, kappa: float) -> npt.NDArray[np.float32]:
-    """Column-wise κ-quantile of ``w`` (rows ≥ 0, float32) weighted by normalized stake ``a``."""
+    """Column-wise κ-quantile of ``w`` (C-contiguous, rows ≥ 0) weighted by normalized stake ``a``."""
     n_rows, n_uids = w.shape
-    units = np.rint(a * STAKE_UNITS).astype(np.int64)
-    total = int(units.sum())
-    if total == 0 or n_uids == 0:
+    stake = _StakeUnits.of(a, kappa, n_rows)
+    if stake.total == 0 or n_uids == 0:
         return np.zeros(n_uids, dtype=np.float32)
-    # Entry k is the quantile iff cum(<k) ≤ total − κ·total < cum(≤k), cum being an integer. Rows
-    # without stake add nothing to cum, so they are never picked. With κ = 0 nothing exceeds
-    # total − κ·total; capping at total − 1 then picks the largest entry of a row with stake.
-    # Rounding each stake to units moves a sum of n_rows of them by less than n_rows units; that
-    # much slack makes exact ties (0.49 + 0.51 at κ = 0.51) resolve as in exact arithmetic.
-    limit = min(math.floor(total - kappa * total) + n_rows, total - 1)
-    keys, staging, cum = _workspace(n_rows, n_uids).key_buffers()
-    # torch's blocked transposing copy (single-threaded, ~5× numpy's strided copy): one uid per row.
-    torch.from_numpy(staging).copy_(torch.from_numpy(w.view(np.int32)).T)
-    split = n_uids // 2 if n_uids * n_rows >= _SPLIT_MIN_ENTRIES and (os.cpu_count() or 1) > 1 else 0
-    if split:
-        # Two halves of the uids on two cores: sorting and cumulating release the GIL.
-        first = _pool().submit(_positions, keys[:split], staging[:split], cum[: split * n_rows], units, total, limit)
-        second = _positions(keys[split:], staging[split:], cum[split * n_rows:], units, total, limit)
-        k = np.concatenate([first.result(), second])
-    else:
-        k = _positions(keys, staging, cum, units, total, limit)
-    halves = keys.view(np.uint32).reshape(n_uids, n_rows, 2)  # little-endian: [..., 1] = float bits
-    return halves[np.arange(n_uids), k, 1].view(np.float32).copy()
+    ws = _workspace(n_rows, n_uids)
+    _transpose_bits(w, ws)
+    return _quantiles(ws, 0, n_uids, stake)
 
 
-def _positions(keys: npt.NDArray[np.int64], bits: npt.NDArray[np.int32], cum: npt.NDArray[np.int64],
-               units: npt.NDArray[np.int64], total: int, limit: int) -> npt.NDArray[np.int64]:
-    """For each uid row of ``bits`` (transposed float bits), the sorted position of its quantile."""
-    n_uids, n_rows = bits.shape
-    np.copyto(keys, bits)
-    np.left_shift(keys, 32, out=keys)
-    np.bitwise_or(keys, units, out=keys)
+def _transpose_bits(w: npt.NDArray[np.float32], ws: _Workspace) -> None:
+    """The float bits of ``w`` transposed, one uid per row, into the workspace."""
+    _, bits, _ = ws.key_buffers()
+    # torch's blocked transposing copy (single-threaded, ~5× numpy's strided copy).
+    torch.from_numpy(bits).copy_(torch.from_numpy(w.view(np.int32)).T)
+
+
+def _quantiles(ws: _Workspace, c0: int, c1: int, stake: _StakeUnits) -> npt.NDArray[np.float32]:
+    """The κ-quantiles of uids ``c0:c1`` from the transposed bits (see :func:`_transpose_bits`)."""
+    keys, bits, cum = ws.key_buffers()
+    n_rows = keys.shape[1]
+    keys, bits, cum = keys[c0:c1], bits[c0:c1], cum[c0 * n_rows:c1 * n_rows]
+    n_uids = c1 - c0
+    halves = keys.view(np.uint32).reshape(n_uids, n_rows, 2)  # little-endian: [..., 1] is the high half
+    np.copyto(halves[..., 1], bits, casting="unsafe")  # non-negative float bits: int32 → uint32 as is
+    np.copyto(halves[..., 0], stake.units.astype(np.uint32))
     keys.sort(axis=1)  # numpy's vectorized int64 sort
     # A running sum of whole keys carries their low halves correctly modulo 2**32 (the high halves
     # overflow harmlessly), so it yields the cumulative stake units without extracting them. Each
@@ -379,17 +455,17 @@ def _positions(keys: npt.NDArray[np.int64], bits: npt.NDArray[np.int32], cum: np
     # low half is (i·total + units of row i up to j) mod 2**32.
     np.cumsum(keys.reshape(-1), out=cum)
     row_start = np.arange(0, n_uids * n_rows, n_rows, dtype=np.int64)
-    row_base = (np.arange(n_uids, dtype=np.int64) * total) & _LOW32
-    # The first position in each row whose cumulative units exceed the limit (the row's last one
-    # does: total > limit), by bisection over the row's positions, all rows at once.
-    lo = np.zeros(n_uids, dtype=np.int64)
-    hi = np.full(n_uids, n_rows - 1, dtype=np.int64)
-    for _ in range(max(1, (n_rows - 1).bit_length())):
-        mid = (lo + hi) >> 1
-        above = ((cum[row_start + mid] - row_base) & _LOW32) > limit
-        hi = np.where(above, mid, hi)
-        lo = np.where(above, lo, mid + 1)
-    return lo
+    row_last = row_start + (n_rows - 1)
+    row_base = (np.arange(n_uids, dtype=np.int64) * stake.total) & _LOW32
+    # k = how many leading positions of each row have cumulative units ≤ limit (the row's last
+    # position exceeds it: total > limit): a branchless binary search, all rows at once.
+    pos = row_start.copy()
+    step = 1 << max(0, (n_rows - 1).bit_length() - 1) if n_rows > 1 else 0
+    while step:
+        units_so_far = (cum[np.minimum(pos + (step - 1), row_last)] - row_base) & _LOW32
+        pos += np.where(units_so_far <= stake.limit, step, 0)
+        step >>= 1
+    return halves[np.arange(n_uids), pos - row_start, 1].view(np.float32)
 
 
 _LOW32 = 0xFFFFFFFF
@@ -398,8 +474,13 @@ _pool_lock = threading.Lock()
 _pool_executor: ThreadPoolExecutor | None = None
 
 
+def _parallel(n_rows: int, n_uids: int) -> bool:
+    """Whether a subnet is large enough to share work with the helper thread."""
+    return n_rows * n_uids >= _SPLIT_MIN_ENTRIES and (os.cpu_count() or 1) > 1
+
+
 def _pool() -> ThreadPoolExecutor:
-    """One helper thread for the consensus, started on first use."""
+    """One helper thread for large epochs, started on first use."""
     global _pool_executor
     with _pool_lock:
         if _pool_executor is None:
@@ -407,20 +488,56 @@ def _pool() -> ThreadPoolExecutor:
         return _pool_executor
 
 
+def _forget_pool_in_child() -> None:
+    # A forked child has no copy of the helper thread: it must start its own.
+    global _pool_executor, _pool_lock
+    _pool_executor, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
+def _previous_bonds(
+    previous: npt.ArrayLike | None,
+    reset: npt.NDArray[np.bool_] | None,
+    permit: npt.NDArray[np.bool_] | None,
+    ws: _Workspace,
+) -> tuple[npt.NDArray[np.float32] | None, FloatArray]:
+    """Previous bonds as float32 (rows without a permit zeroed) and their column sums (0 for reset
+    columns); ``(None, zeros)`` without previous bonds."""
+    n_rows, n_uids = ws.shape
+    if previous is None:
+        return None, np.zeros(n_uids)
+    prev_in = np.asarray(previous)
+    if prev_in.shape != (n_rows, n_uids):
+        raise ValueError(f"bonds must have the weights' shape {(n_rows, n_uids)}, got {prev_in.shape}")
+    prev = ws.matrix("prev")
+    np.copyto(prev, prev_in, casting="same_kind")
+    if permit is not None and not permit.all():
+        prev[~permit] = 0.0  # a validator without a permit holds no bonds (subtensor clears them)
+    prev_sum = prev.sum(axis=0).astype(np.float64)
+    if not np.isfinite(prev_sum).all() or (prev.size and prev.min() < 0):
+        raise ValueError("bonds must be finite and non-negative")
+    if reset is not None and reset.any():
+        prev_sum[reset] = 0.0  # a zero coefficient in _bonds drops those columns
+    return prev, prev_sum
+
+
 def _bonds(
     w: npt.NDArray[np.float32],
     clipped: npt.NDArray[np.float32],
     ranks: FloatArray,
     a32: npt.NDArray[np.float32],
-    previous: npt.ArrayLike | None,
-    reset: npt.NDArray[np.bool_] | None,
-    permit: npt.NDArray[np.bool_] | None,
+    prev: npt.NDArray[np.float32] | None,
+    prev_sum: FloatArray,
     params: YumaParams,
-    ws: _Workspace,
-) -> npt.NDArray[np.float32]:
-    """``colnorm(α·colnorm(A∘W̃) + (1−α)·colnorm(B_prev))``: the column sums are known in closed
-    form, so it is one outer product of coefficients and a few in-place passes."""
-    n_rows, n_uids = w.shape
+    tmp: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+) -> None:
+    """``out = colnorm(α·colnorm(A∘W̃) + (1−α)·colnorm(B_prev))`` for a block of columns. The
+    column sums are known in closed form: one outer product of coefficients and in-place passes
+    (``prev`` and ``tmp`` are scratch)."""
     beta, alpha = params.bonds_penalty, params.alpha
     if beta == 1.0:
         wb, wb_sum = clipped, ranks  # Σ_i A_i W̄_ij is the rank already computed
@@ -428,38 +545,22 @@ def _bonds(
         wb = w
         wb_sum = _vecmat(a32, w)
     else:
-        wb = np.subtract(clipped, w, out=ws.matrix("tmp"))
+        wb = np.subtract(clipped, w, out=tmp)
         wb *= np.float32(beta)
         wb += w
         wb_sum = _vecmat(a32, wb)
-    prev = None
-    prev_sum = np.zeros(n_uids)
-    if previous is not None:
-        prev_in = np.asarray(previous)
-        if prev_in.shape != (n_rows, n_uids):
-            raise ValueError(f"bonds must have the weights' shape {(n_rows, n_uids)}, got {prev_in.shape}")
-        prev = ws.matrix("prev")
-        np.copyto(prev, prev_in, casting="same_kind")
-        if permit is not None and not permit.all():
-            prev[~permit] = 0.0  # a validator without a permit holds no bonds (subtensor clears them)
-        prev_sum = prev.sum(axis=0).astype(np.float64)
-        if not np.isfinite(prev_sum).all() or (prev.size and prev.min() < 0):
-            raise ValueError("bonds must be finite and non-negative")
-        if reset is not None and reset.any():
-            prev_sum[reset] = 0.0  # a zero coefficient below drops those columns
     has_new = wb_sum > 0
     has_prev = prev_sum > 0
     # Column sum after the EMA of two column-normalized matrices: α·[new] + (1−α)·[prev].
     norm = alpha * has_new + (1.0 - alpha) * has_prev
     ok = norm > 0
-    c_new = np.divide(alpha, wb_sum * norm, out=np.zeros(n_uids), where=has_new & ok).astype(np.float32)
-    c_prev = np.divide(1.0 - alpha, prev_sum * norm, out=np.zeros(n_uids), where=has_prev & ok)
-    out = np.outer(a32, c_new)  # a fresh array (it is returned): A_i·c_j, then ·W̃_ij in place
+    c_new = np.divide(alpha, wb_sum * norm, out=np.zeros_like(wb_sum), where=has_new & ok)
+    c_prev = np.divide(1.0 - alpha, prev_sum * norm, out=np.zeros_like(prev_sum), where=has_prev & ok)
+    np.multiply.outer(a32, c_new.astype(np.float32), out=out)  # A_i·c_j, then ·W̃_ij in place
     out *= wb
     if prev is not None and has_prev.any():
         np.multiply(prev, c_prev.astype(np.float32)[None, :], out=prev)
         out += prev
-    return out
 
 
 # Matrix-vector products go through einsum rather than BLAS: multi-threaded BLAS wakes worker

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tnode.plugins.chain_local import yuma
 from tnode.plugins.chain_local.yuma import (
     EpochResult,
     YumaParams,
@@ -447,3 +448,21 @@ def test_consensus_of_a_large_subnet_matches_a_full_sort() -> None:
     cum = np.cumsum(a[order], axis=0)
     k = (cum <= 0.5).sum(axis=0)
     np.testing.assert_array_equal(got, np.take_along_axis(v, order, axis=0)[k, np.arange(1500)])
+
+
+def test_two_thread_epoch_equals_one_thread_and_recovers_from_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(12)
+    x = random_subnet(rng, 32, 1000)
+    kwargs = {"active": rng.random(32) > 0.1, "last_update": rng.integers(50, 100, 32),
+              "registered_at": rng.integers(0, 100, 1000)}
+    monkeypatch.setattr(yuma, "_SPLIT_MIN_ENTRIES", 1)  # split even this small subnet
+    monkeypatch.setattr(yuma.os, "cpu_count", lambda: 2)
+    split = epoch(x["weights"], x["stake"], x["bonds"], YumaParams(bonds_penalty=0.7), **kwargs)
+    with pytest.raises(ValueError, match="shape"):
+        epoch(x["weights"], x["stake"], x["bonds"][:, :10], YumaParams(), **kwargs)
+    with pytest.raises(ValueError, match="non-negative"):
+        epoch(-x["weights"], x["stake"], x["bonds"], YumaParams(), **kwargs)
+    monkeypatch.setattr(yuma, "_SPLIT_MIN_ENTRIES", 1 << 62)
+    single = epoch(x["weights"], x["stake"], x["bonds"], YumaParams(bonds_penalty=0.7), **kwargs)
+    for name in ("consensus", "incentive", "dividends", "trust", "validator_trust", "emission_share", "bonds"):
+        np.testing.assert_allclose(getattr(split, name), getattr(single, name), atol=1e-7, err_msg=name)

@@ -224,6 +224,19 @@ class FakeModality:
         return TopKPrediction(ids, lp, VOCAB)
 
 
+class EchoTaskModality(FakeModality):
+    """Tasks whose body is already the perfect answer, for miners running the real echo modality."""
+
+    def make_task(self, rng: np.random.Generator) -> ValidatorTask:
+        targets = rng.integers(0, VOCAB, size=POSITIONS)
+        body = {"ids": targets[:, None].tolist(), "logprobs": np.full((POSITIONS, 1), np.log(0.9)).tolist()}
+        return ValidatorTask(self.name, "next_token", body, None, targets)
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()  # validator side only: the echo plugin serves the miners
+        await anyio.sleep_forever()
+
+
 # ----------------------------------------------------------------------------- plugin
 class FakesPlugin:
     @tnode.hookimpl
@@ -231,6 +244,7 @@ class FakesPlugin:
         register(kind="chain", type="fake", factory=FakeChain, schema=Empty)
         register(kind="transport", type="fake", factory=FakeTransport, schema=Empty)
         register(kind="modality", type="fake", factory=FakeModality, schema=Empty)
+        register(kind="modality", type="echo_tasks", factory=EchoTaskModality, schema=Empty)
 
 
 def plugins_with_fakes(*keep: str) -> PluginManager:
