@@ -42,7 +42,7 @@ class LocalChain:
         self.config = config
         self.genesis: Genesis | None = None
         if config.mode == "authority":
-            self.genesis = genesis_from_config(config, node.netuid)
+            self.genesis = genesis_from_config(_with_own_keys(config, node), node.netuid)
         elif "/p2p/" not in config.authority:
             raise ConfigError("client mode needs the authority's multiaddr ending in /p2p/<peer id>",
                               key_path="chain.authority")
@@ -393,3 +393,22 @@ def _lock_ledger(path: Path) -> int:
         raise ChainError("ledger_in_use", f"{path} is in use by another node (is an authority already "
                                           f"running with this data dir?)") from None
     return fd
+
+
+def _with_own_keys(config: LocalChainConfig, node: Any) -> LocalChainConfig:
+    """Genesis accounts may say ``"self"`` for this node's own coldkey/hotkey (single-node setups)."""
+    import dataclasses
+
+    own = {"coldkey": node.coldkey_public, "hotkey": node.hotkey.public_hex}
+    accounts = []
+    for raw in config.genesis.accounts:
+        acc = dict(raw)
+        for key in ("coldkey", "hotkey"):
+            if acc.get(key) == "self":
+                if not own[key]:
+                    raise ConfigError(f"genesis uses {key} = \"self\" but this node has no {key} file",
+                                      key_path="chain.genesis.accounts")
+                acc[key] = own[key]
+        accounts.append(acc)
+    genesis = dataclasses.replace(config.genesis, accounts=accounts)
+    return dataclasses.replace(config, genesis=genesis)
