@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,7 +117,7 @@ async def bench_raw(loads: list[tuple[str, int, int, int]]) -> list[dict]:
             payload = os.urandom(size)
             frame = len(payload).to_bytes(4, "big") + payload
 
-            async def call() -> None:
+            async def call(streams: list = streams, frame: bytes = frame) -> None:
                 s = streams.pop()
                 await s.write(frame)
                 await read_exactly(s, len(frame))

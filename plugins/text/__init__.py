@@ -18,7 +18,7 @@ from .config import (
 
 
 def _transformer(node: Any, name: str, config: TransformerConfig) -> Any:
-    from .transformer import TransformerModel  # torch loads only when a transformer is configured
+    from .transformer import TransformerModel  # torch is imported only when a transformer is configured
 
     return TransformerModel(node, name, config)
 
@@ -29,13 +29,21 @@ def tnode_register_components(register: Any) -> None:
     from .modality import TextModality
     from .models import GarbageModel, NgramModel, UniformModel
 
-    register(kind="dataset", type="python_docs", factory=TokenDataset, schema=PythonDocsConfig)
-    register(kind="dataset", type="text_files", factory=TokenDataset, schema=TextFilesConfig)
-    register(kind="model", type="transformer", factory=_transformer, schema=TransformerConfig)
-    register(kind="model", type="ngram", factory=NgramModel, schema=NgramConfig)
-    register(kind="model", type="uniform", factory=UniformModel, schema=UniformConfig)
-    register(kind="model", type="garbage", factory=GarbageModel, schema=GarbageConfig)
-    register(kind="modality", type="text", factory=TextModality, schema=TextModalityConfig)
+    register(kind="dataset", type="python_docs", factory=TokenDataset, schema=PythonDocsConfig,
+             description="Docstrings of the installed Python's standard library, split by module.")
+    register(kind="dataset", type="text_files", factory=TokenDataset, schema=TextFilesConfig,
+             description="Text files (a file or a directory + glob), split by file.")
+    register(kind="model", type="transformer", factory=_transformer, schema=TransformerConfig,
+             description="Small causal byte-level transformer (torch), trained with `tnode train`.")
+    register(kind="model", type="ngram", factory=NgramModel, schema=NgramConfig,
+             description="Byte n-gram baseline with Witten-Bell smoothing, fit on a dataset at start.")
+    register(kind="model", type="uniform", factory=UniformModel, schema=UniformConfig,
+             description="Every byte equally likely.")
+    register(kind="model", type="garbage", factory=GarbageModel, schema=GarbageConfig,
+             description="Spam miner: random or constant distributions that ignore the input.")
+    register(kind="modality", type="text", factory=TextModality, schema=TextModalityConfig,
+             description="Next-token prediction and completion over byte tokens; validation tasks from "
+                         "held-out data.")
 
 
 @tnode.hookimpl

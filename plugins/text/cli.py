@@ -1,72 +1,172 @@
-"""`tnode train`: train the byte transformer, or `--eval` to compare it with the baselines."""
+"""``tnode train``: train the byte transformer on CPU, or ``--eval`` it against the baselines."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_CHECKPOINT = Path("data/models/byte-transformer.pt")
 
 
 def register_commands(app: Any) -> None:
-    @app.command()
-    def train(
-        checkpoint: Annotated[Path, typer.Option(help="Checkpoint to write (and resume from).")] = Path(
-            "data/models/byte-transformer.pt"),
-        steps: Annotated[int, typer.Option(help="Total optimizer steps (a resumed run continues to this).")] = 2500,
-        batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 32,
-        lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule).")] = 4e-3,
-        d_model: Annotated[int, typer.Option(help="Model width (new models only).")] = 128,
-        n_layers: Annotated[int, typer.Option(help="Transformer blocks (new models only).")] = 3,
-        context: Annotated[int, typer.Option(help="Context length (new models only).")] = 64,
-        max_bytes: Annotated[int, typer.Option(help="Size of the python_docs corpus.")] = 4_000_000,
-        fresh: Annotated[bool, typer.Option("--fresh", help="Ignore an existing checkpoint.")] = False,
-        eval_only: Annotated[bool, typer.Option("--eval", help="Only print held-out cross-entropy of the "
-                                                                "checkpoint, the trigram and the uniform model.")] = False,
-    ) -> None:
-        """Train the byte transformer on the python_docs corpus (CPU), with checkpoints and resume."""
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    app.command("train")(train_command)
 
-        from .config import NgramConfig, PythonDocsConfig, UniformConfig
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def load_dataset(config: Path | None, name: str, data_dir: Path) -> Any:
+    """The dataset to train on: ``[datasets.NAME]`` of ``config``, or the default python_docs corpus."""
+    if config is None:
+        from .config import PythonDocsConfig
         from .datasets import TokenDataset
-        from .models import NgramModel, UniformModel
 
-        console = Console()
-        dataset = TokenDataset(None, "docs", PythonDocsConfig(max_bytes=max_bytes))
+        dataset = TokenDataset(None, name or "python_docs", PythonDocsConfig(), cache_dir=data_dir / "datasets")
         dataset.build()
-        heldout = dataset.tokens("heldout")
-        if not eval_only:
-            from .train import train as run_training
-            from .transformer import Shape
+        return dataset
+    import trio
+    from tnode.node import open_node
 
-            with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                          TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), console=console) as bar:
-                task = bar.add_task("train", total=steps, loss=float("nan"))
-                result = run_training(dataset.tokens("train"), heldout, checkpoint, steps=steps,
-                                      batch_size=batch_size, lr=lr, shape=Shape(d_model, n_layers, 4, context),
-                                      resume=not fresh,
-                                      progress=lambda s, n, loss: bar.update(task, completed=s, loss=loss))
-            console.print(f"step {result.step}: held-out loss {result.heldout_loss:.3f} nats/byte "
-                          f"(perplexity {math.exp(result.heldout_loss):.2f}) → {result.checkpoint}")
+    async def build() -> Any:
+        async with open_node(config, kinds={"dataset"}) as node:
+            found = node.components_of("dataset")
+            if not found:
+                raise _fail(f"{config} has no [datasets.NAME] table", 78)
+            if name and name not in found:
+                raise _fail(f"{config} has no [datasets.{name}] (it has: {', '.join(found)})", 78)
+            return found[name] if name else next(iter(found.values()))
+
+    return trio.run(build)
+
+
+def train_command(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint to write and resume from.")] = DEFAULT_CHECKPOINT,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Take the dataset from this node.toml "
+                                                "(default: the python_docs corpus).")] = None,
+    dataset: Annotated[str, typer.Option(help="Name of the [datasets.NAME] table in --config.")] = "",
+    data_dir: Annotated[Path, typer.Option(help="Where the default corpus is cached.")] = Path("data"),
+    steps: Annotated[int, typer.Option(min=1, help="Total optimizer steps (a resumed run continues to this).")] = 1200,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per step.")] = 16,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (cosine decay to 10%).")] = 6e-3,
+    d_model: Annotated[int, typer.Option(min=8, help="Model width (new models only).")] = 128,
+    n_layers: Annotated[int, typer.Option(min=1, help="Transformer blocks (new models only).")] = 4,
+    n_heads: Annotated[int, typer.Option(min=1, help="Attention heads (new models only).")] = 4,
+    context: Annotated[int, typer.Option(min=8, help="Context length in bytes (new models only).")] = 128,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 100,
+    max_minutes: Annotated[float, typer.Option(min=0.0, help="Stop (and checkpoint) after this long; 0: no "
+                                                            "limit.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights and the training windows.")] = 0,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 2,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over even if the checkpoint exists.")] = False,
+    export: Annotated[Path | None, typer.Option(help="Also write the model alone (no optimizer state) here: "
+                                                     "the file miners load.")] = None,
+    eval_only: Annotated[bool, typer.Option("--eval", help="Do not train: print the held-out cross-entropy "
+                                                           "of the checkpoint, n-gram baselines and the "
+                                                           "uniform model.")] = False,
+) -> None:
+    """Train the byte transformer on CPU with checkpoints and exact resume, then compare it with the
+    n-gram and uniform baselines on held-out data."""
+    from .tokenizer import VOCAB_SIZE  # noqa: F401  (fail early if the plugin is broken)
+
+    try:
+        data = load_dataset(config, dataset, data_dir)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # config and key errors come with their own clear message
+        raise _fail(str(exc), 78) from None
+    train_tokens, heldout = data.tokens("train"), data.tokens("heldout")
+    console.print(f"dataset {data.name}: {len(train_tokens):,} train and {len(heldout):,} held-out bytes")
+    if not eval_only:
+        _train(data, checkpoint, steps=steps, batch_size=batch_size, lr=lr, d_model=d_model, n_layers=n_layers,
+               n_heads=n_heads, context=context, checkpoint_every=checkpoint_every, max_minutes=max_minutes,
+               seed=seed, threads=threads, fresh=fresh)
+        if export is not None:
+            from .train import export as export_model
+
+            export_model(checkpoint, export)
+            console.print(f"exported the model to {export}")
+    elif not checkpoint.exists():
+        console.print(f"[yellow]no checkpoint at {checkpoint}: showing the baselines only[/]")
+    _eval_table(data, checkpoint if checkpoint.exists() else None, threads)
+
+
+def _train(data: Any, checkpoint: Path, *, steps: int, batch_size: int, lr: float, d_model: int, n_layers: int,
+           n_heads: int, context: int, checkpoint_every: int, max_minutes: float, seed: int, threads: int,
+           fresh: bool) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from .train import TrainSettings, train
+    from .transformer import Shape
+
+    if d_model % n_heads:
+        raise _fail(f"--d-model {d_model} must be divisible by --n-heads {n_heads}", 2)
+    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, shape=Shape(d_model, n_layers, n_heads, context),
+                             seed=seed, checkpoint_every=checkpoint_every, threads=threads,
+                             max_seconds=max_minutes * 60)
+    if checkpoint.exists() and not fresh:
+        console.print(f"resuming from {checkpoint}")
+    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
+               TextColumn("held-out {task.fields[held]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("train", total=steps, loss=float("nan"), held="-")
+
+        def on_step(p: Any) -> None:
+            fields: dict[str, Any] = {"loss": p.loss}
+            if p.heldout is not None:
+                fields["held"] = f"{p.heldout.nats:.3f} nats ({p.heldout.bits:.3f} bits/byte)"
+            bar.update(task, completed=p.step, **fields)
+
+        try:
+            result = train(data.tokens("train"), data.tokens("heldout"), checkpoint, settings, resume=not fresh,
+                           progress=on_step)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    console.print(f"step {result.step}: held-out {result.heldout.nats:.3f} nats/byte = {result.heldout.bits:.3f} "
+                  f"bits/byte (perplexity {result.heldout.perplexity:.2f}); {result.tokens_seen:,} tokens in "
+                  f"{result.seconds:.0f} s → {result.checkpoint}")
+
+
+def _eval_table(data: Any, checkpoint: Path | None, threads: int) -> None:
+    from rich.table import Table
+
+    from .config import NgramConfig, UniformConfig
+    from .evaluate import cross_entropy, eval_windows
+    from .models import NgramModel, UniformModel
+
+    batch = eval_windows(data.tokens("heldout"), windows=256, length=128, seed=1)
+    rows: list[tuple[str, Any]] = []
+    if checkpoint is not None:
         from .config import TransformerConfig
-        from .transformer import TransformerModel, cross_entropy
+        from .transformer import TransformerModel
 
-        rows = []
-        if checkpoint.exists():
-            model = TransformerModel(None, "t", TransformerConfig(checkpoint=str(checkpoint.resolve())))
-            model.load()
-            rows.append(("transformer", cross_entropy(model, heldout, windows=256)))
-        ngram = NgramModel(None, "n", NgramConfig(dataset="docs", order=3))
-        ngram.fit(dataset.tokens("train"))
-        rows.append(("trigram", cross_entropy(ngram, heldout, windows=256)))
-        rows.append(("uniform", cross_entropy(UniformModel(None, "u", UniformConfig()), heldout, windows=256)))
-        from rich.table import Table
-
-        table = Table(title="held-out cross-entropy (python_docs)")
-        for col in ("model", "nats/byte", "bits/byte", "perplexity"):
-            table.add_column(col)
-        for name, nats in rows:
-            table.add_row(name, f"{nats:.3f}", f"{nats / math.log(2):.3f}", f"{math.exp(nats):.2f}")
-        console.print(table)
+        model = TransformerModel(None, "transformer", TransformerConfig(checkpoint=str(checkpoint.resolve()),
+                                                                        threads=threads))
+        model.load()
+        assert model.model is not None
+        rows.append((f"transformer ({model.model.parameter_count():,} parameters)", cross_entropy(model, batch)))
+    for order in (3, 5):
+        ngram = NgramModel(None, f"{order}-gram", NgramConfig(dataset=data.name, order=order))
+        ngram.fit(data.tokens("train"))
+        rows.append((f"{order}-gram (Witten-Bell)", cross_entropy(ngram, batch)))
+    rows.append(("uniform", cross_entropy(UniformModel(None, "uniform", UniformConfig()), batch)))
+    table = Table(title=f"held-out cross-entropy ({data.name}, {batch.shape[0]} windows × {batch.shape[1] - 1} bytes)")
+    for col in ("model", "nats/byte", "bits/byte", "perplexity"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name, loss in rows:
+        table.add_row(name, f"{loss.nats:.3f}", f"{loss.bits:.3f}", f"{loss.perplexity:.2f}")
+    console.print(table)

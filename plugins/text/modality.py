@@ -1,21 +1,27 @@
-"""The text modality: next-token prediction and completion (miner) and checkable tasks (validator).
+"""The text modality: next-token prediction and completion (miners) and checkable tasks (validators).
 
-Wire format of the tasks (byte tokens, see :mod:`tokenizer`):
+Tasks on the wire (byte tokens, see :mod:`tnode.plugins.text.tokenizer`):
 
 ``next_token``
-    request: payload = token ids, int array (T,) with T ≤ max_sequence_length; body
-    ``{"k": int, "positions": "last" | "all"}``.
-    answer: payload = float32 log-probabilities (P, k) (P = 1 or T), best first; body
-    ``{"ids": [[int] * k] * P}`` — the token ids of those log-probabilities.
+    request: payload = token ids, an integer array (T,) with 1 ≤ T ≤ ``max_sequence_length``;
+    body ``{"k": int, "positions": "last" | "all"}`` (both optional: ``top_k``, ``"last"``).
+    answer: payload = float32 log-probabilities (P, k), most likely first, P = 1 (last) or T (all);
+    body ``{"ids": [[int] * k] * P}``, the token ids those log-probabilities belong to. The floats
+    travel as a raw tensor; the ids are small integers, cheap in the JSON body.
 ``complete``
     request: body ``{"prompt": str, "max_new_tokens": int, "temperature": float, "top_k": int,
-    "top_p": float, "seed": int}``. answer: body ``{"text": str, "ids": [int]}``.
+    "top_p": float, "seed": int}`` (all but the prompt optional), or the prompt as a payload of
+    token ids instead of ``prompt``. answer: body ``{"text": str, "ids": [int]}``.
+
+Errors are :class:`tnode.errors.TaskError`: ``invalid_request`` (malformed, out of vocabulary),
+``too_large`` (over a configured bound), ``timeout`` (the deadline passed), ``internal`` (the model
+failed).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -24,64 +30,101 @@ from tnode.errors import ConfigError, TaskError
 from tnode.events import TaskReceived
 from tnode.interfaces import Reply, TaskResult, TopKPrediction, ValidatorTask
 
+from .batcher import Batcher
+from .checks import check_topk
 from .config import TextModalityConfig
+from .sampling import sample
 from .tokenizer import VOCAB_SIZE, decode, encode
 
+TASKS = ("next_token", "complete")
+_NEXT_TOKEN_KEYS = frozenset({"k", "positions"})
+_COMPLETE_KEYS = frozenset({"prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed"})
 
-@dataclass
-class _Pending:
-    tokens: np.ndarray
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: np.ndarray | None = None
-    error: BaseException | None = None
+
+def _int(body: Mapping[str, Any], key: str, default: int, lo: int, hi: int, *, too_large: bool = False) -> int:
+    value = body.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TaskError("invalid_request", f"{key} must be an integer, got {type(value).__name__}")
+    if value > hi and too_large:
+        raise TaskError("too_large", f"{key}={value} exceeds the limit of {hi}")
+    if not lo <= value <= hi:
+        raise TaskError("invalid_request", f"{key}={value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _float(body: Mapping[str, Any], key: str, default: float, lo: float, hi: float, *, open_lo: bool = False) -> float:
+    value = body.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TaskError("invalid_request", f"{key} must be a number, got {type(value).__name__}")
+    if not (lo < value <= hi if open_lo else lo <= value <= hi):
+        raise TaskError("invalid_request", f"{key}={value} is outside {'(' if open_lo else '['}{lo}, {hi}]")
+    return float(value)
 
 
 class TextModality:
-    """Serves a language model and makes validation tasks from a dataset's held-out split."""
-
-    name: str
+    """Component ``[modalities.NAME] type = "text"``: serves ``model`` when one is named and makes
+    validation tasks from ``dataset`` when one is named (:class:`tnode.interfaces.ValidatingModality`)."""
 
     def __init__(self, node: Any, name: str, config: TextModalityConfig) -> None:
         self.node = node
         self.name = name
         self.config = config
+        key = f"modalities.{name}"
         if config.top_k > config.max_top_k:
-            raise ConfigError("top_k exceeds max_top_k", key_path=f"modalities.{name}.top_k")
+            raise ConfigError(f"top_k {config.top_k} exceeds max_top_k {config.max_top_k}", key_path=f"{key}.top_k")
+        if config.sequence_length > config.max_sequence_length:
+            raise ConfigError(f"sequence_length {config.sequence_length} exceeds max_sequence_length "
+                              f"{config.max_sequence_length}", key_path=f"{key}.sequence_length")
         self.model: Any = None
         self.dataset: Any = None
-        self._queue: list[_Pending] = []
-        self._wake = anyio.Event()
-        self.batches = 0
+        self.batcher: Batcher | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         if self.config.model:
-            self.model = self.node.component("model", self.config.model)
+            self.model = self._component("model", self.config.model)
         if self.config.dataset:
-            self.dataset = self.node.component("dataset", self.config.dataset)
+            self.dataset = self._component("dataset", self.config.dataset)
         async with anyio.create_task_group() as tg:
             undo = None
             if self.model is not None:
-                tg.start_soon(self._batcher)
+                self.attach_model(self.model)
+                assert self.batcher is not None
+                tg.start_soon(self.batcher.run)
                 undo = self.node.bus.serve(TaskReceived, self.handle, key=self.name)
             task_status.started()
             try:
                 await anyio.sleep_forever()
             finally:
-                if undo:
+                if undo is not None:
                     undo()
+
+    def _component(self, kind: str, name: str) -> Any:
+        comp = self.node.component(kind, name)
+        if comp is None:
+            raise ConfigError(f"{kind} {name!r} is not part of this node", key_path=f"modalities.{self.name}.{kind}")
+        return comp
+
+    def attach_model(self, model: Any) -> None:
+        """Serve ``model`` (a :class:`tnode.interfaces.LanguageModel`); :meth:`run` does this from config."""
+        if getattr(model, "vocab_size", VOCAB_SIZE) != VOCAB_SIZE:
+            raise ConfigError(f"model has a vocabulary of {model.vocab_size}, the network's tokenizer {VOCAB_SIZE}",
+                              key_path=f"modalities.{self.name}.model")
+        self.model = model
+        self.batcher = Batcher(model, max_batch=self.config.max_batch, wait=self.config.batch_wait_ms / 1000)
 
     # ------------------------------------------------------------------ miner side
     async def handle(self, task: TaskReceived) -> TaskResult:
+        """Answer one inbound task (the bus handler)."""
         if task.task == "next_token":
-            return await self._next_token(task)
+            return await self.next_token(task.body, task.payload, task.deadline)
         if task.task == "complete":
-            return await self._complete(task)
-        raise TaskError("invalid_request", f"unknown text task {task.task!r} (next_token, complete)")
+            return await self.complete(task.body, task.payload, task.deadline)
+        raise TaskError("invalid_request", f"unknown text task {task.task!r} (expected one of {', '.join(TASKS)})")
 
-    def _ids(self, payload: Any) -> np.ndarray:
+    def _token_ids(self, payload: Any) -> np.ndarray:
         if not isinstance(payload, np.ndarray) or payload.dtype.kind not in "iu":
-            raise TaskError("invalid_request", "payload must be an integer array of token ids")
+            raise TaskError("invalid_request", "the payload must be an integer array of token ids")
         ids = payload.reshape(-1) if payload.ndim == 2 and payload.shape[0] == 1 else payload
         if ids.ndim != 1 or ids.size == 0:
             raise TaskError("invalid_request", f"token ids must be a non-empty 1-D array, got shape {payload.shape}")
@@ -92,156 +135,87 @@ class TextModality:
             raise TaskError("invalid_request", f"token ids must lie in [0, {VOCAB_SIZE})")
         return ids.astype(np.int64)
 
-    async def _next_token(self, task: TaskReceived) -> TaskResult:
-        ids = self._ids(task.payload)
-        k = task.body.get("k", self.config.top_k)
-        positions = task.body.get("positions", "last")
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise TaskError("invalid_request", "k must be a positive integer")
-        if k > self.config.max_top_k:
-            raise TaskError("too_large", f"k={k} exceeds max_top_k {self.config.max_top_k}")
+    @staticmethod
+    def _known_keys(body: Any, allowed: frozenset[str], task: str) -> None:
+        if not isinstance(body, Mapping):
+            raise TaskError("invalid_request", "the body must be an object")
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise TaskError("invalid_request", f"unknown {task} field(s) {unknown} (allowed: {sorted(allowed)})")
+
+    def _context(self, ids: np.ndarray) -> np.ndarray:
+        """Only the tokens the model can use for the last position (fewer tokens, same answer)."""
+        ctx = getattr(self.model, "context", None)
+        if isinstance(ctx, int) and 0 <= ctx < len(ids):
+            return ids[len(ids) - max(ctx, 1) :]
+        return ids
+
+    async def next_token(self, body: Any, payload: Any, deadline: float) -> TaskResult:
+        """Top-k next-token log-probabilities for the last or every position of ``payload``."""
+        self._known_keys(body, _NEXT_TOKEN_KEYS, "next_token")
+        ids = self._token_ids(payload)
+        k = _int(body, "k", self.config.top_k, 1, self.config.max_top_k, too_large=True)
+        positions = body.get("positions", "last")
         if positions not in ("last", "all"):
-            raise TaskError("invalid_request", "positions must be 'last' or 'all'")
-        logprobs = await self._infer(ids, task.deadline)
+            raise TaskError("invalid_request", f"positions must be 'last' or 'all', got {positions!r}")
+        assert self.batcher is not None
         if positions == "last":
-            logprobs = logprobs[-1:]
-        top = np.argsort(-logprobs, axis=-1, kind="stable")[:, :k]
-        values = np.take_along_axis(logprobs, top, axis=-1).astype(np.float32)
-        return TaskResult({"ids": top.tolist()}, values)
+            logprobs = (await self.batcher.infer(self._context(ids), deadline))[-1:]
+        else:
+            logprobs = await self.batcher.infer(ids, deadline)
+        # argpartition then a sort of k columns: cheaper than sorting the whole vocabulary per row.
+        top = np.argpartition(-logprobs, k - 1, axis=-1)[:, :k]
+        values = np.take_along_axis(logprobs, top, axis=-1)
+        order = np.argsort(-values, axis=-1, kind="stable")
+        top, values = np.take_along_axis(top, order, axis=-1), np.take_along_axis(values, order, axis=-1)
+        return TaskResult({"ids": top.tolist()}, values.astype(np.float32))
 
-    async def _infer(self, ids: np.ndarray, deadline: float) -> np.ndarray:
-        pending = _Pending(ids)
-        self._queue.append(pending)
-        self._wake.set()
-        with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)) as scope:
-            await pending.done.wait()
-        if scope.cancelled_caught:
-            raise TaskError("timeout", "the model did not answer before the deadline")
-        if pending.error is not None:
-            raise TaskError("internal", f"model failed: {type(pending.error).__name__}")
-        assert pending.result is not None
-        return pending.result
-
-    async def _batcher(self) -> None:
-        """Stacks requests that arrive together into one forward pass per sequence length."""
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            if self.config.batch_wait_ms and len(self._queue) < self.config.max_batch:
-                await anyio.sleep(self.config.batch_wait_ms / 1000)
-            while self._queue:
-                batch, self._queue = self._queue[: self.config.max_batch], self._queue[self.config.max_batch :]
-                groups: dict[int, list[_Pending]] = {}
-                for p in batch:
-                    groups.setdefault(len(p.tokens), []).append(p)
-                for items in groups.values():
-                    stacked = np.stack([p.tokens for p in items])
-                    try:
-                        out = await anyio.to_thread.run_sync(self.model.next_token_logprobs, stacked)
-                        for i, p in enumerate(items):
-                            p.result = np.asarray(out[i], dtype=np.float32)
-                    except Exception as exc:  # a model failure answers its requests, never kills the loop
-                        for p in items:
-                            p.error = exc
-                    finally:
-                        for p in items:
-                            p.done.set()
-                    self.batches += 1
-
-    async def _complete(self, task: TaskReceived) -> TaskResult:
-        body = task.body
-        prompt = body.get("prompt", "")
-        if not isinstance(prompt, str) or not prompt:
-            raise TaskError("invalid_request", "prompt must be a non-empty string")
-        ids = encode(prompt)
-        if ids.size > self.config.max_sequence_length:
-            raise TaskError("too_large", f"prompt of {ids.size} tokens exceeds {self.config.max_sequence_length}")
-        n = body.get("max_new_tokens", 32)
-        temperature = body.get("temperature", 1.0)
-        top_k = body.get("top_k", 0)
-        top_p = body.get("top_p", 1.0)
-        seed = body.get("seed", 0)
-        if not isinstance(n, int) or not 1 <= n <= self.config.max_new_tokens:
-            raise TaskError("too_large" if isinstance(n, int) and n > 0 else "invalid_request",
-                            f"max_new_tokens must be in [1, {self.config.max_new_tokens}]")
-        if not isinstance(temperature, int | float) or not 0 <= temperature <= 10:
-            raise TaskError("invalid_request", "temperature must be in [0, 10]")
-        if not isinstance(top_k, int) or not 0 <= top_k <= VOCAB_SIZE:
-            raise TaskError("invalid_request", f"top_k must be in [0, {VOCAB_SIZE}]")
-        if not isinstance(top_p, int | float) or not 0 < top_p <= 1:
-            raise TaskError("invalid_request", "top_p must be in (0, 1]")
-        if not isinstance(seed, int):
-            raise TaskError("invalid_request", "seed must be an integer")
+    async def complete(self, body: Any, payload: Any, deadline: float) -> TaskResult:
+        """Sample up to ``max_new_tokens`` tokens after the prompt."""
+        self._known_keys(body, _COMPLETE_KEYS, "complete")
+        prompt = body.get("prompt")
+        if prompt is None and payload is not None:
+            ids = self._token_ids(payload)
+        elif isinstance(prompt, str) and prompt and payload is None:
+            ids = encode(prompt).astype(np.int64)
+            if ids.size > self.config.max_sequence_length:
+                raise TaskError("too_large", f"the prompt's {ids.size} tokens exceed max_sequence_length "
+                                             f"{self.config.max_sequence_length}")
+        else:
+            raise TaskError("invalid_request", "give the prompt as a non-empty string `prompt` or as a payload "
+                                               "of token ids, not both")
+        n = _int(body, "max_new_tokens", min(32, self.config.max_new_tokens), 1, self.config.max_new_tokens,
+                 too_large=True)
+        temperature = _float(body, "temperature", 1.0, 0.0, 10.0)
+        top_k = _int(body, "top_k", 0, 0, VOCAB_SIZE)
+        top_p = _float(body, "top_p", 1.0, 0.0, 1.0, open_lo=True)
+        seed = _int(body, "seed", 0, 0, 2**63 - 1)
         rng = np.random.default_rng(seed)
+        assert self.batcher is not None
+        context = ids
         out: list[int] = []
-        context = list(ids.tolist())
         for _ in range(n):
-            window = np.asarray(context[-self.config.max_sequence_length:], dtype=np.int64)
-            logprobs = (await self._infer(window, task.deadline))[-1]
-            out.append(sample(logprobs, float(temperature), top_k, float(top_p), rng))
-            context.append(out[-1])
+            if time.monotonic() >= deadline:
+                raise TaskError("timeout", f"the deadline passed after {len(out)} of {n} tokens")
+            window = self._context(context[-self.config.max_sequence_length :])
+            logprobs = (await self.batcher.infer(window, deadline))[-1]
+            token = sample(logprobs, rng, temperature=temperature, top_k=top_k, top_p=top_p)
+            out.append(token)
+            context = np.append(context, token)
         return TaskResult({"text": decode(out), "ids": out})
 
     # ------------------------------------------------------------------ validator side
     def make_task(self, rng: np.random.Generator) -> ValidatorTask:
+        """A ``next_token`` task over a random held-out window; the true next tokens are the truth."""
         if self.dataset is None:
-            raise ConfigError("validating needs a dataset", key_path=f"modalities.{self.name}.dataset")
+            raise ConfigError("making validation tasks needs a dataset", key_path=f"modalities.{self.name}.dataset")
         n = self.config.sequence_length
         window = self.dataset.sample_windows("heldout", 1, n + 1, rng)[0]
-        prefix, following = window[:n], window[1:]
         positions = self.config.validation_positions
-        truth = following if positions == "all" else following[-1:]
+        truth = window[1:] if positions == "all" else window[-1:]
         return ValidatorTask(self.name, "next_token", {"k": self.config.top_k, "positions": positions},
-                             prefix.astype(np.int32), np.asarray(truth, dtype=np.int64))
+                             np.asarray(window[:n], dtype=np.int32), np.asarray(truth, dtype=np.int64))
 
     def parse_response(self, task: ValidatorTask, reply: Reply) -> TopKPrediction:
-        return check_topk(reply.body, reply.payload, expected_rows=len(task.truth), k=int(task.body["k"]))
-
-
-def check_topk(body: dict[str, Any], payload: Any, *, expected_rows: int, k: int) -> TopKPrediction:
-    """Validate a ``next_token`` answer; raises ``TaskError("invalid_response")`` when it is not sound."""
-    def bad(why: str) -> TaskError:
-        return TaskError("invalid_response", why)
-
-    if not isinstance(payload, np.ndarray) or payload.dtype.kind != "f":
-        raise bad("payload must be a float array of log-probabilities")
-    ids_raw = body.get("ids")
-    if not isinstance(ids_raw, list):
-        raise bad("body.ids must be a list of lists")
-    try:
-        ids = np.asarray(ids_raw, dtype=np.int64)
-    except (ValueError, TypeError, OverflowError):
-        raise bad("body.ids must be a rectangular list of integers") from None
-    logprobs = payload.astype(np.float32)
-    if logprobs.ndim != 2 or ids.shape != logprobs.shape:
-        raise bad(f"ids {ids.shape} and log-probabilities {logprobs.shape} must have the same 2-D shape")
-    if logprobs.shape[0] != expected_rows or not 1 <= logprobs.shape[1] <= k:
-        raise bad(f"expected ({expected_rows}, ≤{k}) entries, got {logprobs.shape}")
-    if not np.all(np.isfinite(logprobs)):
-        raise bad("log-probabilities must be finite")
-    if ids.min() < 0 or ids.max() >= VOCAB_SIZE:
-        raise bad(f"token ids must lie in [0, {VOCAB_SIZE})")
-    if np.any(np.diff(np.sort(ids, axis=1), axis=1) == 0):
-        raise bad("token ids repeat within a position")
-    if logprobs.max() > 1e-4:
-        raise bad("log-probabilities must be ≤ 0")
-    mass = np.exp(logprobs.astype(np.float64)).sum(axis=1)
-    if np.any(mass > 1.0 + 1e-3):
-        raise bad(f"probabilities sum to {mass.max():.4f} > 1")
-    return TopKPrediction(ids, logprobs, VOCAB_SIZE)
-
-
-def sample(logprobs: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:
-    """Draw one token with temperature, top-k and nucleus (top-p) truncation; temperature 0 is greedy."""
-    if temperature == 0:
-        return int(np.argmax(logprobs))
-    logits = logprobs.astype(np.float64) / temperature
-    order = np.argsort(-logits)
-    if top_k:
-        order = order[:top_k]
-    probs = np.exp(logits[order] - logits[order].max())
-    probs /= probs.sum()
-    if top_p < 1:
-        keep = np.searchsorted(np.cumsum(probs), top_p) + 1
-        order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
-    return int(rng.choice(order, p=probs))
+        """Check a miner's answer to ``task``; ``TaskError("invalid_response")`` when it is not sound."""
+        return check_topk(reply.body, reply.payload, rows=len(task.truth), k=int(task.body["k"]))

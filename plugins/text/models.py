@@ -1,7 +1,8 @@
-"""Baseline language models: n-gram (Witten-Bell), uniform and garbage. All numpy, no torch."""
+"""Baseline language models without torch: n-gram (Witten-Bell), uniform and garbage."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -15,16 +16,38 @@ V = VOCAB_SIZE
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
-    m = x.max(axis=-1, keepdims=True)
-    z = x - m
+    """float32 log-softmax over the last axis."""
+    z = x - x.max(axis=-1, keepdims=True)
     return (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(np.float32)
 
 
-class NgramModel:
-    """Interpolated byte n-gram model (order ≤ 3) with Witten-Bell smoothing.
+def _context_keys(tokens: np.ndarray, n: int) -> np.ndarray:
+    """Key of the ``n`` tokens ending at each position ≥ n-1 (base-256 number), int64 (len - n + 1,)."""
+    keys = np.zeros(len(tokens) - n + 1, dtype=np.int64)
+    for j in range(n):
+        keys = keys * V + tokens[j : len(tokens) - n + 1 + j]
+    return keys
 
-    P_n(w | ctx) = (c(ctx, w) + t(ctx) · P_{n-1}(w | shorter ctx)) / (c(ctx) + t(ctx)), where t is
-    the number of distinct continuations seen after ctx; the base case is add-one unigrams.
+
+@dataclass(frozen=True)
+class _Level:
+    """Counts of one order, sparse: contexts seen (sorted keys) and their continuations (CSR)."""
+
+    contexts: np.ndarray  # int64 (C,) sorted context keys
+    indptr: np.ndarray  # int64 (C + 1,)
+    next_ids: np.ndarray  # int64 (E,)
+    counts: np.ndarray  # float64 (E,)
+    totals: np.ndarray  # float64 (C,) c(ctx)
+    types: np.ndarray  # float64 (C,) distinct continuations of ctx
+
+
+class NgramModel:
+    """Component ``[models.NAME] type = "ngram"``: interpolated byte n-gram with Witten-Bell smoothing.
+
+    P_n(w | h) = (c(h, w) + t(h) · P_{n-1}(w | h')) / (c(h) + t(h)), where h' drops the oldest byte
+    of h and t(h) counts the distinct bytes seen after h; contexts never seen fall back to
+    P_{n-1}. The base case is add-one unigrams, so every byte keeps some probability. Counts are
+    stored sparsely, so memory grows with the data, not with 256^n.
     """
 
     vocab_size = V
@@ -34,54 +57,79 @@ class NgramModel:
         self.name = name
         self.config = config
         self.order = config.order
-        self.tables: list[np.ndarray] = []
+        self.unigram: np.ndarray | None = None
+        self.levels: list[_Level] = []
+
+    @property
+    def context(self) -> int:
+        return self.order - 1
 
     def fit(self, tokens: np.ndarray) -> None:
+        """Count the n-grams of ``tokens`` (int array) for every order up to ``order``."""
         t = np.asarray(tokens, dtype=np.int64)
         uni = np.bincount(t, minlength=V).astype(np.float64) + 1.0
-        tables = [uni / uni.sum()]  # P1 (V,)
-        if self.order >= 2:
-            c2 = np.bincount(t[:-1] * V + t[1:], minlength=V * V).reshape(V, V).astype(np.float64)
-            tables.append(self._smooth(c2, tables[0][None, :]))  # P2 (V, V)
-        if self.order >= 3:
-            c3 = np.bincount((t[:-2] * V + t[1:-1]) * V + t[2:], minlength=V**3).reshape(V * V, V)
-            lower = np.tile(tables[1], (V, 1))  # P2 row for context (a, b) is row b
-            tables.append(self._smooth(c3.astype(np.float32), lower.astype(np.float32)).astype(np.float32))
-        self.tables = [np.log(tab).astype(np.float32) for tab in tables]
-
-    @staticmethod
-    def _smooth(counts: np.ndarray, lower: np.ndarray) -> np.ndarray:
-        n = counts.sum(axis=1, keepdims=True)
-        types = (counts > 0).sum(axis=1, keepdims=True)
-        denom = n + types
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = np.where(denom > 0, (counts + types * lower) / np.maximum(denom, 1), lower)
-        return p
+        self.unigram = uni / uni.sum()
+        self.levels = []
+        for n in range(2, self.order + 1):
+            if len(t) < n:
+                break
+            grams, counts = np.unique(_context_keys(t, n), return_counts=True)
+            ctx = grams // V
+            contexts, first, types = np.unique(ctx, return_index=True, return_counts=True)
+            indptr = np.append(first, len(grams)).astype(np.int64)
+            totals = np.add.reduceat(counts, first).astype(np.float64)
+            self.levels.append(_Level(contexts, indptr, grams % V, counts.astype(np.float64), totals,
+                                      types.astype(np.float64)))
 
     def next_token_logprobs(self, tokens: np.ndarray) -> np.ndarray:
+        """float32 (batch, seq, 256) log-probabilities; see :class:`tnode.interfaces.LanguageModel`."""
+        if self.unigram is None:
+            raise RuntimeError(f"n-gram model {self.name!r} is not fit yet")
         toks = np.asarray(tokens, dtype=np.int64)
         b, t = toks.shape
-        if self.order == 1 or not self.tables:
-            return np.broadcast_to(self.tables[0], (b, t, V)).copy()
-        out = self.tables[1][toks]  # bigram from the last byte, (B, T, V)
-        if self.order >= 3 and t >= 2:
-            ctx = toks[:, :-1] * V + toks[:, 1:]
-            out[:, 1:] = self.tables[2][ctx]
-        return out
+        probs = np.broadcast_to(self.unigram, (b, t, V)).copy()
+        for h, level in enumerate(self.levels, start=1):  # h: context length of this level
+            if t < h:
+                break
+            keys = np.stack([_context_keys(row, h) for row in toks])  # (b, t - h + 1): context ending at pos
+            sub = probs[:, h - 1 :].reshape(-1, V)
+            self._interpolate(level, keys.reshape(-1), sub)
+            probs[:, h - 1 :] = sub.reshape(b, t - h + 1, V)
+        return np.log(probs).astype(np.float32)
+
+    @staticmethod
+    def _interpolate(level: _Level, keys: np.ndarray, lower: np.ndarray) -> None:
+        """Replace rows of ``lower`` (queries, V) whose context was seen with the smoothed estimate."""
+        idx = np.searchsorted(level.contexts, keys).clip(0, max(len(level.contexts) - 1, 0))
+        found = np.flatnonzero(level.contexts[idx] == keys) if len(level.contexts) else np.empty(0, np.int64)
+        if not len(found):
+            return
+        rows = idx[found]
+        total, types = level.totals[rows, None], level.types[rows, None]
+        smoothed = types * lower[found]
+        starts, lengths = level.indptr[rows], level.indptr[rows + 1] - level.indptr[rows]
+        owner = np.repeat(np.arange(len(found)), lengths)
+        entry = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        np.add.at(smoothed, (owner, level.next_ids[entry]), level.counts[entry])
+        lower[found] = smoothed / (total + types)
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         dataset = self.node.component("dataset", self.config.dataset)
         if dataset is None:
-            raise ConfigError(f"dataset {self.config.dataset!r} is not running", key_path=f"models.{self.name}.dataset")
+            raise ConfigError(f"dataset {self.config.dataset!r} is not running in this node",
+                              key_path=f"models.{self.name}.dataset")
         await anyio.to_thread.run_sync(lambda: self.fit(dataset.tokens("train")))
+        self.node.log.info("model ready", model=self.name, type="ngram", order=self.order,
+                           contexts=sum(len(level.contexts) for level in self.levels))
         task_status.started()
         await anyio.sleep_forever()
 
 
 class UniformModel:
-    """Every byte equally likely."""
+    """Component ``[models.NAME] type = "uniform"``: every byte equally likely."""
 
     vocab_size = V
+    context = 0
 
     def __init__(self, node: Any, name: str, config: UniformConfig) -> None:
         self.node = node
@@ -97,22 +145,26 @@ class UniformModel:
 
 
 class GarbageModel:
-    """Random (or constant) distributions that ignore the input: a spam miner for experiments."""
+    """Component ``[models.NAME] type = "garbage"``: confident distributions that ignore the input.
+
+    A spam miner for devnet experiments: well-formed answers a validator must score low.
+    """
 
     vocab_size = V
+    context = 0
 
     def __init__(self, node: Any, name: str, config: GarbageConfig) -> None:
         self.node = node
         self.name = name
         self.config = config
         self.rng = np.random.default_rng(config.seed)
-        self._constant = log_softmax(np.random.default_rng(config.seed).normal(0, 3, V))
+        self._constant = log_softmax(np.random.default_rng(config.seed).normal(0.0, 3.0, V))
 
     def next_token_logprobs(self, tokens: np.ndarray) -> np.ndarray:
         b, t = np.asarray(tokens).shape
         if self.config.mode == "constant":
             return np.broadcast_to(self._constant, (b, t, V)).copy()
-        return log_softmax(self.rng.normal(0, 3, (b, t, V)))
+        return log_softmax(self.rng.normal(0.0, 3.0, (b, t, V)))
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import structlog
 import typer
 from rich.console import Console
-from tnode.errors import ConfigError, KeyError_, TnodeError
+from tnode.errors import ConfigError, KeyError_
 
 console = Console()
 err_console = Console(stderr=True)
@@ -39,12 +39,16 @@ class _StderrLogger:
 def quiet_logs(level: int = logging.WARNING) -> Iterator[None]:
     """Within the block, structured logs go to stderr and only from ``level`` up (stdout is for results)."""
     saved = structlog.get_config()
+    libp2p = logging.getLogger("libp2p")  # py-libp2p logs every dial at INFO
+    saved_level = libp2p.level
     structlog.configure(logger_factory=lambda *_: _StderrLogger(),
                         wrapper_class=structlog.make_filtering_bound_logger(level))
+    libp2p.setLevel(max(level, saved_level))
     try:
         yield
     finally:
         structlog.configure(**saved)
+        libp2p.setLevel(saved_level)
 
 
 def register_commands(app: typer.Typer) -> None:
@@ -65,7 +69,7 @@ def status(
     """
     import trio
 
-    from .remote import NodeTarget, read_status
+    from .remote import NodeTarget, first_error, read_status
 
     try:
         target = NodeTarget.from_config(config)
@@ -74,8 +78,11 @@ def status(
     try:
         with quiet_logs():
             doc = trio.run(read_status, target, timeout)
-    except TnodeError as exc:
-        raise _fail(str(exc)) from None
+    except BaseException as exc:
+        cause = first_error(exc)
+        if cause is None:
+            raise
+        raise _fail(str(cause)) from None
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
@@ -98,37 +105,48 @@ def devnet(
     tempo: Annotated[int, typer.Option(min=2, help="Blocks per epoch.")] = 10,
     checkpoint: Annotated[Path | None, typer.Option(help="Transformer checkpoint to serve (default: train "
                                                          "one first).")] = None,
-    train_seconds: Annotated[float, typer.Option(min=1, help="Training budget when no checkpoint is given.")] = 60.0,
+    train_steps: Annotated[int, typer.Option(min=1, help="Training steps when no checkpoint is given (the result "
+                                                         "is kept next to the run directory and reused).")] = 400,
     base_port: Annotated[int, typer.Option(min=0, max=65000, help="First TCP port (0: free ports).")] = 0,
     registration: Annotated[str, typer.Option(help="How miners get uids: pow, burn or genesis.")] = "pow",
     live: Annotated[bool, typer.Option(help="Show the live metagraph view.")] = True,
+    models: Annotated[str, typer.Option(help="Comma-separated model kinds the miners cycle through, best first.")
+                      ] = ",".join(("transformer", "ngram", "uniform", "garbage")),
 ) -> None:
     """Start a local network (chain authority, validators, miners) as separate processes on 127.0.0.1."""
     import trio
 
-    from .devnet.plan import DevnetOptions
+    from .devnet.plan import MODEL_CYCLE, DevnetOptions
+    from .remote import first_error
 
     if registration not in ("pow", "burn", "genesis"):
         raise _fail("--registration must be pow, burn or genesis", 2)
+    kinds = tuple(m.strip() for m in models.split(",") if m.strip())
+    unknown = [m for m in kinds if m not in MODEL_CYCLE]
+    if not kinds or unknown:
+        raise _fail(f"--models takes kinds from {', '.join(MODEL_CYCLE)} (got {models!r})", 2)
     if report is not None and not epochs:
         raise _fail("--report needs --epochs N (the report is written when the run ends)", 2)
     run_dir = run_dir or Path("runs") / time.strftime("devnet-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     opts = DevnetOptions(run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
                          tempo=tempo, base_port=base_port, checkpoint=checkpoint.resolve() if checkpoint else None,
-                         registration=registration)
+                         registration=registration, models=kinds)
     try:
         with quiet_logs():
-            result = trio.run(_devnet_main, opts, epochs, report, train_seconds, live)
-    except TnodeError as exc:
-        raise _fail(str(exc)) from None
-    except ValueError as exc:
-        raise _fail(str(exc), 2) from None
+            result = trio.run(_devnet_main, opts, epochs, report, train_steps, live)
+    except BaseException as exc:  # report the first meaningful cause, not a trio traceback
+        cause = first_error(exc)
+        if cause is not None:
+            raise _fail(str(cause)) from None
+        if isinstance(exc, ValueError):
+            raise _fail(str(exc), 2) from None
+        raise
     if result is not None and not result["checks"]["passed"]:
         raise typer.Exit(3)
 
 
-async def _devnet_main(opts: Any, epochs: int, report: Path | None, train_seconds: float,
+async def _devnet_main(opts: Any, epochs: int, report: Path | None, train_steps: int,
                        live: bool) -> dict[str, Any] | None:
     import dataclasses
 
@@ -149,7 +167,7 @@ async def _devnet_main(opts: Any, epochs: int, report: Path | None, train_second
 
         tg.start_soon(stop_on_signal)
         if "transformer" in opts.models[:opts.miners] and opts.checkpoint is None:
-            checkpoint = await ensure_checkpoint(opts, train_seconds, console)
+            checkpoint = await ensure_checkpoint(opts.run_dir, train_steps, console)
             opts = dataclasses.replace(opts, checkpoint=checkpoint)
         result = await run_devnet(opts, epochs=epochs, report_path=report, console=console, live=live)
         tg.cancel_scope.cancel()

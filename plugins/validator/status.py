@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -47,22 +48,33 @@ def node_status(mg: Metagraph, hotkey: str, *, name: str = "") -> dict[str, Any]
 
 
 def metagraph_table(neurons: Sequence[Mapping[str, Any]], *, title: str = "", labels: Mapping[int, str] | None = None,
-                    highlight: int | None = None) -> Table:
-    """A rich table of neurons (``neuron_dict`` rows), one row per uid."""
-    table = Table(title=title, title_justify="left", expand=False)
-    for col, justify in (("uid", "right"), ("name", "left"), ("hotkey", "left"), ("stake", "right"),
-                         ("trust", "right"), ("vtrust", "right"), ("incentive", "right"), ("dividends", "right"),
-                         ("emission", "right"), ("updated", "right"), ("peer", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+                    highlight: int | None = None, compact: bool = False) -> Table:
+    """A rich table of neurons (``neuron_dict`` rows), one row per uid.
+
+    ``compact`` leaves out keys and addresses so the table fits an 80-column terminal.
+    """
+    if compact:
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        columns = ["uid", "name", "stake", "vtrust", "incentive", "dividends", "emission", "updated"]
+    else:
+        table = Table(title=title, title_justify="left")
+        columns = ["uid", "name", "hotkey", "stake", "trust", "vtrust", "incentive", "dividends", "emission",
+                   "updated", "peer"]
+    short = {"incentive": "incent", "dividends": "divid", "emission": "emiss", "updated": "upd"} if compact else {}
+    for col in columns:
+        table.add_column(short.get(col, col), justify="left" if col in ("name", "hotkey", "peer") else "right",
+                         no_wrap=True, overflow="ellipsis", max_width=18 if col == "name" else None)
     for n in neurons:
         uid = int(n["uid"])
-        permit = "*" if n.get("validator_permit") else ""
-        style = "bold" if uid == highlight else ""
-        table.add_row(
-            str(uid), (labels or {}).get(uid, ""), n["hotkey"][:10] + "…", f"{n['stake']:.2f}{permit}",
-            f"{n['trust']:.3f}", f"{n['validator_trust']:.3f}", f"{n['incentive']:.3f}", f"{n['dividends']:.3f}",
-            f"{n['emission']:.4f}", str(n["last_update"]), (n.get("peer_id") or "-")[-10:], style=style,
-        )
+        cells = {
+            "uid": str(uid), "name": (labels or {}).get(uid, ""), "hotkey": n["hotkey"][:10] + "…",
+            "stake": f"{n['stake']:.1f}" + ("*" if n.get("validator_permit") else ""),
+            "trust": f"{n['trust']:.3f}", "vtrust": f"{n['validator_trust']:.3f}",
+            "incentive": f"{n['incentive']:.3f}", "dividends": f"{n['dividends']:.3f}",
+            "emission": f"{n['emission']:.3f}", "updated": str(n["last_update"]),
+            "peer": (n.get("peer_id") or "-")[-10:],
+        }
+        table.add_row(*(cells[c] for c in columns), style="bold" if uid == highlight else "")
     return table
 
 

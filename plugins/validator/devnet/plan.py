@@ -1,11 +1,13 @@
 """The devnet's layout: one directory per node with its keys and node.toml, plus the genesis.
 
 Nothing here starts a process; :func:`make_plan` only writes files, so the layout can be checked
-(``tnode validate -c <run dir>/<node>/node.toml``) and tested on its own.
+(``tnode validate -c <run dir>/<node>/node.toml``) and tested on its own. Planning into a run
+directory used before keeps the keys and starts everything else afresh (a new chain).
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -122,6 +124,7 @@ def make_plan(opts: DevnetOptions) -> DevnetPlan:
 
     def spec(name: str, role: str, port: int, model: str = "") -> NodeSpec:
         node_dir = run_dir / name
+        fresh_state(node_dir)
         store = Keystore(node_dir / "data")
         keys = {}
         for key_name in ("hotkey", "coldkey"):
@@ -138,6 +141,21 @@ def make_plan(opts: DevnetOptions) -> DevnetPlan:
         node.doc = node_doc(plan, node)
         node.config_path.write_text(to_toml(node.doc))
     return plan
+
+
+def fresh_state(node_dir: Path) -> None:
+    """Forget a previous run in ``node_dir`` (chain, scores, logs) but keep its keys."""
+    data = node_dir / "data"
+    if data.is_dir():
+        for entry in data.iterdir():
+            if entry.name == "keys":
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    for log in node_dir.glob("*.log"):
+        log.replace(log.with_suffix(".log.prev"))
 
 
 def genesis_accounts(plan: DevnetPlan) -> list[dict[str, Any]]:
@@ -182,19 +200,21 @@ def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
 def text_sections(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
     """The dataset, model and text-modality tables: validators make tasks, miners serve a model."""
     opts = plan.options
-    sections: dict[str, Any] = {"datasets": {"docs": {"type": "python_docs"}}}
-    modality: dict[str, Any] = {"type": "text", "dataset": "docs", **opts.text_overrides}
-    if node.role == "miner":
-        model: dict[str, Any] = {"type": node.model}
-        if node.model == "transformer":
-            if opts.checkpoint is None:
-                raise ValueError("a transformer miner needs a checkpoint")
-            model["checkpoint"] = str(opts.checkpoint)
-        if node.model == "ngram":
-            model["dataset"] = "docs"
-        sections["models"] = {"main": model}
-        modality["model"] = "main"
-    sections["modalities"] = {"text": modality}
+    dataset = {"docs": {"type": "python_docs"}}
+    if node.role == "validator":
+        return {"datasets": dataset, "modalities": {"text": {"type": "text", "dataset": "docs", **opts.text_overrides}}}
+    model: dict[str, Any] = {"type": node.model}
+    sections: dict[str, Any] = {}
+    if node.model == "transformer":
+        if opts.checkpoint is None:
+            raise ValueError("a transformer miner needs a checkpoint")
+        # One inference thread: a devnet shares a couple of cores between all its processes.
+        model.update(checkpoint=str(opts.checkpoint), threads=1)
+    elif node.model == "ngram":
+        model["dataset"] = "docs"
+        sections["datasets"] = dataset
+    sections["models"] = {"main": model}
+    sections["modalities"] = {"text": {"type": "text", "model": "main", **opts.text_overrides}}
     return sections
 
 

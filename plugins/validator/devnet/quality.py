@@ -17,11 +17,11 @@ from .plan import DevnetPlan
 
 def eval_doc(plan: DevnetPlan) -> dict[str, Any]:
     """A node.toml document with the miners' dataset and one model table per distinct model kind."""
-    first = plan.miners[0].doc
     models: dict[str, Any] = {}
     for miner in plan.miners:
         models.setdefault(miner.model, miner.doc["models"]["main"])
-    return {"node": {"name": "devnet-eval", "create_keys": True}, "datasets": first["datasets"], "models": models}
+    return {"node": {"name": "devnet-eval", "create_keys": True},
+            "datasets": {"docs": {"type": "python_docs"}}, "models": models}
 
 
 def cross_entropy(model: Any, windows: np.ndarray) -> float:

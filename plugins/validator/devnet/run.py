@@ -45,7 +45,7 @@ class Progress:
     epochs: int = 0
     counting: bool = False
     emission_total: dict[int, float] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     mg: Metagraph | None = None
 
 
@@ -94,7 +94,7 @@ async def register_miners(chain: Any, plan: DevnetPlan, progress: Progress) -> N
                 if exc.code != "too_many_registrations":
                     raise DevnetError(f"registering {miner.name} failed: {exc}") from exc
                 break
-            progress.problems.append(f"registered {miner.name} as uid {uid}")
+            progress.notes.append(f"registered {miner.name} as uid {uid}")
             pending.remove(miner)
         if pending:
             if anyio.current_time() > deadline:
@@ -147,7 +147,8 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
     plan = make_plan(opts)
     supervisor = Supervisor()
     progress = Progress()
-    labels = {n.hotkey.public_hex: n.name + (f" ({n.model})" if n.model else "") for n in plan.nodes}
+    labels = {n.hotkey.public_hex: n.name.replace("validator", "val") + (f" {n.model}" if n.model else "")
+              for n in plan.nodes}
     started = time.monotonic()
     console.print(f"devnet in {opts.run_dir}: 1 authority, {len(plan.validators)} validators, "
                   f"{len(plan.miners)} miners ({', '.join(m.model for m in plan.miners)})")
@@ -205,7 +206,7 @@ async def watch(chain: Any, plan: DevnetPlan, supervisor: Supervisor, progress: 
         try:
             mg = await chain.metagraph()
         except ChainError as exc:
-            progress.problems.append(f"metagraph read failed: {exc}")
+            progress.notes.append(f"metagraph read failed: {exc}")
             await anyio.sleep(plan.options.block_time)
             continue
         progress.mg = mg
@@ -218,7 +219,7 @@ async def watch(chain: Any, plan: DevnetPlan, supervisor: Supervisor, progress: 
             if screen is not None:
                 screen.update(devnet_view(mg, labels=labels, phase=progress.phase, epochs_done=progress.epochs,
                                           epochs_wanted=epochs, emission_total=progress.emission_total,
-                                          problems=progress.problems), refresh=True)
+                                          notes=progress.notes), refresh=True)
         await anyio.sleep(min(plan.options.block_time / 2, 0.5))
 
 

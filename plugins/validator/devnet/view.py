@@ -12,7 +12,7 @@ from ..status import metagraph_table, neuron_dict
 
 
 def devnet_view(mg: Metagraph, *, labels: Mapping[str, str], phase: str, epochs_done: int, epochs_wanted: int,
-                emission_total: Mapping[int, float], problems: list[str]) -> Group:
+                emission_total: Mapping[int, float], notes: list[str]) -> Group:
     """One frame of the live view; ``labels`` maps hotkeys to "name (model)"."""
     tempo = int(mg.hyperparameters.get("tempo", 0) or 0)
     head = Text()
@@ -27,8 +27,9 @@ def devnet_view(mg: Metagraph, *, labels: Mapping[str, str], phase: str, epochs_
         shares = sorted(((emission_total.get(n.uid, 0.0) / total, labels.get(n.hotkey, str(n.uid)))
                          for n in mg.neurons), reverse=True)
         head.append("emission so far: " + ", ".join(f"{name} {share:.1%}" for share, name in shares[:6]) + "\n")
-    for problem in problems[-3:]:
-        head.append(problem + "\n", style="yellow")
+    for note in notes[-3:]:
+        head.append(note + "\n", style="yellow")
     rows = [neuron_dict(n) for n in mg.neurons]
     uid_labels = {n.uid: labels.get(n.hotkey, "") for n in mg.neurons}
-    return Group(head, metagraph_table(rows, labels=uid_labels, title="metagraph (* = validator permit)"))
+    return Group(head, metagraph_table(rows, labels=uid_labels, title="metagraph (* = validator permit)",
+                                       compact=True))

@@ -7,7 +7,6 @@ import time
 import tomllib
 
 import pytest
-
 from tnode.interfaces import Metagraph, Neuron
 from tnode.keys import Keystore
 from tnode.plugins.validator.devnet.plan import DevnetOptions, make_plan, to_toml

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
-
 from tnode.interfaces import Metagraph, Neuron
 from tnode.plugins.validator.status import node_status, render_status
 

@@ -6,12 +6,11 @@ import socket
 
 import anyio
 import pytest
-from typer.testing import CliRunner
-
 from tnode.keys import Keypair, Keystore
 from tnode.node import Node
 from tnode.plugins.validator.devnet.plan import to_toml
 from tnode.plugins.validator.remote import NodeTarget, read_status
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.anyio
 

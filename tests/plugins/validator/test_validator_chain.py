@@ -7,10 +7,9 @@ from typing import Any
 
 import anyio
 import pytest
-from validator_fakes import answer_with, dead, plugins_with_fakes
-
 from tnode.keys import Keypair
 from tnode.node import Node
+from validator_fakes import answer_with, dead, plugins_with_fakes
 
 pytestmark = pytest.mark.anyio
 

@@ -8,10 +8,9 @@ from typing import Any
 
 import anyio
 import pytest
-from validator_fakes import plugins_with_fakes
-
 from tnode.keys import Keypair
 from tnode.node import Node
+from validator_fakes import plugins_with_fakes
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
