@@ -10,10 +10,13 @@ uid and stake at genesis) and N **flooders** (transport-only nodes with fresh, u
 hotkeys, each keeping ``--in-flight`` requests outstanding as fast as the node answers them).
 
 Phase 1 measures the validator's sequential requests alone; phase 2 repeats them while the
-flooders run. Printed side by side: p50/p99 latency, success rate, the node's RSS; the flood's
-offered rate and how it was refused; and, as a baseline for the cost of the filters themselves,
-their in-process admission cost per request. Goal: p99 under flood ≤ 2× p99 alone, success ≥ 99 %,
-RSS bounded. Every process is bounded in time and killed on exit.
+flooders run. Printed side by side: p50/p99 latency, success rate, the node's RSS, the cores each
+process kept busy and the time the node's and the validator's loops waited for a core (from
+/proc/<pid>/schedstat: on a small machine the flooders compete for the CPU); the flood's offered
+rate and how it was refused; and, as a baseline for the cost of the filters themselves, their
+in-process admission cost per request. ``--profile`` adds a cProfile of the node. Goal: p99 under
+flood ≤ 2× p99 alone, success ≥ 99 %, RSS bounded. Every process is bounded in time and killed on
+exit.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -32,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve()
+# Cheapest refusal first: a flood of strangers is refused by one dict lookup, before the body is read.
 FILTERS = {
-    "size": {"type": "limits"},
     "registered": {"type": "registered_only"},
+    "size": {"type": "limits"},
     "rate": {"type": "token_bucket", "rate": 200.0, "burst": 400.0},
     "priority": {"type": "stake_priority", "max_concurrent": 4, "max_queue": 64, "max_wait": 5.0},
 }
@@ -58,6 +63,15 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
 
 
+def runqueue_wait(pid: int | str) -> float:
+    """Seconds the main thread of ``pid`` has spent runnable but waiting for a core (/proc schedstat)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):  # kernels without schedstats
+        return float("nan")
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -75,14 +89,29 @@ def client_doc(data_dir: Path) -> dict[str, Any]:
 
 
 def quiet_logs() -> None:
+    import logging
+
+    import libp2p.network.auto_connector  # noqa: F401  (sets its own logger to INFO on import)
     from tnode.logs import configure_logging
 
     configure_logging("warning", "json")
+    logging.getLogger("libp2p.network.auto_connector").setLevel(logging.WARNING)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ============================================================================ the node under test
-def serve(config_file: str, ready_file: str, stats_file: str, stop_file: str, limit: float) -> None:
-    """Run the node until ``stop_file`` appears (or ``limit`` seconds pass); then dump filter stats."""
+def serve(config_file: str, ready_file: str, stats_file: str, stop_file: str, limit: float,
+          profile_file: str = "") -> None:
+    """Run the node until ``stop_file`` appears (or ``limit`` seconds pass); then dump filter stats.
+
+    With ``profile_file``, the whole run is profiled (cProfile) and the statistics written there.
+    """
     import anyio
     import trio
     from tnode.node import Node
@@ -100,13 +129,30 @@ def serve(config_file: str, ready_file: str, stats_file: str, stop_file: str, li
             stats = {name: flt.stats() for name, flt in node.components_of("spam_filter").items()}
             Path(stats_file).write_text(json.dumps(stats))
 
-    trio.run(main)
+    if not profile_file:
+        trio.run(main)
+        return
+    import cProfile
+
+    profiler = cProfile.Profile(time.process_time)  # CPU time: waiting for a core is not work
+    profiler.enable()
+    try:
+        trio.run(main)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_file)
 
 
 # ============================================================================ a flooder
 def flood(target: str, modality: str, body_json: str, data_dir: str, in_flight: int, seconds: float,
-          ready_file: str, stop_file: str, out_file: str) -> None:
-    """Send requests from a fresh hotkey, ``in_flight`` at a time, until told to stop."""
+          ready_file: str, stop_file: str, out_file: str, nice: int = 0) -> None:
+    """Send requests from a fresh hotkey, ``in_flight`` at a time, until told to stop.
+
+    ``nice`` > 0 lowers this process's CPU priority: on a small machine the flooders otherwise
+    compete with the node for the cores, which real attackers on their own machines do not.
+    """
+    if nice:
+        os.nice(nice)
     import anyio
     import trio
     from tnode.errors import TaskError, TnodeError
@@ -184,8 +230,8 @@ def filter_cost(n: int) -> dict[str, float]:
     view.load(Metagraph(1, 1, tuple(Neuron(uid=i, hotkey=f"{i:064x}", coldkey="", stake=float(i)) for i in range(256))
                         + (Neuron(uid=256, hotkey=staked, coldkey="", stake=1e6),)))
     filters = [
-        limits.Limits(node, "size", load_table(config.LimitsConfig, {})),
         registered.RegisteredOnly(node, "registered", load_table(config.RegisteredOnlyConfig, {})),
+        limits.Limits(node, "size", load_table(config.LimitsConfig, {})),
         bucket.TokenBucket(node, "rate", load_table(config.TokenBucketConfig, {"rate": 1e9, "burst": 1e9})),
         priority.StakePriority(node, "priority", load_table(config.StakePriorityConfig, {})),
     ]
@@ -280,6 +326,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     body = {"tokens": list(range(64)), "k": 8}
     procs: list[subprocess.Popen[bytes]] = []
     limit = args.seconds * 3 + 120
+    profile = root / "serve.prof" if args.profile else None
 
     def spawn(*argv: str) -> subprocess.Popen[bytes]:
         with open(root / f"{argv[0]}-{len(procs)}.log", "wb") as log:  # the child keeps its own copy
@@ -295,49 +342,86 @@ def orchestrate(args: argparse.Namespace) -> int:
             time.sleep(0.05)
 
     ready, stats_file, stop = root / "ready.json", root / "stats.json", root / "stop"
-    server = spawn("serve", str(config), str(ready), str(stats_file), str(stop), str(limit))
+    server = spawn("serve", str(config), str(ready), str(stats_file), str(stop), str(limit), str(profile or ""))
+    finished = False
     try:
         wait_for(ready, server, "the node")
         target = next(a for a in json.loads(ready.read_text())["addrs"] if "/p2p/" in a)
         client = Node.from_dict(client_doc(root / "validator"), data_dir=root / "validator", hotkey=validator)
         results: dict[str, Any] = {}
 
+        flooders: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+        def cpu_now() -> tuple[float, float, float]:
+            """CPU seconds so far of the node, this process (the validator) and the flooders."""
+            me = os.times()
+            return (cpu_seconds(server.pid), me.user + me.system,
+                    sum(cpu_seconds(p.pid) for p, _ in flooders if p.poll() is None))
+
+        async def measured(phase: str) -> None:
+            cpu, began = cpu_now(), time.monotonic()
+            waits = runqueue_wait(server.pid), runqueue_wait("self")
+            results[phase] = await validator_phase(client, peer, args.modality, body, args.requests, args.timeout)
+            seconds = time.monotonic() - began
+            results[f"{phase}_seconds"] = seconds
+            # Cores kept busy during the phase: node, validator, flooders.
+            results[f"{phase}_cpu"] = [(after - before) / seconds for before, after in zip(cpu, cpu_now(), strict=True)]
+            results[f"rss_{phase}"] = rss_mib(server.pid)
+            # Time spent waiting for a core, per validator request: node, validator.
+            results[f"{phase}_wait"] = [(runqueue_wait(pid) - before) / args.requests
+                                        for pid, before in zip((server.pid, "self"), waits, strict=True)]
+
         async def phases() -> None:
+            nonlocal peer
             async with client.running():
                 peer = await client.transport.connect(target)
-                await validator_phase(client, peer, args.modality, body, 20, args.timeout)  # warm up
+                await validator_phase(client, peer, args.modality, body, 50, args.timeout)  # warm up
                 results["rss_start"] = rss_mib(server.pid)
-                results["alone"] = await validator_phase(client, peer, args.modality, body, args.requests,
-                                                         args.timeout)
-                results["rss_alone"] = rss_mib(server.pid)
-                flooders = []
+                await measured("alone")
                 for i in range(args.flooders):
                     flag = root / f"flood-ready-{i}"
                     p = spawn("flood", target, args.modality, json.dumps(body), str(root / f"flooder-{i}"),
-                              str(args.in_flight), str(args.seconds), str(flag), str(stop), str(root / f"flood-{i}.json"))
+                              str(args.in_flight), str(args.seconds), str(flag), str(stop),
+                              str(root / f"flood-{i}.json"), str(args.flood_nice))
                     flooders.append((p, flag))
                 for p, flag in flooders:
                     await trio.to_thread.run_sync(wait_for, flag, p, "a flooder")
                 await trio.sleep(1.0)  # let the flood reach full rate
-                began = time.monotonic()
-                results["flood"] = await validator_phase(client, peer, args.modality, body, args.requests,
-                                                         args.timeout)
-                results["flood_seconds"] = time.monotonic() - began
-                results["rss_flood"] = rss_mib(server.pid)
+                await measured("flood")
 
+        peer = ""
         trio.run(phases)
         stop.write_text("stop")
         deadline = time.monotonic() + 30
         for p in procs:
             p.wait(timeout=max(1.0, deadline - time.monotonic()))
         report(args, results, cost, root)
+        if profile is not None:
+            print_profile(profile)
+        finished = True
     finally:
         stop.touch()
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        if finished and not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"logs and data kept in {root}", file=sys.stderr)
     return 0
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    """The node's functions that took the most CPU time themselves (whole run, flood included)."""
+    import io
+    import pstats
+
+    out = io.StringIO()
+    pstats.Stats(str(path), stream=out).sort_stats("tottime").print_stats(top)
+    text = out.getvalue()
+    print("node profile (cProfile, sorted by own time):")
+    print(text[text.find("   ncalls"):])
 
 
 def report(args: argparse.Namespace, results: dict[str, Any], cost: dict[str, float], root: Path) -> None:
@@ -360,20 +444,29 @@ def report(args: argparse.Namespace, results: dict[str, Any], cost: dict[str, fl
     def success(outcomes: Counter[str]) -> float:
         return outcomes["ok"] / max(1, sum(outcomes.values())) * 100
 
+    p50a, p50f = percentile(alone, 50), percentile(flood_lat, 50)
     p99a, p99f = percentile(alone, 99), percentile(flood_lat, 99)
     ratio = p99f / p99a if p99a else float("inf")
     print(f"spam_flood: node = local chain + libp2p + {args.modality}"
           + (f" (delay {args.delay_ms} ms)" if args.modality == "echo" else "")
           + (" + filters " + ", ".join(v["type"] for v in FILTERS.values()) if not args.no_filters else " (no filters)"))
-    print(f"flood: {args.flooders} processes × {args.in_flight} in flight, unregistered hotkeys; "
+    print(f"flood: {args.flooders} processes × {args.in_flight} in flight (nice {args.flood_nice}), "
+          f"unregistered hotkeys; "
           f"{sent} requests, {rate:.0f} req/s offered; outcomes {dict(flood_codes)}")
     print(f"{'validator (' + str(args.requests) + ' sequential requests)':44s} {'alone':>10s} {'flood':>10s} {'ratio':>7s}")
-    print(f"{'p50 latency (ms)':44s} {ms(percentile(alone, 50)):>10s} {ms(percentile(flood_lat, 50)):>10s} "
-          f"{percentile(flood_lat, 50) / percentile(alone, 50):7.2f}")
+    print(f"{'p50 latency (ms)':44s} {ms(p50a):>10s} {ms(p50f):>10s} {p50f / p50a:7.2f}")
     print(f"{'p99 latency (ms)':44s} {ms(p99a):>10s} {ms(p99f):>10s} {ratio:7.2f}")
     print(f"{'success (%)':44s} {success(out_a):10.2f} {success(out_f):10.2f}")
     if set(out_f) - {"ok"}:
         print(f"{'  failures under flood':44s} {dict(out_f)}")
+    for i, who in enumerate(("node", "validator", "flooders")):
+        print(f"{'CPU, cores busy: ' + who:44s} {results['alone_cpu'][i]:10.2f} {results['flood_cpu'][i]:10.2f}")
+    for i, who in enumerate(("node", "validator")):
+        print(f"{'waiting for a core per request (ms): ' + who:44s} {ms(results['alone_wait'][i]):>10s} "
+              f"{ms(results['flood_wait'][i]):>10s}")
+    if rate > 0:
+        extra = (results["flood_cpu"][0] - results["alone_cpu"][0]) / rate * 1e6
+        print(f"{'  node CPU per flood request (µs)':44s} {'':10s} {extra:10.0f}")
     print(f"{'node RSS (MiB), current / peak':44s} {results['rss_alone'][0]:6.1f}/{results['rss_alone'][1]:<6.1f}"
           f" {results['rss_flood'][0]:6.1f}/{results['rss_flood'][1]:<6.1f} (start {results['rss_start'][0]:.1f})")
     print(f"filter cost in process: admit {cost['admit_us']:.1f} µs, refuse {cost['refuse_us']:.1f} µs per request")
@@ -385,25 +478,31 @@ def report(args: argparse.Namespace, results: dict[str, Any], cost: dict[str, fl
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        serve(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]))
+        serve(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6]), sys.argv[7])
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "flood":
         a = sys.argv[2:]
-        flood(a[0], a[1], a[2], a[3], int(a[4]), float(a[5]), a[6], a[7], a[8])
+        flood(a[0], a[1], a[2], a[3], int(a[4]), float(a[5]), a[6], a[7], a[8], int(a[9]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short run: fewer requests, fewer flooders")
     parser.add_argument("--flooders", type=int, default=None, help="flooding processes (default 4; quick 2)")
     parser.add_argument("--in-flight", type=int, default=16, help="requests each flooder keeps outstanding")
-    parser.add_argument("--requests", type=int, default=None, help="validator requests per phase (default 500)")
-    parser.add_argument("--seconds", type=float, default=None, help="longest a flooder runs (default 120)")
+    parser.add_argument("--requests", type=int, default=None,
+                        help="validator requests per phase (default 2000; quick 400)")
+    parser.add_argument("--seconds", type=float, default=None, help="longest a flooder runs (default 120; quick 40)")
     parser.add_argument("--modality", default="echo", help="modality the node serves (echo or text)")
     parser.add_argument("--delay-ms", type=int, default=2, help="echo: simulated work per task")
     parser.add_argument("--timeout", type=float, default=5.0, help="validator request timeout (s)")
     parser.add_argument("--no-filters", action="store_true", help="run the node without spam filters")
+    parser.add_argument("--profile", action="store_true", help="profile the node (cProfile) and print its top functions")
+    parser.add_argument("--flood-nice", type=int, default=0,
+                        help="run the flooders at this niceness (e.g. 10: their CPU does not compete with "
+                             "the node's, as for attackers on other machines)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     args = parser.parse_args()
     args.flooders = args.flooders if args.flooders is not None else (2 if args.quick else 4)
-    args.requests = args.requests if args.requests is not None else (150 if args.quick else 500)
+    args.requests = args.requests if args.requests is not None else (400 if args.quick else 2000)
     args.seconds = args.seconds if args.seconds is not None else (40.0 if args.quick else 120.0)
     os.environ.setdefault("TNODE_DISABLE_PLUGIN_AUTOLOAD", "1")
     return orchestrate(args)

@@ -85,8 +85,11 @@ class TokenBucket(FilterBase):
 
     async def admit(self, request: InboundRequest) -> Callable[[], None] | None:
         """Take a token from the sender's bucket or raise TaskError("rate_limited")."""
-        if request.modality in self.exempt or request.sender in self.allow:
-            self.admitted()
+        if request.modality in self.exempt:
+            self.admitted(request, "exempt_modality")
+            return None
+        if request.sender in self.allow:
+            self.admitted(request, "allowlisted")
             return None
         override = self.overrides.get(request.modality)
         if override is None:
@@ -97,7 +100,7 @@ class TokenBucket(FilterBase):
         if wait > 0.0:
             raise self.refuse(request, "rate_limited", "rate_limited",
                               f"more than {rate:g} requests/s (burst {burst:g}); retry in {min(wait, 3600.0):.2f} s")
-        self.admitted()
+        self.admitted(request, "within_rate")
         return None
 
     def stats(self) -> dict[str, Any]:

@@ -21,10 +21,11 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+import structlog
 from tnode.errors import ConfigError, MissingComponentError
 from tnode.interfaces import TopKPrediction, ValidatorTask
 
-from .common import Reporter
+from .common import LOGGER, Reporter, debug_enabled
 from .config import GarbageGuardConfig
 from .garbage import (
     DUPLICATE,
@@ -88,7 +89,9 @@ class GarbageGuard:
             _check_no_cycle(name, {c.name: c.config for c in node.config.of_kind("scorer")})
         self.view = MetagraphView.of(node) if chain is not None else None
         self.reporter = Reporter(_LoopPublisher(node.bus), config.report_interval)
+        self.log = structlog.get_logger(LOGGER, scorer=name)
         self.flagged: Counter[str] = Counter()
+        self.clean = 0  # answers inspected and found to be no garbage
         self.scored = 0
         self._last: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()  # uid → (task, answer) digests
         self._lock = threading.Lock()
@@ -142,8 +145,12 @@ class GarbageGuard:
                     if uid != keep:
                         same = keep is not None and digests[uid] == digests[keep]
                         findings[uid] = DUPLICATE if same else NEAR_DUPLICATE
+        self.clean += len(preds) - len(findings)
+        debug = debug_enabled()
         for uid, rule in findings.items():
             self.flagged[rule] += 1
+            if debug:
+                self.log.debug("answer zeroed", reason=rule, uid=uid, task=task.task)
             self.reporter.report(self._subject(uid), rule, f"{self.name}: uid {uid} on task {task.task!r}")
         return findings
 
@@ -173,6 +180,6 @@ class GarbageGuard:
         return hotkey or f"uid:{uid}"
 
     def stats(self) -> dict[str, Any]:
-        """Tasks inspected and findings by rule."""
-        return {"type": "garbage_guard", "tasks": self.scored, "flagged": dict(self.flagged),
+        """Tasks inspected, answers found clean, and findings by rule."""
+        return {"type": "garbage_guard", "tasks": self.scored, "clean": self.clean, "flagged": dict(self.flagged),
                 "reports": self.reporter.published}

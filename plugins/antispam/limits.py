@@ -67,7 +67,7 @@ class Limits(FilterBase):
             self.check(request)
         except RequestTooBig as exc:
             raise self.refuse(request, exc.code, exc.reason, exc.message) from None
-        self.admitted()
+        self.admitted(request, "exempt_modality" if request.modality in self.exempt else "within_limits")
         return None
 
     def check(self, request: InboundRequest) -> None:

@@ -51,6 +51,13 @@ class StakePriority(FilterBase):
         self.peak_queue = 0
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        # The order is decided here; a narrower FIFO gate after this filter would decide it again.
+        transport_slots = getattr(getattr(getattr(self.node, "transport", None), "config", None),
+                                  "max_concurrent_tasks", None)
+        if isinstance(transport_slots, int) and transport_slots < self.config.max_concurrent:
+            self.log.warning("the transport runs fewer tasks at once than this filter admits, so its FIFO "
+                             "queue, not stake, orders the excess", max_concurrent=self.config.max_concurrent,
+                             transport_max_concurrent_tasks=transport_slots)
         if self.view is not None:
             await self.view.start()
         else:
@@ -69,11 +76,11 @@ class StakePriority(FilterBase):
     async def admit(self, request: InboundRequest) -> Callable[[], None] | None:
         """Take a slot, waiting by stake priority; raise TaskError("overloaded") when shed or out of time."""
         if request.modality in self.exempt:
-            self.admitted()
+            self.admitted(request, "exempt_modality")
             return None
         if self.running < self.config.max_concurrent and not self._queue:
             self.running += 1
-            self.admitted()
+            self.admitted(request, "free_slot")
             return self._release_once()
         wait = self.config.max_wait
         deadline = getattr(request, "deadline", None)  # a monotonic deadline, when the transport gives one
@@ -106,7 +113,7 @@ class StakePriority(FilterBase):
                 self._remove(entry)
             raise
         if waiter.state == _GRANTED:
-            self.admitted()
+            self.admitted(request, "granted_by_priority")
             return self._release_once()
         if waiter.state == _SHED:
             raise self.refuse(request, "overloaded", "shed", "shed from a full queue by a higher-stake request")

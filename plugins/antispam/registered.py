@@ -41,8 +41,11 @@ class RegisteredOnly(FilterBase):
 
     async def admit(self, request: InboundRequest) -> Callable[[], None] | None:
         """Admit registered (and sufficiently staked) senders; raise TaskError("unregistered") otherwise."""
-        if request.modality in self.exempt or request.sender in self.allow:
-            self.admitted()
+        if request.modality in self.exempt:
+            self.admitted(request, "exempt_modality")
+            return None
+        if request.sender in self.allow:
+            self.admitted(request, "allowlisted")
             return None
         view = self.view
         if not view.loaded:
@@ -58,7 +61,7 @@ class RegisteredOnly(FilterBase):
                               f"this node serves {self.config.min_stake:g} or more")
         if self.config.validator_permit_only and not standing.validator_permit:
             raise self.refuse(request, "unregistered", "no_permit", f"uid {standing.uid} has no validator permit")
-        self.admitted()
+        self.admitted(request, "registered")
         return None
 
     def stats(self) -> dict[str, Any]:

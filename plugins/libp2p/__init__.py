@@ -1,4 +1,4 @@
-"""tnode plugin: the libp2p transport (TCP + Noise + Yamux, signed request/response)."""
+"""tnode plugin: the libp2p transport (TCP + Noise + Yamux, signed request/response, DHT, gossip)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def _factory(node: Any, name: str, config: Libp2pConfig) -> Any:
 @tnode.hookimpl
 def tnode_register_components(register: Any) -> None:
     register(kind="transport", type="libp2p", factory=_factory, schema=Libp2pConfig,
-             description="libp2p transport: TCP + Noise + Yamux, identify, ping, signed request/response.")
+             description="libp2p transport: TCP + Noise + Yamux, identify, ping, signed request/response, "
+                         "Kademlia DHT, gossipsub announcements.")
 
 
 @tnode.hookimpl

@@ -1,9 +1,13 @@
-"""Peer announcements: served modalities, version and capacity.
+"""Peer announcements: served modalities, version, capacity and dialable addresses.
 
-Announcements travel as signed ``_announce`` requests on the task protocol: sent to every peer
-when a connection opens and again every ``announce_interval`` seconds to connected peers. They
-are advisory — nothing critical depends on them arriving — and the signature of the carrying
-frame authenticates them.
+Two paths, both advisory (nothing critical depends on an announcement arriving):
+
+- on every new connection, one signed ``_announce`` request/response exchange on the task
+  protocol, so two peers know each other's modalities within milliseconds of connecting;
+- every ``announce_interval`` seconds, one signed announcement on the gossipsub topic
+  ``/tnode/announce/1`` (see :mod:`.gossip`), which also reaches peers we are not connected to.
+  When gossipsub is off or has failed, the periodic announcement is sent by request/response to
+  the connected peers instead.
 """
 
 from __future__ import annotations
@@ -13,18 +17,25 @@ from typing import Any
 
 import anyio
 import trio
+from libp2p.peer.id import ID
 from tnode import __version__
 from tnode.errors import TaskError
 from tnode.events import AnnouncementReceived, TaskReceived
 from tnode.interfaces import TaskResult
 
+from .host import wait_for_protocols
+
 SERVICE = "_announce"
+MAX_LISTED = 64  # modalities or addresses kept from one announcement
 
 
 class Announcer:
+    """Builds this node's announcement, sends it, and records the ones peers send."""
+
     def __init__(self, transport: Any) -> None:
         self.t = transport
         self.received: dict[str, AnnouncementReceived] = {}
+        self.gossip: Any = None  # GossipAnnouncements when gossipsub runs
 
     def payload(self) -> dict[str, Any]:
         node = self.t.node
@@ -42,33 +53,41 @@ class Announcer:
         try:
             while True:
                 await trio.sleep(self.t.config.announce_interval)
+                if self.gossip is not None and await self.gossip.publish(self.payload()):
+                    continue
                 for peer in list(self.t.peers()):
                     if peer.connected:
-                        await self.greet(peer.peer_id)
+                        with trio.move_on_after(5):
+                            await self.greet(peer.peer_id)
         finally:
             undo()
 
     async def greet(self, peer_id: str) -> None:
+        """Exchange announcements with one peer by request/response (its reply is its announcement)."""
+        # Only peers that speak the task protocol (other libp2p software may connect too).
+        if self.t.TASK_PROTOCOL not in await wait_for_protocols(self.t.host, ID.from_base58(peer_id)):
+            return
         with contextlib.suppress(TaskError):
             await self.t.node.ready.wait()
             reply = await self.t.request(peer_id, SERVICE, "announce", self.payload(), timeout=5.0)
-            self._record(peer_id, self.t._peer(peer_id).hotkey, reply.body)
+            self.record(peer_id, self.t._peer(peer_id).hotkey, reply.body)
 
     async def _on_announce(self, task: TaskReceived) -> TaskResult:
-        self._record(task.peer_id, task.sender, task.body)
+        self.record(task.peer_id, task.sender, task.body)
         return TaskResult(self.payload())
 
-    def _record(self, peer_id: str, hotkey: str, body: dict[str, Any]) -> None:
+    def record(self, peer_id: str, hotkey: str, body: dict[str, Any]) -> None:
+        """Update the peer table from an authenticated announcement and publish the bus event."""
         mods = body.get("modalities", [])
         addrs = body.get("addrs", [])
         capacity = body.get("capacity", 0)
         if not (isinstance(mods, list) and all(isinstance(m, str) for m in mods) and isinstance(addrs, list)
-                and isinstance(capacity, int)):
+                and isinstance(capacity, int) and len(mods) <= MAX_LISTED and len(addrs) <= MAX_LISTED):
             return
         event = AnnouncementReceived(peer_id, hotkey, tuple(mods), str(body.get("version", "")), capacity,
                                      tuple(str(a) for a in addrs))
         self.received[peer_id] = event
         peer = self.t._peer(peer_id)
         peer.announcement = event
-        self.t.add_peer_addrs(peer_id, [a for a in event.addrs if "/p2p/" in a])
+        self.t.add_peer_addrs(peer_id, [a for a in event.addrs if a.endswith(f"/p2p/{peer_id}")])
         self.t.node.bus.publish_nowait(event)

@@ -23,7 +23,10 @@ class Libp2pConfig:
     freshness_seconds: float = option(30.0, "Accepted clock difference for signed messages.", ge=1.0)
     max_connections: int = option(1024, "Connection limit of the host.", ge=1)
     dial_backoff_seconds: float = option(1.0, "First back-off after a failed dial; doubles up to 60 s.", ge=0.0)
-    announce_interval: float = option(30.0, "Seconds between gossip announcements (0 disables).", ge=0.0)
+    announce_interval: float = option(
+        30.0, "Seconds between gossip announcements (0 disables announcements, also on connect).", ge=0.0
+    )
+    gossip: bool = option(True, "Send periodic announcements over gossipsub /tnode/announce/1 (else by request).")
     capacity: int = option(0, "Capacity announced to peers (0: max_concurrent_tasks).", ge=0)
     mdns: bool = option(False, "Discover peers on the LAN with mDNS (binds every interface; off by default).")
-    dht: bool = option(True, "Run a Kademlia DHT (client+server) to find peers by id.")
+    dht: bool = option(True, "Run a Kademlia DHT (server mode, /ipfs/kad/1.0.0) to find peers by id.")

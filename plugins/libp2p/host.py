@@ -8,11 +8,12 @@ import socket
 from typing import Any
 
 import multiaddr
+import trio
 from libp2p import create_yamux_muxer_option, new_host
 from libp2p.crypto.ed25519 import Ed25519PrivateKey
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_pair
-from libp2p.network.config import ConnectionConfig
+from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from tnode.errors import ConfigError
@@ -34,7 +35,7 @@ def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Mul
     """A host that accepts only Noise (no plaintext, no secio/TLS) and multiplexes with Yamux."""
     kp = libp2p_keypair(key)
     noise = NoiseTransport(kp, noise_privkey=new_x25519_pair().private_key)
-    return new_host(
+    host = new_host(
         key_pair=kp,
         sec_opt={NOISE_PROTOCOL_ID: noise},
         muxer_opt=create_yamux_muxer_option(),
@@ -50,6 +51,30 @@ def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Mul
         announce_addrs=announce or None,
         enable_mDNS=mdns,
     )
+    # The transport has its own per-peer back-off and tries every address itself: one quick retry
+    # per address is enough (the default, 3 retries with growing delays, costs ~0.7 s per dead address).
+    host.get_network().retry_config = RetryConfig(max_retries=1, initial_delay=0.1)
+    return host
+
+
+async def wait_for_protocols(host: Any, pid: Any, seconds: float = 5.0) -> set[str]:
+    """Protocols a connected peer listed in identify, waiting up to ``seconds`` for identify to finish.
+
+    Empty when identify did not finish in time or the connection went away meanwhile.
+    """
+    store = host.get_peerstore()
+    with trio.move_on_after(seconds):
+        while True:
+            try:
+                protocols = store.get_protocols(pid)
+            except Exception:  # the peerstore raises for a peer it has not recorded yet
+                protocols = None
+            if protocols:
+                return {str(p) for p in protocols}
+            if not host.get_network().get_connections(pid):
+                return set()
+            await trio.sleep(0.05)
+    return set()
 
 
 def check_port_free(addr: multiaddr.Multiaddr, key_path: str) -> None:

@@ -26,7 +26,6 @@ import numpy as np
 import trio
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo as LibPeerInfo
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from tnode import wire
 from tnode.errors import (
@@ -45,6 +44,7 @@ from .framing import read_frame
 from .host import build_host, check_port_free
 
 TASK_PROTOCOL = "/tnode/task/1"
+DHT_LOOKUP_SECONDS = 10.0  # upper bound of one lookup; a request's own deadline may cut it shorter
 _ALWAYS_SERVED = frozenset({"chain"})  # the chain service answers before the node is fully up
 
 
@@ -61,10 +61,13 @@ class _Peer:
     hotkey: str = ""
     announcement: Any = None
     lib_id: Any = None  # parsed libp2p ID, cached: base58 decoding on every request is measurable
+    dial_lock: trio.Lock = field(default_factory=trio.Lock)
 
 
 class Libp2pTransport:
     """Implements :class:`tnode.interfaces.Transport` over py-libp2p."""
+
+    TASK_PROTOCOL = TASK_PROTOCOL
 
     def __init__(self, node: Any, name: str, config: Libp2pConfig) -> None:
         self.node = node
@@ -87,6 +90,8 @@ class Libp2pTransport:
         self.stats = {"served": 0, "refused": 0, "errors": 0}
         self._tg: Any = None
         self.announcements: Any = None
+        self.dht: Any = None  # .dht.Dht when config.dht
+        self.gossip: Any = None  # .gossip.GossipAnnouncements when announcements go over gossipsub
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -96,15 +101,22 @@ class Libp2pTransport:
                                announce=self._announce, mdns=self.config.mdns)
         self.host.set_stream_handler(TASK_PROTOCOL, self._serve_stream)
         self.host.get_network().register_notifee(_Notifee(self))
+        if self.config.announce_interval > 0:
+            from .announce import Announcer
+
+            self.announcements = Announcer(self)
+        # Optional services register their protocol handlers and notifees before any connection.
+        self._attach_optional_services()
         try:
             async with self.host.run(self._listen), trio.open_nursery() as nursery:
                 self._tg = nursery
+                if self.dht is not None:
+                    await nursery.start(self.dht.run)
+                if self.gossip is not None:
+                    await nursery.start(self.gossip.run)
                 for addr in self.config.bootstrap:
                     nursery.start_soon(self._bootstrap, addr)
-                if self.config.announce_interval > 0:
-                    from .announce import Announcer
-
-                    self.announcements = Announcer(self)
+                if self.announcements is not None:
                     await nursery.start(self.announcements.run)
                 self.log.info("transport listening", addrs=self.listen_addrs())
                 task_status.started()
@@ -115,6 +127,27 @@ class Libp2pTransport:
                 with trio.move_on_after(5):
                     await self.host.close()
 
+    def _attach_optional_services(self) -> None:
+        """DHT and gossipsub are optional: if one cannot be built, the node runs without it."""
+        if self.config.dht:
+            try:
+                from .dht import Dht
+
+                self.dht = Dht(self.host, self.log)
+            except Exception as exc:
+                self.log.warning("DHT unavailable; peers are found by bootstrap, chain and announcements",
+                                 error=repr(exc))
+        if self.announcements is not None and self.config.gossip:
+            try:
+                from .gossip import GossipAnnouncements
+
+                self.gossip = GossipAnnouncements(
+                    self.host, self.key, self.log, self.announcements.record,
+                    freshness_ms=int(self.config.freshness_seconds * 1000), min_gap_seconds=1.0)
+                self.announcements.gossip = self.gossip
+            except Exception as exc:
+                self.log.warning("gossipsub unavailable; announcements use request/response", error=repr(exc))
+
     # ------------------------------------------------------------------ addresses and peers
     def listen_addrs(self) -> list[str]:
         if self.host is None:
@@ -122,6 +155,12 @@ class Libp2pTransport:
         return [str(a) for a in self.host.get_addrs()]
 
     def add_peer_addrs(self, peer_id: str, addrs: Sequence[str]) -> None:
+        """Teach the transport dialable addresses of ``peer_id``.
+
+        This is the hook for every address source outside libp2p itself: the chain (axon
+        addresses published by neurons), the config, announcements. Multiaddrs may carry a
+        ``/p2p/<id>`` suffix. They are tried in order before any DHT lookup.
+        """
         peer = self._peer(peer_id)
         for addr in addrs:
             text = str(addr)
@@ -174,28 +213,69 @@ class Libp2pTransport:
         pid = peer.lib_id
         if self.host.get_network().connections.get(pid):
             return
+        async with peer.dial_lock:  # one dial per peer at a time; the others reuse its connection
+            if self.host.get_network().connections.get(pid):
+                return
+            await self._dial(peer, pid)
+
+    async def _dial(self, peer: _Peer, pid: Any) -> None:
         now = time.monotonic()
         if now < peer.next_dial:
             raise TaskError("unreachable", f"peer {peer.peer_id} in dial back-off for {peer.next_dial - now:.1f} s")
-        addrs = list(peer.addrs) or [str(a) for a in self.host.get_peerstore().addrs(pid)]
-        errors = []
-        # py-libp2p dials only the first address it knows: try each one ourselves.
-        for addr in addrs:
-            try:
-                await self.host.connect(LibPeerInfo(pid, [multiaddr.Multiaddr(addr)]))
-                peer.failures = 0
-                peer.next_dial = 0.0
+        addrs = list(peer.addrs) or self._peerstore_addrs(pid)
+        errors: list[str] = []
+        if await self._dial_each(peer, addrs, errors):
+            return
+        if self.dht is not None:
+            # No address, or none answered: ask the DHT for current ones (bounded by the caller's deadline).
+            found: list[str] = []
+            with trio.move_on_after(DHT_LOOKUP_SECONDS):
+                found = [a for a in await self.dht.find(peer.peer_id) if a.split("/p2p/")[0] not in addrs]
+            if self.host.get_network().connections.get(pid):
+                return  # the lookup itself reached the peer
+            if found:
+                self.add_peer_addrs(peer.peer_id, found)
+            if await self._dial_each(peer, found, errors):
                 return
-            except Exception as exc:
-                errors.append(f"{addr}: {type(exc).__name__}: {exc}")
-        if not addrs:
-            with contextlib.suppress(Exception):
-                await self.host.connect(LibPeerInfo(pid, []))
-                return
+            if not found:
+                errors.append("not found in the DHT")
+        if not addrs and not errors:
             errors.append("no known address")
         peer.failures += 1
         peer.next_dial = time.monotonic() + min(60.0, self.config.dial_backoff_seconds * 2 ** (peer.failures - 1))
         raise TaskError("unreachable", f"cannot reach {peer.peer_id}: {'; '.join(errors)}")
+
+    def _peerstore_addrs(self, pid: Any) -> list[str]:
+        try:
+            return [str(a) for a in self.host.get_peerstore().addrs(pid)]
+        except Exception:  # the peerstore raises for unknown peers
+            return []
+
+    async def _dial_each(self, peer: _Peer, addrs: Sequence[str], errors: list[str]) -> bool:
+        """Dial ``addrs`` one by one; True once connected.
+
+        ``host.connect`` would dial only the first address per transport from the peerstore (so a
+        dead first address hides every other one), and after a failure refuses the peer for 60 s;
+        dialing each address explicitly avoids both. tnode keeps its own per-peer back-off.
+        """
+        network = self.host.get_network()
+        for addr in addrs:
+            maddr = multiaddr.Multiaddr(addr.split("/p2p/")[0])
+            try:
+                conn = await network.dial_addr(maddr, peer.lib_id)
+                started = getattr(conn, "event_started", None)
+                if started is not None:
+                    await started.wait()  # muxer and stream handlers ready
+            except Exception as exc:
+                errors.append(f"{addr}: {type(exc).__name__}: {exc}")
+                continue
+            with contextlib.suppress(Exception):
+                self.host.get_peerstore().add_addrs(peer.lib_id, [maddr], 3600)
+                network.unblock_peer(peer.lib_id)  # let libp2p's own dialers (DHT, pubsub) reach it too
+            peer.failures = 0
+            peer.next_dial = 0.0
+            return True
+        return False
 
     async def _bootstrap(self, addr: str) -> None:
         delay = max(self.config.dial_backoff_seconds, 0.1)
@@ -404,8 +484,12 @@ class Libp2pTransport:
         if addr and addr not in peer.addrs and "/tcp/" in addr:
             pass  # inbound connections come from ephemeral ports: not dialable, not recorded
         self.node.bus.publish_nowait(PeerConnected(peer_id, tuple(peer.addrs)))
-        if self.announcements is not None and self._tg is not None:
+        if self._tg is None:
+            return
+        if self.announcements is not None:
             self._tg.start_soon(self.announcements.greet, peer_id)
+        if self.dht is not None:
+            self._tg.start_soon(self.dht.add_connected, peer_id)
 
     def _on_disconnected(self, peer_id: str) -> None:
         peer = self._peer(peer_id)

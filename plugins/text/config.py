@@ -35,11 +35,12 @@ class TransformerConfig:
     """A small causal byte-level transformer (torch), loaded from a checkpoint when one is named."""
 
     checkpoint: str = option("", "Checkpoint written by `tnode train` (relative to node.toml's directory); "
+                                 "\"builtin\": the model shipped with tnode (trained on python_docs); "
                                  "empty: untrained weights of the shape below.")
     d_model: int = option(128, "Width of the residual stream (untrained weights only).", ge=8)
-    n_layers: int = option(4, "Transformer blocks (untrained weights only).", ge=1)
+    n_layers: int = option(3, "Transformer blocks (untrained weights only).", ge=1)
     n_heads: int = option(4, "Attention heads (untrained weights only).", ge=1)
-    context: int = option(128, "Longest context attended to, in tokens (untrained weights only).", ge=8)
+    context: int = option(64, "Longest context attended to, in tokens (untrained weights only).", ge=8)
     threads: int = option(2, "torch threads used for inference.", ge=1)
 
 

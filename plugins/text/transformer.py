@@ -24,9 +24,9 @@ class Shape:
     """The architecture hyperparameters a checkpoint records."""
 
     d_model: int = 128
-    n_layers: int = 4
+    n_layers: int = 3
     n_heads: int = 4
-    context: int = 128
+    context: int = 64
 
 
 class Block(nn.Module):
@@ -93,6 +93,10 @@ def logprobs_any_length(model: ByteTransformer, idx: torch.Tensor) -> torch.Tens
     window contributes the positions it sees with at least half a context before them: every
     position is predicted from between ``context/2`` and ``context`` tokens, at about twice the
     cost of one pass instead of one pass per position.
+
+    The windows lie on a fixed grid (starts at multiples of the stride), so the answer for a
+    position depends only on the tokens up to it, never on the sequence's length: a sequence
+    right-padded into a batch gets exactly the answer it gets alone.
     """
     ctx = model.shape.context
     t = idx.shape[1]
@@ -102,8 +106,8 @@ def logprobs_any_length(model: ByteTransformer, idx: torch.Tensor) -> torch.Tens
     parts = [model(idx[:, :ctx])]
     done = ctx
     while done < t:
-        end = min(done + stride, t)
-        start = end - ctx
+        start = done + stride - ctx  # the grid window whose last `stride` positions start at `done`
+        end = min(start + ctx, t)  # a cut-off last window: causal, so its earlier positions are unchanged
         parts.append(model(idx[:, start:end])[:, done - start :])
         done = end
     return torch.log_softmax(torch.cat(parts, dim=1).float(), dim=-1)
@@ -145,6 +149,10 @@ def load_checkpoint(path: Path) -> tuple[ByteTransformer, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- component
+BUILTIN_CHECKPOINT = Path(__file__).with_name("checkpoints") / "byte-transformer.pt"
+"""The model shipped with tnode (``checkpoint = "builtin"``), trained by ``tnode train`` on python_docs."""
+
+
 class TransformerModel:
     """Component ``[models.NAME] type = "transformer"``: a :class:`tnode.interfaces.LanguageModel`."""
 
@@ -164,6 +172,8 @@ class TransformerModel:
     def checkpoint_path(self) -> Path | None:
         if not self.config.checkpoint:
             return None
+        if self.config.checkpoint == "builtin":
+            return BUILTIN_CHECKPOINT
         path = Path(self.config.checkpoint).expanduser()
         if not path.is_absolute() and self.node is not None:
             path = Path(self.node.config.base_dir) / path

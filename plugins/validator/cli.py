@@ -103,10 +103,11 @@ def devnet(
                                                       "(default runs/devnet-<time>).")] = None,
     block_time: Annotated[float, typer.Option(min=0.05, help="Seconds per block.")] = 1.0,
     tempo: Annotated[int, typer.Option(min=2, help="Blocks per epoch.")] = 10,
-    checkpoint: Annotated[Path | None, typer.Option(help="Transformer checkpoint to serve (default: train "
-                                                         "one first).")] = None,
-    train_steps: Annotated[int, typer.Option(min=1, help="Training steps when no checkpoint is given (the result "
-                                                         "is kept next to the run directory and reused).")] = 400,
+    checkpoint: Annotated[str, typer.Option(help="Transformer checkpoint the transformer miners serve: a path, "
+                                                 "'builtin' (the model shipped with tnode) or 'train' (train one "
+                                                 "first with --train-steps).")] = "builtin",
+    train_steps: Annotated[int, typer.Option(min=1, help="Training steps for --checkpoint train (the result is kept "
+                                                         "next to the run directory and reused).")] = 400,
     base_port: Annotated[int, typer.Option(min=0, max=65000, help="First TCP port (0: free ports).")] = 0,
     registration: Annotated[str, typer.Option(help="How miners get uids: pow, burn or genesis.")] = "pow",
     live: Annotated[bool, typer.Option(help="Show the live metagraph view.")] = True,
@@ -130,7 +131,7 @@ def devnet(
     run_dir = run_dir or Path("runs") / time.strftime("devnet-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     opts = DevnetOptions(run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
-                         tempo=tempo, base_port=base_port, checkpoint=checkpoint.resolve() if checkpoint else None,
+                         tempo=tempo, base_port=base_port, checkpoint=_checkpoint_option(checkpoint),
                          registration=registration, models=kinds)
     try:
         with quiet_logs():
@@ -144,6 +145,16 @@ def devnet(
         raise
     if result is not None and not result["checks"]["passed"]:
         raise typer.Exit(3)
+
+
+def _checkpoint_option(value: str) -> str:
+    """'builtin' and 'train' pass through; a path must exist and is made absolute (nodes run elsewhere)."""
+    if value in ("builtin", "train"):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise _fail(f"--checkpoint {value}: no such file (give a path, 'builtin' or 'train')", 2)
+    return str(path.resolve())
 
 
 async def _devnet_main(opts: Any, epochs: int, report: Path | None, train_steps: int,
@@ -166,7 +177,7 @@ async def _devnet_main(opts: Any, epochs: int, report: Path | None, train_steps:
                     return
 
         tg.start_soon(stop_on_signal)
-        if "transformer" in opts.models[:opts.miners] and opts.checkpoint is None:
+        if "transformer" in opts.models[:opts.miners] and opts.checkpoint == "train":
             checkpoint = await ensure_checkpoint(opts.run_dir, train_steps, console)
             opts = dataclasses.replace(opts, checkpoint=checkpoint)
         result = await run_devnet(opts, epochs=epochs, report_path=report, console=console, live=live)

@@ -31,7 +31,7 @@ class DevnetOptions:
     block_time: float = 1.0
     tempo: int = 10
     base_port: int = 0  # 0: pick free ports
-    checkpoint: Path | None = None
+    checkpoint: str = "builtin"  # a path, "builtin" (shipped with tnode) or "train" (trained first)
     models: tuple[str, ...] = MODEL_CYCLE
     registration: str = "pow"  # "pow", "burn" or "genesis"
     validator_overrides: dict[str, Any] = field(default_factory=dict)
@@ -190,8 +190,11 @@ def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
                     "poll_interval": min(opts.block_time, 1.0)}
     doc.update(text_sections(plan, node))
     if node.role == "validator":
-        doc["scorers"] = {"ce": {"type": "cross_entropy"}}
-        doc["validator"] = {"type": "default", "modality": "text", "timeout": 5.0,
+        # Garbage answers (constant, copied, non-finite) score zero whatever their cross-entropy; the
+        # uniform miner is an honest (if useless) baseline here, so uniform top-k is not flagged.
+        doc["scorers"] = {"ce": {"type": "cross_entropy"},
+                          "guard": {"type": "garbage_guard", "inner": "ce", "check_uniform": False}}
+        doc["validator"] = {"type": "default", "modality": "text", "timeout": 5.0, "scorers": ["guard"],
                             "step_interval": opts.block_time, "tasks_per_step": 2, "ema_alpha": 0.2,
                             **opts.validator_overrides}
     return doc
@@ -206,14 +209,18 @@ def text_sections(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
     model: dict[str, Any] = {"type": node.model}
     sections: dict[str, Any] = {}
     if node.model == "transformer":
-        if opts.checkpoint is None:
-            raise ValueError("a transformer miner needs a checkpoint")
+        if opts.checkpoint == "train":
+            raise ValueError("a transformer miner needs a trained checkpoint (train it before planning)")
         # One inference thread: a devnet shares a couple of cores between all its processes.
         model.update(checkpoint=str(opts.checkpoint), threads=1)
     elif node.model == "ngram":
         model["dataset"] = "docs"
         sections["datasets"] = dataset
     sections["models"] = {"main": model}
+    # A miner serves registered senders only, rate limits each, and orders work by the sender's stake.
+    sections["spam"] = {"registered": {"type": "registered_only"}, "limits": {"type": "limits"},
+                        "rate": {"type": "token_bucket", "rate": 50.0, "burst": 100.0},
+                        "priority": {"type": "stake_priority"}}
     sections["modalities"] = {"text": {"type": "text", "model": "main", **opts.text_overrides}}
     return sections
 

@@ -15,12 +15,12 @@ def default_checkpoint(run_dir: Path, steps: int) -> Path:
     return run_dir.parent / f"devnet-transformer-{steps}.pt"
 
 
-async def ensure_checkpoint(run_dir: Path, steps: int, console: Console) -> Path:
+async def ensure_checkpoint(run_dir: Path, steps: int, console: Console) -> str:
     """The shared checkpoint for ``steps`` training steps, trained now (``tnode train``) if missing."""
     path = default_checkpoint(run_dir, steps)
     if path.exists():
         console.print(f"transformer checkpoint: {path} (reused)")
-        return path
+        return str(path)
     console.print(f"training the transformer ({steps} steps) → {path}")
     log = run_dir / "train.log"
     partial = path.with_suffix(".partial.pt")
@@ -34,4 +34,4 @@ async def ensure_checkpoint(run_dir: Path, steps: int, console: Console) -> Path
 
         raise DevnetError(f"`tnode train` failed (exit {result.returncode}); see {log}:\n{tail}")
     partial.replace(path)  # only a finished training run becomes the shared checkpoint
-    return path
+    return str(path)

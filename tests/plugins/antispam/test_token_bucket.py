@@ -111,5 +111,5 @@ async def test_configured_in_a_node(tmp_path) -> None:
         await flt.admit(request(ALICE))
         with pytest.raises(TaskError):
             await flt.admit(request(ALICE))
-    assert flt.stats() == {"type": "token_bucket", "admitted": 2, "refused": {"rate_limited": 1}, "buckets": 1,
-                           "evicted": 0}
+    assert flt.stats() == {"type": "token_bucket", "admitted": 2, "admitted_by": {"within_rate": 2},
+                           "refused": {"rate_limited": 1}, "buckets": 1, "evicted": 0}

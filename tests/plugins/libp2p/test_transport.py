@@ -199,26 +199,6 @@ async def test_announcements_received(tmp_path):
     assert got[0].hotkey == a.hotkey.public_hex
 
 
-async def test_standard_libp2p_host_can_ping_us(tmp_path):
-    """Interop: a plain py-libp2p host (default stack, not tnode's) dials us and runs /ipfs/ping/1.0.0."""
-    import multiaddr
-    from libp2p import new_host
-    from libp2p.host.ping import PingService
-    from libp2p.peer.peerinfo import info_from_p2p_addr
-
-    a = make_node(tmp_path, "a")
-    async with a.running():
-        plain = new_host()
-        async with plain.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
-            info = info_from_p2p_addr(multiaddr.Multiaddr(a.transport.listen_addrs()[0]))
-            with trio.fail_after(10):
-                await plain.connect(info)
-                rtts = await PingService(plain).ping(info.peer_id, ping_amt=2)
-            assert len(rtts) == 2
-            with trio.CancelScope(shield=True):
-                await plain.close()
-
-
 async def test_task_completed_and_peer_disconnected_events(tmp_path):
     from tnode.events import PeerDisconnected, TaskCompleted
 
@@ -250,3 +230,32 @@ async def test_task_completed_and_peer_disconnected_events(tmp_path):
     assert [(e.modality, e.ok) for e in completed if not e.modality.startswith("_")] == [("echo", True), ("missing", False)]
     assert completed[-1].code == "unknown_modality"
     assert gone[0].peer_id == b.peer_id
+
+
+async def test_dead_addresses_tolerated_and_dial_backoff(tmp_path):
+    from tnode.keys import Keypair
+
+    a = make_node(tmp_path, "a")
+    async with a.running():
+        live = a.transport.listen_addrs()[0]
+        dead_peer = Keypair.generate().peer_id
+        dead = f"/ip4/127.0.0.1/tcp/9/p2p/{dead_peer}"  # nothing listens on port 9 here
+        b = make_node(tmp_path, "b", bootstrap=(dead, live), dht=False, dial_backoff_seconds=5.0)
+        async with b.running():
+            with trio.fail_after(10):  # the dead bootstrap entry does not hold up the live one
+                while a.peer_id not in {p.peer_id for p in b.transport.peers() if p.connected}:
+                    await trio.sleep(0.05)
+            # Several addresses for one peer: a dead one first, then the live one.
+            c = make_node(tmp_path, "c", dht=False)
+            async with c.running():
+                b.transport.add_peer_addrs(c.peer_id, ["/ip4/127.0.0.1/tcp/9", c.transport.listen_addrs()[0]])
+                reply = await b.transport.request(c.peer_id, "echo", "echo", {"n": 2}, timeout=5)
+                assert reply.body == {"n": 2}
+            # An unreachable peer is put under back-off: the next request fails without dialing.
+            other = Keypair.generate().peer_id
+            with pytest.raises(TaskError) as first:
+                await b.transport.request(f"/ip4/127.0.0.1/tcp/9/p2p/{other}", "echo", "echo", {}, timeout=5)
+            assert first.value.code == "unreachable" and "tcp/9" in first.value.message
+            with pytest.raises(TaskError) as second:
+                await b.transport.request(other, "echo", "echo", {}, timeout=5)
+            assert second.value.code == "unreachable" and "back-off" in second.value.message

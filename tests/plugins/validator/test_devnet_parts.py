@@ -22,7 +22,7 @@ def test_toml_round_trip() -> None:
 
 
 def test_plan_writes_one_config_and_key_pair_per_node(tmp_path) -> None:
-    plan = make_plan(DevnetOptions(run_dir=tmp_path, miners=5, validators=2, checkpoint=tmp_path / "t.pt"))
+    plan = make_plan(DevnetOptions(run_dir=tmp_path, miners=5, validators=2, checkpoint=str(tmp_path / "t.pt")))
     assert [n.name for n in plan.nodes] == ["authority", "validator0", "validator1"] + [f"miner{i}" for i in range(5)]
     assert [m.model for m in plan.miners] == ["transformer", "ngram", "uniform", "garbage", "transformer"]
     assert len({n.port for n in plan.nodes}) == 8
@@ -44,9 +44,14 @@ def test_plan_is_reused_when_run_again(tmp_path) -> None:
     assert first.miners[0].hotkey.public_hex == again.miners[0].hotkey.public_hex
 
 
-def test_a_transformer_miner_needs_a_checkpoint(tmp_path) -> None:
+def test_a_transformer_miner_needs_a_trained_checkpoint(tmp_path) -> None:
     with pytest.raises(ValueError, match="checkpoint"):
-        make_plan(DevnetOptions(run_dir=tmp_path, miners=1, validators=1))
+        make_plan(DevnetOptions(run_dir=tmp_path, miners=1, validators=1, checkpoint="train"))
+
+
+def test_transformer_miners_serve_the_builtin_model_by_default(tmp_path) -> None:
+    plan = make_plan(DevnetOptions(run_dir=tmp_path, miners=1, validators=1))
+    assert plan.miners[0].doc["models"]["main"]["checkpoint"] == "builtin"
 
 
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
