@@ -190,10 +190,13 @@ def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
                     "poll_interval": min(opts.block_time, 1.0)}
     doc.update(text_sections(plan, node))
     if node.role == "validator":
-        # Garbage answers (constant, copied, non-finite) score zero whatever their cross-entropy; the
-        # uniform miner is an honest (if useless) baseline here, so uniform top-k is not flagged.
+        # Copied and non-finite answers score zero whatever their cross-entropy. The uniform miner is
+        # the devnet's honest (if useless) baseline, ranked by its cross-entropy, so the checks that
+        # would flag it (uniform top-k, the same answer everywhere) are off here; a production
+        # validator keeps them on.
         doc["scorers"] = {"ce": {"type": "cross_entropy"},
-                          "guard": {"type": "garbage_guard", "inner": "ce", "check_uniform": False}}
+                          "guard": {"type": "garbage_guard", "inner": "ce", "check_uniform": False,
+                                    "check_constant": False}}
         doc["validator"] = {"type": "default", "modality": "text", "timeout": 5.0, "scorers": ["guard"],
                             "step_interval": opts.block_time, "tasks_per_step": 2, "ema_alpha": 0.2,
                             **opts.validator_overrides}
