@@ -100,6 +100,7 @@ async def _serve(node: Any) -> None:
                 timer.daemon = True
                 timer.start()
                 break
+    node.log.info("stopped")
 
 
 def _force_exit(signame: str) -> None:

@@ -16,8 +16,23 @@ Format = Literal["auto", "console", "json"]
 _LIBRARY_LOGGERS = ("libp2p", "multiaddr", "trio", "anyio", "asyncio")
 
 
+class _LibraryLevel(logging.Filter):
+    """Drops library records below ``level``, whatever level the library gave its own child loggers
+    (py-libp2p sets some to INFO when their module is imported, possibly after logging is set up)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self.level:
+            return True
+        return not any(record.name == n or record.name.startswith(n + ".") for n in _LIBRARY_LOGGERS)
+
+
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
-    return orjson.dumps(obj, default=default or str).decode()
+    # A log line must never fail: integer keys (uids) are written as strings, unknown types with str().
+    return orjson.dumps(obj, default=default or str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def configure_logging(level: str = "info", fmt: Format = "auto", *, peer_id: str | None = None,
@@ -54,6 +69,8 @@ def configure_logging(level: str = "info", fmt: Format = "auto", *, peer_id: str
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    library_level = max(numeric, logging.WARNING) if numeric < logging.WARNING else numeric
+    handler.addFilter(_LibraryLevel(library_level))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
@@ -62,7 +79,7 @@ def configure_logging(level: str = "info", fmt: Format = "auto", *, peer_id: str
         # py-libp2p detaches its logger on import; route it back through ours.
         lib.propagate = True
         lib.handlers[:] = []
-        lib.setLevel(max(numeric, logging.WARNING) if numeric < logging.WARNING else numeric)
+        lib.setLevel(library_level)
     structlog.contextvars.clear_contextvars()
     if peer_id:
         structlog.contextvars.bind_contextvars(peer=peer_id[-8:])

@@ -77,6 +77,7 @@ class Validator:
         self.last_report = StepReport()
         self.failures: Counter[str] = Counter()
         self._unsatisfiable = ""
+        self._last_summary = -float("inf")
         self.steps = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -144,7 +145,21 @@ class Validator:
         if me is not None:
             report.weights_submitted = await self._submit_weights(mg, hp, me)
         self.last_report = report
+        self._summarize(report)
         return report
+
+    SUMMARY_SECONDS = 30.0
+
+    def _summarize(self, report: StepReport) -> None:
+        """An info line about the scores at most every SUMMARY_SECONDS, so an operator sees the work."""
+        now = anyio.current_time()
+        if now - self._last_summary < self.SUMMARY_SECONDS:
+            return
+        self._last_summary = now
+        averages = self.state.scores()
+        self.log.info("validating", block=report.block, steps=self.steps, queried=len(report.queried),
+                      errors=len(report.errors),
+                      score_ema={uid: round(float(v), 4) for uid, v in sorted(averages.items())[:16]})
 
     @staticmethod
     def _peer_id(neuron: Neuron) -> str:

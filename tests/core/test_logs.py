@@ -71,3 +71,35 @@ def test_node_log_follows_logging_configured_after_the_node_was_built(tmp_path: 
     node.log.info("node running")
     (rec,) = records(stream)
     assert rec["event"] == "node running" and rec["node"] == "n7" and rec["peer"] == node.peer_id[-8:]
+
+
+def test_library_child_loggers_below_warning_are_dropped() -> None:
+    """A library that sets its own child logger to INFO (py-libp2p does) still stays quiet at info."""
+    import io
+    import logging
+
+    from tnode.logs import configure_logging
+
+    out = io.StringIO()
+    configure_logging(level="info", fmt="json", stream=out)
+    child = logging.getLogger("libp2p.network.some_child")
+    child.setLevel(logging.INFO)
+    child.info("chatty library line")
+    child.warning("library warning")
+    text = out.getvalue()
+    assert "chatty library line" not in text
+    assert "library warning" in text
+
+
+def test_json_lines_accept_integer_keys() -> None:
+    import io
+
+    import orjson
+    import structlog
+    from tnode.logs import configure_logging
+
+    out = io.StringIO()
+    configure_logging(level="info", fmt="json", stream=out)
+    structlog.get_logger("tnode").info("scores", by_uid={0: 0.5, 3: 1.0})
+    line = orjson.loads(out.getvalue().strip().splitlines()[-1])
+    assert line["by_uid"] == {"0": 0.5, "3": 1.0}
