@@ -77,6 +77,7 @@ class InboundRequest:
     body: Mapping[str, Any]
     payload_bytes: int
     frame_bytes: int
+    deadline: float | None = None  # time.monotonic() after which the caller no longer waits for the answer
 
 
 class Transport(Protocol):

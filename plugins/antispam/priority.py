@@ -83,7 +83,7 @@ class StakePriority(FilterBase):
             self.admitted(request, "free_slot")
             return self._release_once()
         wait = self.config.max_wait
-        deadline = getattr(request, "deadline", None)  # a monotonic deadline, when the transport gives one
+        deadline = request.deadline  # monotonic; None when the transport gives none
         if isinstance(deadline, int | float):
             wait = min(wait, deadline - time.monotonic())
         if wait <= 0 or self.config.max_queue == 0:

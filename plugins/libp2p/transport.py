@@ -427,7 +427,7 @@ class Libp2pTransport:
         code = ""
         try:
             inbound = InboundRequest(msg.sender, remote, msg.modality, msg.task, args, msg.payload_bytes,
-                                     msg.frame_bytes)
+                                     msg.frame_bytes, deadline)
             for flt in self.node.components_of("spam_filter").values():
                 release = await flt.admit(inbound)
                 if release is not None:

@@ -115,6 +115,22 @@ async def test_waiting_is_bounded_by_max_wait_and_deadline(tmp_path) -> None:
     assert flt.stats()["refused"] == {"deadline": 1}
 
 
+async def test_a_request_waits_no_longer_than_its_own_deadline(tmp_path) -> None:
+    import dataclasses
+    import time
+
+    node = staked_node(tmp_path, max_concurrent=1, max_queue=4, max_wait=5.0)
+    async with node.running():
+        flt = node.component("spam_filter", "prio")
+        await flt.admit(request(OWNER))
+        began = anyio.current_time()
+        with pytest.raises(TaskError) as err:
+            await flt.admit(dataclasses.replace(request(HIGH), deadline=time.monotonic() + 0.05))
+        assert err.value.code == "overloaded"
+        assert anyio.current_time() - began < 1.0  # not max_wait's 5 s
+        assert flt.queued == 0
+
+
 async def test_cancelled_waiter_leaves_the_queue_and_a_granted_slot_is_passed_on(tmp_path) -> None:
     node = staked_node(tmp_path, max_concurrent=1, max_queue=4)
     async with node.running():
