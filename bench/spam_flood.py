@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve()
 FILTERS = {
     "registered": {"type": "registered_only"},
     "size": {"type": "limits"},
-    "rate": {"type": "token_bucket", "rate": 200.0, "burst": 400.0},
+    "rate": {"type": "token_bucket", "rate": 1000.0, "burst": 2000.0},  # above the validator's own pace
     "priority": {"type": "stake_priority", "max_concurrent": 4, "max_queue": 64, "max_wait": 5.0},
 }
 
@@ -266,7 +266,7 @@ def filter_cost(n: int) -> dict[str, float]:
 
 
 def node_toml(root: Path, validator_hotkey: str, validator_coldkey: str, port: int, modality: str,
-              delay_ms: int, filters: bool) -> Path:
+              delay_ms: int, filters: bool, tarpit: bool = True) -> Path:
     def tables(prefix: str, items: dict[str, dict[str, Any]]) -> str:
         out = []
         for name, table in items.items():
@@ -290,6 +290,7 @@ level = "warning"
 [transport]
 type = "libp2p"
 listen = ["/ip4/127.0.0.1/tcp/{port}"]
+{"" if tarpit else "tarpit_after = 0"}
 
 [chain]
 type = "local"
@@ -322,7 +323,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     validator, cold = Keypair.generate(), Keypair.generate()
     port = free_port()
     config = node_toml(root, validator.public_hex, cold.public_hex, port, args.modality, args.delay_ms,
-                       not args.no_filters)
+                       not args.no_filters, not args.no_tarpit)
     body = {"tokens": list(range(64)), "k": 8}
     procs: list[subprocess.Popen[bytes]] = []
     limit = args.seconds * 3 + 120
@@ -449,7 +450,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], cost: dict[str, fl
     ratio = p99f / p99a if p99a else float("inf")
     print(f"spam_flood: node = local chain + libp2p + {args.modality}"
           + (f" (delay {args.delay_ms} ms)" if args.modality == "echo" else "")
-          + (" + filters " + ", ".join(v["type"] for v in FILTERS.values()) if not args.no_filters else " (no filters)"))
+          + (" + filters " + ", ".join(v["type"] for v in FILTERS.values()) if not args.no_filters else " (no filters)")
+          + ("" if not args.no_tarpit else "; slow refusals off"))
     print(f"flood: {args.flooders} processes × {args.in_flight} in flight (nice {args.flood_nice}), "
           f"unregistered hotkeys; "
           f"{sent} requests, {rate:.0f} req/s offered; outcomes {dict(flood_codes)}")
@@ -495,6 +497,8 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=int, default=2, help="echo: simulated work per task")
     parser.add_argument("--timeout", type=float, default=5.0, help="validator request timeout (s)")
     parser.add_argument("--no-filters", action="store_true", help="run the node without spam filters")
+    parser.add_argument("--no-tarpit", action="store_true",
+                        help="answer abusive peers' refusals at once (transport tarpit_after = 0)")
     parser.add_argument("--profile", action="store_true", help="profile the node (cProfile) and print its top functions")
     parser.add_argument("--flood-nice", type=int, default=0,
                         help="run the flooders at this niceness (e.g. 10: their CPU does not compete with "

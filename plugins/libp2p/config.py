@@ -29,4 +29,9 @@ class Libp2pConfig:
     gossip: bool = option(True, "Send periodic announcements over gossipsub /tnode/announce/1 (else by request).")
     capacity: int = option(0, "Capacity announced to peers (0: max_concurrent_tasks).", ge=0)
     mdns: bool = option(False, "Discover peers on the LAN with mDNS (binds every interface; off by default).")
+    tarpit_after: int = option(
+        20, "Abuse refusals (unregistered, rate limited, oversized, forged, replayed…) a peer may collect "
+            "before its further refusals are answered slowly; 0 disables slow refusals.", ge=0)
+    tarpit_delay: float = option(0.5, "Seconds a slow refusal is held before it is sent.", ge=0.0, le=30.0)
+    tarpit_forgive_per_second: float = option(5.0, "Strikes forgiven per second of good behaviour.", ge=0.0)
     dht: bool = option(True, "Run a Kademlia DHT (server mode, /ipfs/kad/1.0.0) to find peers by id.")

@@ -42,6 +42,7 @@ from tnode.keys import public_key_from_peer_id
 from .config import Libp2pConfig
 from .framing import read_frame
 from .host import build_host, check_port_free
+from .tarpit import Tarpit
 
 TASK_PROTOCOL = "/tnode/task/1"
 DHT_LOOKUP_SECONDS = 10.0  # upper bound of one lookup; a request's own deadline may cut it shorter
@@ -88,6 +89,8 @@ class Libp2pTransport:
         self._inflight = trio.Semaphore(config.max_concurrent_tasks)
         self.host: Any = None
         self.stats = {"served": 0, "refused": 0, "errors": 0}
+        self.tarpit = Tarpit(after=config.tarpit_after, delay=config.tarpit_delay,
+                             forgive_per_second=config.tarpit_forgive_per_second)
         self._tg: Any = None
         self.announcements: Any = None
         self.dht: Any = None  # .dht.Dht when config.dht
@@ -381,7 +384,12 @@ class Libp2pTransport:
                     return
                 if data is None:
                     return
+                strikes = self.tarpit.level(remote)
                 response = await self._handle_frame(data, remote)
+                if self.tarpit.level(remote) > strikes:  # this request was refused for abuse
+                    delay = self.tarpit.delay(remote)
+                    if delay:
+                        await trio.sleep(delay)
                 await stream.write(response)
         except (StreamError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return
@@ -409,6 +417,7 @@ class Libp2pTransport:
             msg = self.verifier.verify_body(data, expect_kind="req")
         except WireError as exc:
             self.stats["refused"] += 1
+            self.tarpit.strike(remote, exc.code)
             self.node.bus.publish_nowait(TaskRefused(remote, "", exc.code, str(exc)))
             self.log.debug("frame refused", remote=remote, code=exc.code, reason=str(exc))
             receiver = ""
@@ -473,6 +482,7 @@ class Libp2pTransport:
                                                        time.monotonic() - received))
 
     def _refused(self, msg: wire.Message, remote: str, code: str, reason: str) -> bytes:
+        self.tarpit.strike(remote, code)
         if code in ("rate_limited", "unregistered", "overloaded", "too_large", "starting", "invalid_request"):
             self.node.bus.publish_nowait(TaskRefused(remote, msg.sender, code, reason))
         return self._error_frame(msg, msg.sender, code, reason)
