@@ -11,7 +11,8 @@ A frame is::
 No pickle is ever used: a payload is raw little-endian bytes of one of :data:`DTYPES` plus its
 shape, or opaque bytes (``dtype = "bytes"``).
 
-Header fields: ``v`` version, ``k`` kind ("req"/"res"), ``m`` modality/service, ``t`` task,
+Header fields: ``v`` version, ``k`` kind ("req"/"res", or "ann" for a broadcast announcement, whose
+receiver is empty), ``m`` modality/service, ``t`` task,
 ``s`` sender hotkey (hex Ed25519 public key), ``r`` receiver hotkey, ``n`` nonce (hex, 16 bytes),
 ``ts`` unix milliseconds, ``h`` blake2b-256 of body‖payload, ``re`` nonce of the request a
 response answers ("" for requests), ``c`` error code ("" on success), ``sig`` Ed25519 signature.
@@ -97,6 +98,10 @@ def body_hash(body: bytes, payload: bytes) -> str:
 def signing_bytes(h: dict[str, Any]) -> bytes:
     """The exact bytes an envelope's signature covers."""
     return DOMAIN + orjson.dumps([h["k"], h["m"], h["t"], h["s"], h["r"], h["n"], h["ts"], h["h"], h["re"], h["c"]])
+
+
+KINDS = ("req", "res", "ann")
+"""Frame kinds: a request, its response, and a broadcast announcement (receiver empty)."""
 
 
 def _payload_parts(payload: np.ndarray | bytes | None) -> tuple[bytes, dict[str, Any] | None]:
@@ -209,10 +214,13 @@ def decode_body(data: bytes | bytearray | memoryview, max_frame: int = DEFAULT_M
         raise MalformedFrame(f"unknown header fields {sorted(unknown)}")
     if _expect(header, "v", int) != VERSION:
         raise MalformedFrame(f"unsupported wire version {header['v']!r} (this node speaks {VERSION})")
-    if _expect(header, "k", str) not in ("req", "res"):
-        raise MalformedFrame("header field 'k' must be 'req' or 'res'")
+    kind = _expect(header, "k", str)
+    if kind not in KINDS:
+        raise MalformedFrame("header field 'k' must be 'req', 'res' or 'ann'")
     for key in ("m", "t", "s", "r", "n", "h", "re", "c"):
         _expect(header, key, str)
+    if kind == "ann" and header["r"]:
+        raise MalformedFrame("an announcement ('ann') is addressed to nobody: its receiver must be empty")
     _expect(header, "ts", int)
     bl = _expect(header, "bl", int)
     pl = _expect(header, "pl", int)

@@ -1,6 +1,6 @@
 """Announcements over gossipsub: topic ``/tnode/announce/1``, advisory only.
 
-Each message is a tnode wire frame (kind ``req``, service ``_announce``, task ``announce``) signed
+Each message is a tnode wire frame (kind ``ann``, service ``_announce``, task ``announce``) signed
 with the node key and addressed to nobody: its receiver is empty, so it can never be replayed as
 a request to a node (those must name the node's hotkey). A topic validator checks it before it is delivered or forwarded: the frame's
 signature, freshness and nonce (:class:`tnode.wire.Verifier`), that its signer is the peer that
@@ -115,7 +115,7 @@ class GossipAnnouncements:
         """Publish one signed announcement; ``False`` when gossipsub is not running or failed."""
         if not self.running:
             return False
-        frame = wire.encode(self.key, kind="req", modality=SERVICE, task="announce", receiver="", body=body,
+        frame = wire.encode(self.key, kind="ann", modality=SERVICE, task="announce", receiver="", body=body,
                             nonce=os.urandom(16).hex())
         try:
             await self.pubsub.publish(TOPIC, frame)
@@ -139,7 +139,7 @@ class GossipAnnouncements:
         try:
             if len(msg.data) > MAX_ANNOUNCEMENT_BYTES:
                 raise FrameTooLarge(f"{len(msg.data)} bytes > {MAX_ANNOUNCEMENT_BYTES}")
-            message = self.verifier.verify_frame(msg.data, expect_kind="req")
+            message = self.verifier.verify_frame(msg.data, expect_kind="ann")
             if message.modality != SERVICE:
                 reason = f"service {message.modality!r} is not {SERVICE}"
             elif message.sender != public_key_from_peer_id(origin_id).hex():

@@ -229,3 +229,18 @@ def test_refusals_have_distinct_machine_readable_codes() -> None:
     codes = [cls.code for cls in classes]
     assert len(set(codes)) == len(codes)
     assert all(issubclass(cls, WireError) and cls.code != WireError.code for cls in classes)
+
+
+def test_announcements_are_broadcast_frames_that_no_request_verifier_accepts() -> None:
+    ann = wire.encode(ALICE, kind="ann", modality="_announce", task="announce", receiver="", body={"v": 1})
+    msg = wire.Verifier("").verify_frame(ann, expect_kind="ann")
+    assert (msg.kind, msg.sender, msg.receiver) == ("ann", ALICE.public_hex, "")
+    with pytest.raises(MalformedFrame, match="expected a 'req' frame"):
+        wire.Verifier("").verify_frame(ann, expect_kind="req")
+    with pytest.raises(WrongReceiver):  # a node's request verifier: not addressed to it
+        wire.Verifier(BOB.public_hex).verify_frame(ann)
+    addressed = wire.encode(ALICE, kind="ann", modality="_announce", task="announce", receiver=BOB.public_hex)
+    with pytest.raises(MalformedFrame, match="addressed to nobody"):
+        wire.Verifier(BOB.public_hex).verify_frame(addressed)
+    with pytest.raises(MalformedFrame, match="'req', 'res' or 'ann'"):
+        wire.Verifier(BOB.public_hex).verify_frame(frame(kind="ping"))

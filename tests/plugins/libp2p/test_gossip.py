@@ -86,7 +86,7 @@ async def test_forged_announcements_dropped(tmp_path):
 
         def frame(signer: Keypair, **kw) -> bytes:
             body = {"modalities": ["evil"], "version": "0", "capacity": 1, "addrs": []}
-            return wire.encode(signer, kind="req", modality="_announce", task="announce", receiver="", body=body,
+            return wire.encode(signer, kind="ann", modality="_announce", task="announce", receiver="", body=body,
                                **kw)
 
         async with _plain_gossiper(gossiper, a.transport.listen_addrs()[0]) as pubsub:
