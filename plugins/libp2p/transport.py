@@ -2,9 +2,10 @@
 
 Client side: a small pool of open streams per peer (opening a stream costs ~2 ms, a reused one
 carries a request in well under a millisecond); each stream carries one request/response pair at
-a time. Server side: every stream is served by its own task; each frame is verified (size,
-structure, signature, freshness, replay, body hash) before spam filters and before any handler,
-then dispatched on the bus as :class:`tnode.events.TaskReceived` to the modality it names.
+a time. Server side (:mod:`.server`): every stream is served by its own task; each frame is
+verified (size, structure, signature, freshness, replay, body hash) before spam filters and before
+any handler, then dispatched on the bus as :class:`tnode.events.TaskReceived` to the modality it
+names.
 
 Request body on the wire: ``{"args": <task body>, "timeout_ms": <client deadline>}``.
 Response body: ``{"result": <body>}`` or, with a non-empty code, ``{"error": <message>}``.
@@ -13,10 +14,9 @@ Response body: ``{"result": <body>}`` or, with a non-empty code, ``{"error": <me
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,23 +30,21 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from tnode import wire
 from tnode.errors import (
     ConfigError,
-    NoHandler,
-    RequestTimeout,
     TaskError,
     WireError,
 )
-from tnode.events import PeerConnected, PeerDisconnected, TaskCompleted, TaskReceived, TaskRefused
-from tnode.interfaces import InboundRequest, PeerInfo, Reply, TaskResult
+from tnode.events import PeerConnected, PeerDisconnected
+from tnode.interfaces import PeerInfo, Reply
 from tnode.keys import public_key_from_peer_id
 
 from .config import Libp2pConfig
 from .framing import read_frame
 from .host import build_host, check_port_free
+from .server import TaskServer
 from .tarpit import Tarpit
 
 TASK_PROTOCOL = "/tnode/task/1"
 DHT_LOOKUP_SECONDS = 10.0  # upper bound of one lookup; a request's own deadline may cut it shorter
-_ALWAYS_SERVED = frozenset({"chain"})  # the chain service answers before the node is fully up
 
 
 @dataclass
@@ -91,6 +89,7 @@ class Libp2pTransport:
         self.stats = {"served": 0, "refused": 0, "errors": 0}
         self.tarpit = Tarpit(after=config.tarpit_after, delay=config.tarpit_delay,
                              forgive_per_second=config.tarpit_forgive_per_second)
+        self.server = TaskServer(self)
         self._tg: Any = None
         self.announcements: Any = None
         self.dht: Any = None  # .dht.Dht when config.dht
@@ -102,7 +101,7 @@ class Libp2pTransport:
             check_port_free(addr, f"{self.name}.listen[{i}]")
         self.host = build_host(self.key, max_connections=self.config.max_connections, listen=self._listen,
                                announce=self._announce, mdns=self.config.mdns)
-        self.host.set_stream_handler(TASK_PROTOCOL, self._serve_stream)
+        self.host.set_stream_handler(TASK_PROTOCOL, self.server.serve_stream)
         self.host.get_network().register_notifee(_Notifee(self))
         if self.config.announce_interval > 0:
             from .announce import Announcer
@@ -366,126 +365,6 @@ class Libp2pTransport:
         state.open_streams = max(0, state.open_streams - 1)
         with trio.CancelScope(shield=True), contextlib.suppress(Exception):
             await stream.reset()
-
-    # ------------------------------------------------------------------ server
-    async def _serve_stream(self, stream: Any) -> None:
-        remote = stream.muxed_conn.peer_id.to_base58()
-        try:
-            while True:
-                try:
-                    data = await read_frame(stream, self.config.max_frame_bytes)
-                except WireError as exc:
-                    # Oversized or truncated: the stream cannot be re-synchronised; answer and reset.
-                    receiver = ""
-                    with contextlib.suppress(ValueError):
-                        receiver = public_key_from_peer_id(remote).hex()
-                    await self._refuse(stream, remote, "", exc.code, str(exc), reply_to="", receiver=receiver)
-                    await stream.reset()
-                    return
-                if data is None:
-                    return
-                strikes = self.tarpit.level(remote)
-                response = await self._handle_frame(data, remote)
-                if self.tarpit.level(remote) > strikes:  # this request was refused for abuse
-                    delay = self.tarpit.delay(remote)
-                    if delay:
-                        await trio.sleep(delay)
-                await stream.write(response)
-        except (StreamError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            return
-        finally:
-            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await stream.close()
-
-    async def _refuse(self, stream: Any, remote: str, sender: str, code: str, reason: str, *, reply_to: str,
-                      receiver: str) -> None:
-        self.stats["refused"] += 1
-        self.node.bus.publish_nowait(TaskRefused(remote, sender, code, reason))
-        self.log.debug("request refused", remote=remote, code=code, reason=reason)
-        frame = wire.encode(self.key, kind="res", modality="", task="", receiver=receiver,
-                            body={"error": reason}, reply_to=reply_to, code=code)
-        with contextlib.suppress(Exception):
-            await stream.write(frame)
-
-    def _error_frame(self, msg: wire.Message | None, receiver: str, code: str, reason: str) -> bytes:
-        return wire.encode(self.key, kind="res", modality=msg.modality if msg else "", task=msg.task if msg else "",
-                           receiver=receiver, body={"error": reason}, reply_to=msg.nonce if msg else "", code=code)
-
-    async def _handle_frame(self, data: bytes, remote: str) -> bytes:
-        received = time.monotonic()
-        try:
-            msg = self.verifier.verify_body(data, expect_kind="req")
-        except WireError as exc:
-            self.stats["refused"] += 1
-            self.tarpit.strike(remote, exc.code)
-            self.node.bus.publish_nowait(TaskRefused(remote, "", exc.code, str(exc)))
-            self.log.debug("frame refused", remote=remote, code=exc.code, reason=str(exc))
-            receiver = ""
-            with contextlib.suppress(Exception):
-                receiver = public_key_from_peer_id(remote).hex()
-            return self._error_frame(None, receiver, exc.code, str(exc))
-        args = msg.body.get("args", {})
-        timeout_ms = msg.body.get("timeout_ms", 10_000)
-        if not isinstance(args, dict) or not isinstance(timeout_ms, int | float) or not math.isfinite(timeout_ms):
-            return self._refused(msg, remote, "invalid_request", "body must be {args: object, timeout_ms: number}")
-        deadline = received + min(max(timeout_ms / 1000.0, 0.0), self.config.max_task_seconds)
-        if not self.node.ready.is_set() and msg.modality not in _ALWAYS_SERVED:
-            return self._refused(msg, remote, "starting", "node is starting")
-        releases: list[Callable[[], None]] = []
-        ok = False
-        code = ""
-        try:
-            inbound = InboundRequest(msg.sender, remote, msg.modality, msg.task, args, msg.payload_bytes,
-                                     msg.frame_bytes, deadline)
-            for flt in self.node.components_of("spam_filter").values():
-                release = await flt.admit(inbound)
-                if release is not None:
-                    releases.append(release)
-            remaining = deadline - time.monotonic()
-            with trio.move_on_after(max(remaining, 0)) as slot_scope:
-                await self._inflight.acquire()
-            if slot_scope.cancelled_caught:
-                raise TaskError("overloaded", "no execution slot before the deadline")
-            try:
-                result = await self.node.bus.request(
-                    TaskReceived(msg.modality, msg.task, args, msg.payload, msg.sender, remote, deadline, received),
-                    timeout=max(deadline - time.monotonic(), 0.0),
-                )
-            finally:
-                self._inflight.release()
-            if not isinstance(result, TaskResult):
-                raise TaskError("internal", f"handler returned {type(result).__name__}, not TaskResult")
-            ok = True
-            self.stats["served"] += 1
-            return wire.encode(self.key, kind="res", modality=msg.modality, task=msg.task, receiver=msg.sender,
-                               body={"result": result.body}, payload=result.payload, reply_to=msg.nonce)
-        except TaskError as exc:
-            code = exc.code
-            return self._refused(msg, remote, exc.code, exc.message)
-        except NoHandler:
-            code = "unknown_modality"
-            served = ", ".join(k for k in self.node.bus.served_keys(TaskReceived) if not k.startswith("_")) or "none"
-            return self._refused(msg, remote, code, f"modality {msg.modality!r} is not served here (served: {served})")
-        except RequestTimeout:
-            code = "timeout"
-            return self._refused(msg, remote, code, "deadline passed before the answer was ready")
-        except Exception as exc:  # a handler bug must not kill the stream
-            code = "internal"
-            self.stats["errors"] += 1
-            self.log.error("task handler failed", modality=msg.modality, task=msg.task, error=repr(exc))
-            return self._refused(msg, remote, code, f"{type(exc).__name__}")
-        finally:
-            for release in releases:
-                with contextlib.suppress(Exception):
-                    release()
-            self.node.bus.publish_nowait(TaskCompleted(msg.modality, msg.task, msg.sender, ok, code,
-                                                       time.monotonic() - received))
-
-    def _refused(self, msg: wire.Message, remote: str, code: str, reason: str) -> bytes:
-        self.tarpit.strike(remote, code)
-        if code in ("rate_limited", "unregistered", "overloaded", "too_large", "starting", "invalid_request"):
-            self.node.bus.publish_nowait(TaskRefused(remote, msg.sender, code, reason))
-        return self._error_frame(msg, msg.sender, code, reason)
 
     # ------------------------------------------------------------------ connection events
     def _on_connected(self, peer_id: str, addr: str) -> None:
