@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 import numpy as np
 from tnode.errors import ConfigError, TaskError
-from tnode.events import TaskReceived
+from tnode.events import EpochCompleted, TaskReceived
 from tnode.interfaces import Reply, TaskResult, TopKPrediction, ValidatorTask
 
 from .batcher import Batcher
@@ -77,6 +77,7 @@ class TextModality:
                               f"{config.max_sequence_length}", key_path=f"{key}.sequence_length")
         self.model: Any = None
         self.dataset: Any = None
+        self.standing: Any = None  # this node's Neuron after the last epoch (miners on a chain)
         self.batcher: Batcher | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -87,17 +88,40 @@ class TextModality:
             self.dataset = self._component("dataset", self.config.dataset)
         async with anyio.create_task_group() as tg:
             undo = None
+            standing = None
             if self.model is not None:
                 self.attach_model(self.model)
                 assert self.batcher is not None
                 tg.start_soon(self.batcher.run)
                 undo = self.node.bus.serve(TaskReceived, self.handle, key=self.name)
+                if self.node.chain is not None:  # a miner follows what the chain pays it
+                    standing = self.node.bus.subscribe(EpochCompleted, self._on_epoch, name=f"{self.name}-standing",
+                                                       maxsize=4, when_full="drop_newest")
             task_status.started()
             try:
                 await anyio.sleep_forever()
             finally:
                 if undo is not None:
                     undo()
+                if standing is not None:
+                    standing.close()
+
+    async def _on_epoch(self, event: EpochCompleted) -> None:
+        """Read this miner's own uid, incentive and emission from the metagraph after each epoch."""
+        try:
+            mg = await self.node.chain.metagraph()
+        except Exception as exc:  # the chain may be briefly unreachable; the next epoch tries again
+            self.node.log.debug("cannot read the metagraph", modality=self.name, error=str(exc))
+            return
+        me = mg.by_hotkey(self.node.hotkey.public_hex)
+        if me is None:
+            self.standing = None
+            self.node.log.info("epoch: this miner holds no uid", modality=self.name, block=event.block)
+            return
+        self.standing = me
+        self.node.log.info("epoch: miner standing", modality=self.name, block=event.block, uid=me.uid,
+                           incentive=round(me.incentive, 6), emission=round(me.emission, 6),
+                           trust=round(me.trust, 6), stake=round(me.stake, 6))
 
     def _component(self, kind: str, name: str) -> Any:
         comp = self.node.component(kind, name)
