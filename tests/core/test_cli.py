@@ -82,6 +82,21 @@ def test_init_writes_node_toml_and_keys_with_mode_0600(cli: CliRunner, tmp_path:
         assert store.load(name).peer_id in result.output
 
 
+def test_the_commented_miner_example_of_init_validates_once_uncommented(cli: CliRunner, tmp_path: Path) -> None:
+    assert cli.invoke(app, ["init", str(tmp_path)]).exit_code == 0
+    lines = []
+    for line in (tmp_path / "node.toml").read_text().splitlines():
+        # Uncomment table headers and key = value lines; prose comments stay comments.
+        if line.startswith("# [") or (line.startswith("# ") and " = " in line and not line.startswith("# A ")):
+            line = line[2:]
+        lines.append(line)
+    text = "\n".join(lines).replace('[modalities.echo]\ntype = "echo"', "")
+    (tmp_path / "full.toml").write_text(text)
+    result = cli.invoke(app, ["validate", "-c", str(tmp_path / "full.toml")])
+    assert result.exit_code == 0, result.output
+    assert "modalities.text" in result.output and "validator" in result.output
+
+
 def test_init_refuses_to_overwrite_without_force(cli: CliRunner, tmp_path: Path) -> None:
     assert cli.invoke(app, ["init", str(tmp_path)]).exit_code == 0
     hot = Keystore(tmp_path / "data" / "node").load("hotkey").public_hex
