@@ -178,7 +178,7 @@ def main() -> None:
               f"{r['node_rps'] * t:>11.0f} {r['direct_rps'] * t:>13.0f} {r['node_rps'] / r['direct_rps']:>12.2f} "
               f"{r['p50_ms']:>12.1f} {r['batch_fill']:>11.1f}")
     print(f"\nbatch fill: requests per forward pass in the miner's batcher; node p50: latency of one request "
-          f"seen by its client (includes the batcher's wait of up to 2 ms); {time.monotonic() - started:.0f} s")
+          f"seen by its client (includes the batcher's batch_wait_ms); {time.monotonic() - started:.0f} s")
     if not rows:
         sys.exit("no measurement finished within the time limit")
 

@@ -83,5 +83,7 @@ class TextModalityConfig:
     max_top_k: int = option(64, "Largest k a request may ask for.", ge=1, le=256)
     max_new_tokens: int = option(128, "Most tokens one `complete` request may ask for.", ge=1, le=4096)
     max_batch: int = option(16, "Most requests stacked into one forward pass.", ge=1, le=1024)
-    batch_wait_ms: float = option(2.0, "How long the batcher waits for more requests after the first, in ms.",
-                                  ge=0, le=1000)
+    batch_wait_ms: float = option(
+        0.0, "How long an idle batcher waits for more requests after the first, in ms. Requests that arrive "
+             "during a forward pass join the next one anyway; waiting adds latency (measured: 1 client "
+             "5.8 ms → 3.5 ms p50 at 0) for little batching gain.", ge=0, le=1000)
