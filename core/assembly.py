@@ -192,6 +192,8 @@ def parse_config(doc: Mapping[str, Any], registry: ComponentRegistry, *, file: s
                     f"refers to [{ref_section}.{ref_name}], which is not configured "
                     f"(configured: {', '.join(sorted(names[ref_section])) or 'none'})",
                     file=file, key_path=path, hint=f"did you mean {close[0]!r}?" if close else ""))
+    if not errors:  # cycles are only meaningful once every reference resolves
+        errors.extend(_reference_cycles(components, file))
     errors.extend(_topology(components, file, any(s in doc for s in SECTIONS)))
     if errors:
         raise ConfigErrors(errors)
@@ -204,6 +206,41 @@ def parse_config(doc: Mapping[str, Any], registry: ComponentRegistry, *, file: s
         components=tuple(components),
         raw=doc,
     )
+
+
+def _reference_cycles(components: list[ComponentConfig], file: str | None) -> list[ConfigError]:
+    """A component may refer to another (a scorer wrapping a scorer); it must never reach itself."""
+    edges: dict[tuple[str, str], list[tuple[str, tuple[str, str]]]] = {}
+    for comp in components:
+        for path, ref_section, ref_name in references(comp.spec.schema, comp.config, comp.key_path):
+            edges.setdefault((comp.section, comp.name), []).append((path, (ref_section, ref_name)))
+    errors: list[ConfigError] = []
+    reported: set[frozenset[tuple[str, str]]] = set()
+    for start in edges:
+        for path, target in edges[start]:
+            if target == start:
+                errors.append(ConfigError(f"refers to its own table [{start[0]}.{start[1]}]: a component "
+                                          "cannot wrap itself", file=file, key_path=path,
+                                          hint=f"name another [{start[0]}.NAME] table"))
+                reported.add(frozenset([start]))
+                continue
+            # Depth-first from the target: does any chain of references lead back to start?
+            stack = [(target, [start, target])]
+            while stack:
+                node, trail = stack.pop()
+                for _, nxt in edges.get(node, []):
+                    if nxt == start:
+                        cycle = frozenset(trail)
+                        if cycle not in reported:
+                            reported.add(cycle)
+                            full = [*trail, start]
+                            same = len({sec for sec, _ in full}) == 1
+                            names = [n if same else f"{sec}.{n}" for sec, n in full]
+                            errors.append(ConfigError(f"references form a cycle: {' → '.join(names)}",
+                                                      file=file, key_path=path))
+                    elif nxt not in trail:
+                        stack.append((nxt, [*trail, nxt]))
+    return errors
 
 
 def _topology(components: list[ComponentConfig], file: str | None, any_section: bool) -> list[ConfigError]:

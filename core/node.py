@@ -17,8 +17,8 @@ import structlog
 
 from .assembly import ComponentConfig, NodeConfig, apply_env_overrides, load_plugins_for, parse_config
 from .bus import EventBus
-from .config import read_toml
-from .errors import ComponentStartError, ConfigError, KeyFileNotFound, TnodeError
+from .config import SECTION_OF_KIND, read_toml
+from .errors import ComponentStartError, ConfigError, KeyFileNotFound, MissingComponentError, TnodeError
 from .events import NodeStarted, NodeStopping
 from .keys import Keypair, Keystore, read_keyfile_meta
 from .pluginmanager import PluginManager
@@ -143,6 +143,15 @@ class Node:
                     return comp
             return None
         return self._components.get((kind, name))
+
+    def require(self, kind: str, name: str, *, key_path: str) -> Any:
+        """The component of ``kind`` named ``name``; :class:`MissingComponentError` naming ``key_path``
+        (the config key that refers to it) when this node has none."""
+        comp = self._components.get((kind, name))
+        if comp is None:
+            section = SECTION_OF_KIND.get(kind, kind)
+            raise MissingComponentError(f"[{section}.{name}] is not configured", key_path=key_path)
+        return comp
 
     def components_of(self, kind: str) -> dict[str, Any]:
         """Components of ``kind`` by name, in configuration order."""

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import structlog
-from tnode.errors import ConfigError, MissingComponentError
+from tnode.errors import ConfigError
 from tnode.interfaces import TopKPrediction, ValidatorTask
 
 from .common import LOGGER, Reporter, debug_enabled
@@ -60,24 +60,10 @@ class _LoopPublisher:
         self.bus.publish_nowait(event)
 
 
-def _check_no_cycle(name: str, configs: Mapping[str, Any]) -> None:
-    seen = [name]
-    current = configs.get(name)
-    while current is not None and isinstance(getattr(current, "inner", None), str):
-        if current.inner in seen:
-            raise ConfigError(f"scorers wrap each other in a cycle: {' → '.join([*seen, current.inner])}",
-                              key_path=f"scorers.{name}.inner")
-        seen.append(current.inner)
-        current = configs.get(current.inner)
-
-
 class GarbageGuard:
     """Scorer wrapper; see :class:`GarbageGuardConfig` and the module docstring."""
 
     def __init__(self, node: Any, name: str, config: GarbageGuardConfig) -> None:
-        if config.inner == name:
-            raise ConfigError("a garbage_guard scorer cannot wrap itself", key_path=f"scorers.{name}.inner",
-                              hint="name another [scorers.NAME] table")
         self.node = node
         self.name = name
         self.config = config
@@ -85,8 +71,6 @@ class GarbageGuard:
         if config.duplicates == "lower_stake" and chain is None:
             raise ConfigError("duplicates = 'lower_stake' needs a [chain] to read stakes from",
                               key_path=f"scorers.{name}.duplicates", hint="use 'later' or add a [chain]")
-        if node is not None and hasattr(node, "config"):
-            _check_no_cycle(name, {c.name: c.config for c in node.config.of_kind("scorer")})
         self.view = MetagraphView.of(node) if chain is not None else None
         self.reporter = Reporter(_LoopPublisher(node.bus), config.report_interval)
         self.log = structlog.get_logger(LOGGER, scorer=name)
@@ -103,11 +87,7 @@ class GarbageGuard:
         await anyio.sleep_forever()
 
     def _inner(self) -> Any:
-        inner = self.node.component("scorer", self.config.inner)
-        if inner is None:
-            raise MissingComponentError(f"[scorers.{self.config.inner}] is not configured",
-                                        key_path=f"scorers.{self.name}.inner")
-        return inner
+        return self.node.require("scorer", self.config.inner, key_path=f"scorers.{self.name}.inner")
 
     # ------------------------------------------------------------------ scoring
     def score(self, task: ValidatorTask, answers: Mapping[int, Any], latencies: Mapping[int, float]) -> dict[int, float]:

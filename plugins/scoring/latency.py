@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
-from tnode.errors import ConfigError, MissingComponentError
 from tnode.interfaces import ValidatorTask
 
 from .config import LatencyConfig
@@ -24,18 +23,6 @@ def latency_factor(latency: float, deadline: float, grace: float, min_factor: fl
     return 1.0 - (1.0 - min_factor) * (latency - start) / (deadline - start)
 
 
-def _check_no_cycle(name: str, configs: Mapping[str, Any]) -> None:
-    """Refuse latency wrappers that end up wrapping themselves through others."""
-    seen = [name]
-    current = configs.get(name)
-    while isinstance(current, LatencyConfig):
-        if current.inner in seen:
-            raise ConfigError(f"latency scorers wrap each other in a cycle: {' → '.join([*seen, current.inner])}",
-                              key_path=f"scorers.{name}.inner")
-        seen.append(current.inner)
-        current = configs.get(current.inner)
-
-
 class LatencyScorer:
     """``[scorers.NAME] type = "latency"``: see :class:`LatencyConfig`.
 
@@ -43,25 +30,16 @@ class LatencyScorer:
     """
 
     def __init__(self, node: Any, name: str, config: LatencyConfig) -> None:
-        if config.inner == name:
-            raise ConfigError("a latency scorer cannot wrap itself", key_path=f"scorers.{name}.inner",
-                              hint="name another [scorers.NAME] table")
         self.node = node
         self.name = name
         self.config = config
-        if node is not None:
-            _check_no_cycle(name, {c.name: c.config for c in node.config.of_kind("scorer")})
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         await anyio.sleep_forever()
 
     def _inner(self) -> Any:
-        inner = self.node.component("scorer", self.config.inner)
-        if inner is None:
-            raise MissingComponentError(f"[scorers.{self.config.inner}] is not configured",
-                                        key_path=f"scorers.{self.name}.inner")
-        return inner
+        return self.node.require("scorer", self.config.inner, key_path=f"scorers.{self.name}.inner")
 
     @property
     def deadline(self) -> float:

@@ -124,10 +124,7 @@ class TextModality:
                            trust=round(me.trust, 6), stake=round(me.stake, 6))
 
     def _component(self, kind: str, name: str) -> Any:
-        comp = self.node.component(kind, name)
-        if comp is None:
-            raise ConfigError(f"{kind} {name!r} is not part of this node", key_path=f"modalities.{self.name}.{kind}")
-        return comp
+        return self.node.require(kind, name, key_path=f"modalities.{self.name}.{kind}")
 
     def attach_model(self, model: Any) -> None:
         """Serve ``model`` (a :class:`tnode.interfaces.LanguageModel`); :meth:`run` does this from config."""

@@ -186,6 +186,20 @@ def test_reference_to_an_unconfigured_table_is_missing_component(registry: Compo
     assert err.hint == "did you mean 'small'?"
 
 
+def test_a_component_referring_to_itself_is_refused(registry: ComponentRegistry) -> None:
+    err = only_error({"models": {"a": {"type": "probe", "model": "a"}}}, registry)
+    assert err.key_path == "models.a.model"
+    assert err.message == "refers to its own table [models.a]: a component cannot wrap itself"
+
+
+def test_a_cycle_of_references_is_refused_once(registry: ComponentRegistry) -> None:
+    doc = {"models": {"a": {"type": "probe", "model": "b"}, "b": {"type": "probe", "model": "c"},
+                      "c": {"type": "probe", "model": "a"}, "d": {"type": "probe", "model": "a"}}}
+    err = only_error(doc, registry)
+    assert err.key_path == "models.a.model"
+    assert err.message == "references form a cycle: a → b → c → a"
+
+
 def test_modality_without_transport_is_missing_component(registry: ComponentRegistry) -> None:
     err = only_error({"modalities": {"m": {"type": "probe"}}}, registry)
     assert isinstance(err, MissingComponentError)

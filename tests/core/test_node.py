@@ -10,7 +10,13 @@ import anyio
 import pytest
 from conftest import GOOD_PLUGIN, FakeDist, builtin_plugin_names
 from core_probes import ProbePlugin, probe_manager
-from tnode.errors import ComponentStartError, ConfigErrors, KeyFileNotFound, UnknownKeyError
+from tnode.errors import (
+    ComponentStartError,
+    ConfigErrors,
+    KeyFileNotFound,
+    MissingComponentError,
+    UnknownKeyError,
+)
 from tnode.events import NodeStarted, NodeStopping
 from tnode.keys import Keypair
 from tnode.node import ComponentFailed, Node, open_node
@@ -60,6 +66,15 @@ async def test_components_start_in_kind_order_each_after_the_previous_is_ready(t
     # Strictly sequential: every start is immediately followed by that component's ready.
     assert [s for s, _, _ in steps] == ["start", "ready"] * len(START_ORDER)
     assert [n for s, k, n in steps if s == "start" and k == "model"] == ["small", "big"]
+
+
+def test_require_returns_a_component_or_names_the_key_that_wants_it(tmp_path: Path) -> None:
+    node, _ = build(tmp_path, ALL_KINDS_DOC)
+    assert node.require("model", "small", key_path="x.model") is node.component("model", "small")
+    with pytest.raises(MissingComponentError) as err:
+        node.require("model", "huge", key_path="modalities.m.model")
+    assert err.value.key_path == "modalities.m.model"
+    assert err.value.message == "[models.huge] is not configured"
 
 
 async def test_node_ready_is_set_and_node_started_published_after_all_components(tmp_path: Path) -> None:
