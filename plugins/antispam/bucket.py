@@ -64,7 +64,7 @@ class TokenBucket(FilterBase):
 
     def __init__(self, node: Any, name: str, config: TokenBucketConfig, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(node, name)
+        super().__init__(node, name, exempt_modalities=config.exempt_modalities, allow=config.allow)
         self.config = config
         self.overrides: dict[str, BucketRate] = {}
         for modality, table in config.modalities.items():
@@ -75,8 +75,6 @@ class TokenBucket(FilterBase):
                 self.overrides[modality] = load_table(BucketRate, table, path=path)
             except ConfigErrors as exc:
                 raise exc.errors[0] from None  # the node adds the file name to a single error
-        self.allow = frozenset(config.allow)
-        self.exempt = frozenset(config.exempt_modalities)
         self.buckets = Buckets(config.max_peers, clock=clock)
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -85,11 +83,7 @@ class TokenBucket(FilterBase):
 
     async def admit(self, request: InboundRequest) -> Callable[[], None] | None:
         """Take a token from the sender's bucket or raise TaskError("rate_limited")."""
-        if request.modality in self.exempt:
-            self.admitted(request, "exempt_modality")
-            return None
-        if request.sender in self.allow:
-            self.admitted(request, "allowlisted")
+        if self.waved_through(request):
             return None
         override = self.overrides.get(request.modality)
         if override is None:

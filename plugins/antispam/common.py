@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -79,9 +80,12 @@ class FilterBase:
     type_name = "filter"
     report_interval = 60.0
 
-    def __init__(self, node: Any, name: str) -> None:
+    def __init__(self, node: Any, name: str, *, exempt_modalities: Iterable[str] = (),
+                 allow: Iterable[str] = ()) -> None:
         self.node = node
         self.name = name
+        self.exempt = frozenset(exempt_modalities)  # modalities this filter does not judge
+        self.allow = frozenset(allow)  # sender hotkeys this filter does not judge
         self.decisions = Decisions()
         # A lazy logger: it follows logging configured after the node was built (as `tnode run` does).
         self.log = structlog.get_logger(LOGGER, spam_filter=name, node=getattr(node, "name", None))
@@ -93,6 +97,16 @@ class FilterBase:
         self.decisions.admitted_by[reason] += 1
         if debug_enabled():
             self.log.debug("request admitted", reason=reason, sender=request.sender[:16], modality=request.modality)
+
+    def waved_through(self, request: Any) -> bool:
+        """Admit (and count) a request this filter does not judge: an exempt modality or an allowed sender."""
+        if request.modality in self.exempt:
+            self.admitted(request, "exempt_modality")
+            return True
+        if request.sender in self.allow:
+            self.admitted(request, "allowlisted")
+            return True
+        return False
 
     def refuse(self, request: Any, code: str, reason: str, message: str) -> TaskError:
         """Count and log one refusal; returns the error for the caller to raise.

@@ -53,9 +53,8 @@ class Limits(FilterBase):
     type_name = "limits"
 
     def __init__(self, node: Any, name: str, config: LimitsConfig) -> None:
-        super().__init__(node, name)
+        super().__init__(node, name, exempt_modalities=config.exempt_modalities)
         self.config = config
-        self.exempt = frozenset(config.exempt_modalities)
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -39,9 +39,8 @@ class StakePriority(FilterBase):
     type_name = "stake_priority"
 
     def __init__(self, node: Any, name: str, config: StakePriorityConfig) -> None:
-        super().__init__(node, name)
+        super().__init__(node, name, exempt_modalities=config.exempt_modalities)
         self.config = config
-        self.exempt = frozenset(config.exempt_modalities)
         # Without a chain every sender has stake 0 and the queue is plain FIFO.
         self.view = MetagraphView.of(node) if node.chain is not None else None
         self.running = 0
@@ -75,8 +74,7 @@ class StakePriority(FilterBase):
 
     async def admit(self, request: InboundRequest) -> Callable[[], None] | None:
         """Take a slot, waiting by stake priority; raise TaskError("overloaded") when shed or out of time."""
-        if request.modality in self.exempt:
-            self.admitted(request, "exempt_modality")
+        if self.waved_through(request):
             return None
         if self.running < self.config.max_concurrent and not self._queue:
             self.running += 1

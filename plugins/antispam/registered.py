@@ -25,13 +25,11 @@ class RegisteredOnly(FilterBase):
     type_name = "registered_only"
 
     def __init__(self, node: Any, name: str, config: RegisteredOnlyConfig) -> None:
-        super().__init__(node, name)
+        super().__init__(node, name, exempt_modalities=config.exempt_modalities, allow=config.allow)
         if node.chain is None:
             raise ConfigError("registered_only needs a [chain] to read registrations from",
                               key_path=f"spam.{name}", hint='add [chain] with type = "local"')
         self.config = config
-        self.allow = frozenset(config.allow)
-        self.exempt = frozenset(config.exempt_modalities)
         self.view = MetagraphView.of(node)
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -41,11 +39,7 @@ class RegisteredOnly(FilterBase):
 
     async def admit(self, request: InboundRequest) -> Callable[[], None] | None:
         """Admit registered (and sufficiently staked) senders; raise TaskError("unregistered") otherwise."""
-        if request.modality in self.exempt:
-            self.admitted(request, "exempt_modality")
-            return None
-        if request.sender in self.allow:
-            self.admitted(request, "allowlisted")
+        if self.waved_through(request):
             return None
         view = self.view
         if not view.loaded:
