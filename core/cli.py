@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import ComponentStartError, ConfigError, KeyError_, PluginError, TnodeError
+from .errors import ComponentStartError, ConfigError, KeyError_, PluginError, TnodeError, find_error
 
 EXIT_CONFIG = 78  # EX_CONFIG, as Vector and sysexits use it
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="tnode: a node of a decentralized ML network.",
@@ -32,17 +32,6 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to node.to
 def fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
-
-
-def _find(exc: BaseException, cls: type[BaseException]) -> BaseException | None:
-    if isinstance(exc, cls):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for sub in exc.exceptions:
-            found = _find(sub, cls)
-            if found is not None:
-                return found
-    return None
 
 
 # --------------------------------------------------------------------------- run / validate
@@ -74,13 +63,13 @@ def run(
     try:
         trio.run(_serve, node)
     except BaseException as exc:  # report the first meaningful cause, exit non-zero
-        start = _find(exc, ComponentStartError)
+        start = find_error(exc, ComponentStartError)
         if start is not None:
             raise fail(str(start), 1) from None
-        tn = _find(exc, TnodeError)
+        tn = find_error(exc, TnodeError)
         if tn is not None:
             raise fail(str(tn), 1) from None
-        if _find(exc, KeyboardInterrupt) is not None:
+        if find_error(exc, KeyboardInterrupt) is not None:
             raise typer.Exit(130) from None
         raise
 

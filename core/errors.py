@@ -6,6 +6,10 @@ can fix node.toml or a command line without reading a traceback.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+_E = TypeVar("_E", bound=BaseException)
+
 
 class TnodeError(Exception):
     """Base class of every error raised by tnode and its plugins."""
@@ -198,3 +202,18 @@ class ChainError(TnodeError):
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}" if message else code)
+
+
+def find_error(exc: BaseException, cls: type[_E]) -> _E | None:
+    """The first exception of type ``cls`` in ``exc`` or inside its (nested) exception groups.
+
+    Task groups wrap what a component raised; callers use this to report the meaningful cause.
+    """
+    if isinstance(exc, cls):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            found = find_error(sub, cls)
+            if found is not None:
+                return found
+    return None

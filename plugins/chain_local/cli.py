@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from tnode.errors import ChainError, TnodeError
+from tnode.errors import ChainError, TnodeError, find_error
 
 from .codec import TOKEN
 
@@ -60,25 +60,15 @@ def _run(fn: Any, *args: Any) -> Any:
     try:
         return trio.run(fn, *args)
     except BaseException as exc:
-        found = _find(exc, TnodeError)
+        found = find_error(exc, TnodeError)
         if found is not None:
             err_console.print(f"[bold red]error:[/] {found}", highlight=False)
             raise typer.Exit(1) from None
-        if _find(exc, KeyboardInterrupt) is not None:
+        if find_error(exc, KeyboardInterrupt) is not None:
             raise typer.Exit(130) from None
         raise
     finally:
         structlog.configure(**saved)
-
-
-def _find(exc: BaseException, cls: type[BaseException]) -> BaseException | None:
-    if isinstance(exc, cls):
-        return exc
-    for sub in getattr(exc, "exceptions", ()):
-        hit = _find(sub, cls)
-        if hit is not None:
-            return hit
-    return None
 
 
 def _units(tokens: float) -> int:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import structlog
 import typer
 from rich.console import Console
-from tnode.errors import ConfigError, KeyError_
+from tnode.errors import ConfigError, KeyError_, TnodeError, find_error
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,7 +69,7 @@ def status(
     """
     import trio
 
-    from .remote import NodeTarget, first_error, read_status
+    from .remote import NodeTarget, read_status
 
     try:
         target = NodeTarget.from_config(config)
@@ -79,7 +79,7 @@ def status(
         with quiet_logs():
             doc = trio.run(read_status, target, timeout)
     except BaseException as exc:
-        cause = first_error(exc)
+        cause = find_error(exc, TnodeError)
         if cause is None:
             raise
         raise _fail(str(cause)) from None
@@ -118,7 +118,6 @@ def devnet(
     import trio
 
     from .devnet.plan import MODEL_CYCLE, DevnetOptions
-    from .remote import first_error
 
     if registration not in ("pow", "burn", "genesis"):
         raise _fail("--registration must be pow, burn or genesis", 2)
@@ -137,7 +136,7 @@ def devnet(
         with quiet_logs():
             result = trio.run(_devnet_main, opts, epochs, report, train_steps, live)
     except BaseException as exc:  # report the first meaningful cause, not a trio traceback
-        cause = first_error(exc)
+        cause = find_error(exc, TnodeError)
         if cause is not None:
             raise _fail(str(cause)) from None
         if isinstance(exc, ValueError):

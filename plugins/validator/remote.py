@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from tnode.errors import ChainError, ConfigError, TnodeError
+from tnode.errors import ChainError, ConfigError, TnodeError, find_error
 from tnode.node import Node
 
 from .status import node_status
@@ -45,18 +45,6 @@ class NodeTarget:
         return cls(node.name, node.hotkey.public_hex, authority, transport)
 
 
-def first_error(exc: BaseException) -> TnodeError | None:
-    """The first tnode error inside (nested) exception groups."""
-    if isinstance(exc, TnodeError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for sub in exc.exceptions:
-            found = first_error(sub)
-            if found is not None:
-                return found
-    return None
-
-
 async def read_status(target: NodeTarget, timeout: float) -> dict[str, Any]:
     """The status document of ``target``, read through a temporary chain client."""
     tmp = Path(tempfile.mkdtemp(prefix="tnode-status-"))
@@ -76,7 +64,7 @@ async def read_status(target: NodeTarget, timeout: float) -> dict[str, Any]:
         raise ChainError("unreachable", f"no answer from the chain at {target.authority} in {timeout:.0f} s "
                                         f"(is the node running?)") from None
     except BaseExceptionGroup as group:
-        cause = first_error(group)
+        cause = find_error(group, TnodeError)
         if cause is None:
             raise
         raise cause from None

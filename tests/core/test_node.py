@@ -16,6 +16,7 @@ from tnode.errors import (
     KeyFileNotFound,
     MissingComponentError,
     UnknownKeyError,
+    find_error,
 )
 from tnode.events import NodeStarted, NodeStopping
 from tnode.keys import Keypair
@@ -44,17 +45,6 @@ START_ORDER = ["dataset", "model", "model", "transport", "chain", "spam_filter",
 def build(tmp_path: Path, doc: dict[str, Any], plugin: ProbePlugin | None = None, **kw: Any) -> tuple[Node, ProbePlugin]:
     manager, plugin = probe_manager(plugin)
     return Node.from_dict(doc, data_dir=tmp_path, plugins=manager, **kw), plugin
-
-
-def find(exc: BaseException, cls: type[BaseException]) -> BaseException | None:
-    if isinstance(exc, cls):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for sub in exc.exceptions:
-            found = find(sub, cls)
-            if found is not None:
-                return found
-    return None
 
 
 async def test_components_start_in_kind_order_each_after_the_previous_is_ready(tmp_path: Path) -> None:
@@ -124,7 +114,7 @@ async def test_component_failing_at_start_raises_component_start_error_naming_it
     with pytest.raises(BaseException) as info:  # noqa: B017 - the group is unpacked below
         async with node.running():
             pytest.fail("the node must not run")
-    err = find(info.value, ComponentStartError)
+    err = find_error(info.value, ComponentStartError)
     assert isinstance(err, ComponentStartError)
     assert err.component == "models.broken"
     assert str(err) == "component 'models.broken' failed to start: RuntimeError: probe broken refused to start"
@@ -141,7 +131,7 @@ async def test_component_failing_while_running_stops_the_node(tmp_path: Path) ->
         with anyio.fail_after(5):
             async with node.running():
                 await anyio.sleep_forever()
-    err = find(info.value, ComponentFailed)
+    err = find_error(info.value, ComponentFailed)
     assert isinstance(err, ComponentFailed) and err.component == "exporters.flaky"
     assert ("stop", "model", "ok") in plugin.journal
 

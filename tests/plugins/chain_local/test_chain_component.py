@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 from chain_helpers import find_nonce, key
-from tnode.errors import ChainError, ComponentStartError
+from tnode.errors import ChainError, ComponentStartError, find_error
 from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered, TaskReceived
 from tnode.node import Node
 from tnode.plugins.chain_local.codec import TOKEN
@@ -151,18 +151,8 @@ async def test_second_authority_on_the_same_ledger_is_refused(tmp_path: Path) ->
         with pytest.raises(BaseException) as err:
             async with second.running():
                 pass
-        found = _find(err.value, ComponentStartError)
+        found = find_error(err.value, ComponentStartError)
         assert found is not None and "in use" in str(found)
-
-
-def _find(exc: BaseException, cls: type[BaseException]) -> BaseException | None:
-    if isinstance(exc, cls):
-        return exc
-    for sub in getattr(exc, "exceptions", ()):
-        hit = _find(sub, cls)
-        if hit is not None:
-            return hit
-    return None
 
 
 async def test_metagraph_at_a_past_block(tmp_path: Path) -> None:
