@@ -14,7 +14,7 @@ from typing import Any
 
 from tnode.errors import ChainError
 
-from .codec import BlockHeader, is_public_key_hex
+from .codec import BlockHeader, public_key_field
 from .ledger import Ledger
 from .metagraph import from_wire as metagraph_from_wire
 from .metagraph import to_wire as metagraph_to_wire
@@ -31,13 +31,6 @@ def _int(params: dict[str, Any], name: str, *, optional: bool = False) -> int | 
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ChainError("invalid_args", f"{name} must be a non-negative integer")
     return value
-
-
-def _key(params: dict[str, Any], name: str) -> str:
-    value = params.get(name)
-    if not is_public_key_hex(value):
-        raise ChainError("invalid_args", f"{name} must be a 64-character lowercase hex public key")
-    return str(value)
 
 
 def _hash(params: dict[str, Any]) -> bytes:
@@ -82,12 +75,12 @@ QUERIES: dict[str, Query] = {
     "metagraph": Query(_metagraph, metagraph_to_wire, metagraph_from_wire),
     "difficulty": Query(lambda ledger, p: ledger.difficulty()),
     "burn": Query(lambda ledger, p: ledger.burn()),
-    "nonce": Query(lambda ledger, p: ledger.nonce(_key(p, "account"))),
-    "balance": Query(lambda ledger, p: ledger.balance(_key(p, "account"))),
-    "stake": Query(lambda ledger, p: ledger.stake(_key(p, "coldkey"), _key(p, "hotkey"))),
-    "total_stake": Query(lambda ledger, p: ledger.total_stake(_key(p, "hotkey"))),
-    "owner": Query(lambda ledger, p: ledger.owner(_key(p, "hotkey"))),
-    "commits": Query(lambda ledger, p: ledger.commits(_key(p, "hotkey"))),
+    "nonce": Query(lambda ledger, p: ledger.nonce(public_key_field(p, "account"))),
+    "balance": Query(lambda ledger, p: ledger.balance(public_key_field(p, "account"))),
+    "stake": Query(lambda ledger, p: ledger.stake(public_key_field(p, "coldkey"), public_key_field(p, "hotkey"))),
+    "total_stake": Query(lambda ledger, p: ledger.total_stake(public_key_field(p, "hotkey"))),
+    "owner": Query(lambda ledger, p: ledger.owner(public_key_field(p, "hotkey"))),
+    "commits": Query(lambda ledger, p: ledger.commits(public_key_field(p, "hotkey"))),
     "totals": Query(lambda ledger, p: ledger.totals()),
     "tx_status": Query(lambda ledger, p: ledger.transaction_status(_hash(p))),
 }

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from tnode.errors import ChainError
 
-from .codec import is_public_key_hex
+from .codec import public_key_field
 from .config import Hyperparameters
 from .registration import register_burn, register_pow
 from .store import State
@@ -31,13 +31,6 @@ def _amount(args: dict[str, Any]) -> int:
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise ChainError("invalid_amount", "amount must be a positive integer number of base units")
     return amount
-
-
-def _key(args: dict[str, Any], name: str) -> str:
-    value = args.get(name)
-    if not is_public_key_hex(value):
-        raise ChainError("invalid_args", f"{name} must be a 64-character lowercase hex public key")
-    return str(value)
 
 
 def _uid(st: State, hotkey: str) -> int:
@@ -63,14 +56,14 @@ def _rate_limit(st: State, uid: int, column: str, limit: int, current: int, what
 
 # --------------------------------------------------------------------------- balances and stake
 def transfer(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
-    dest, amount = _key(args, "dest"), _amount(args)
+    dest, amount = public_key_field(args, "dest"), _amount(args)
     st.debit(signer, amount)
     st.credit(dest, amount)
     return {"balance": st.balance(signer)}
 
 
 def add_stake(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
-    hotkey, amount = _key(args, "hotkey"), _amount(args)
+    hotkey, amount = public_key_field(args, "hotkey"), _amount(args)
     if st.owner(hotkey) is None:
         raise ChainError("unknown_hotkey", "stake can only be added to a hotkey that was registered")
     st.debit(signer, amount)
@@ -79,7 +72,7 @@ def add_stake(st: State, hp: Hyperparameters, current: int, signer: str, args: d
 
 
 def remove_stake(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
-    hotkey, amount = _key(args, "hotkey"), _amount(args)
+    hotkey, amount = public_key_field(args, "hotkey"), _amount(args)
     have = st.stake(signer, hotkey)
     if have < amount:
         raise ChainError("insufficient_stake", f"stake on this hotkey is {have}, less than {amount} base units")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from tnode.errors import ChainError
 
 TOKEN = 10**9  # base units per token
 HASH_LEN = 32
@@ -132,3 +133,11 @@ def is_public_key_hex(value: Any) -> bool:
     except ValueError:
         return False
     return value == value.lower()
+
+
+def public_key_field(fields: dict[str, Any], name: str) -> str:
+    """``fields[name]`` as a public key hex string; ``ChainError("invalid_args")`` when it is not one."""
+    value = fields.get(name)
+    if not is_public_key_hex(value):
+        raise ChainError("invalid_args", f"{name} must be a 64-character lowercase hex public key")
+    return str(value)
