@@ -52,9 +52,9 @@ class TaskServer:
                     return
                 if data is None:
                     return
-                strikes = self.t.tarpit.level(remote)
-                response = await self._handle_frame(data, remote)
-                if self.t.tarpit.level(remote) > strikes:  # this request was refused for abuse
+                response, refusal = await self._handle_frame(data, remote)
+                if refusal:
+                    self.t.tarpit.strike(remote, refusal)  # counts only refusals for abuse
                     delay = self.t.tarpit.delay(remote)
                     if delay:
                         await trio.sleep(delay)
@@ -79,19 +79,19 @@ class TaskServer:
         return wire.encode(self.t.key, kind="res", modality=msg.modality if msg else "", task=msg.task if msg else "",
                            receiver=receiver, body={"error": reason}, reply_to=msg.nonce if msg else "", code=code)
 
-    async def _handle_frame(self, data: bytes, remote: str) -> bytes:
+    async def _handle_frame(self, data: bytes, remote: str) -> tuple[bytes, str]:
+        """The response frame to one request frame, and its refusal code ("" when served)."""
         received = time.monotonic()
         try:
             msg = self.t.verifier.verify_body(data, expect_kind="req")
         except WireError as exc:
             self.t.stats["refused"] += 1
-            self.t.tarpit.strike(remote, exc.code)
             self.t.node.bus.publish_nowait(TaskRefused(remote, "", exc.code, str(exc)))
             self.t.log.debug("frame refused", remote=remote, code=exc.code, reason=str(exc))
             receiver = ""
             with contextlib.suppress(Exception):
                 receiver = public_key_from_peer_id(remote).hex()
-            return self._error_frame(None, receiver, exc.code, str(exc))
+            return self._error_frame(None, receiver, exc.code, str(exc)), exc.code
         args = msg.body.get("args", {})
         timeout_ms = msg.body.get("timeout_ms", 10_000)
         if not isinstance(args, dict) or not isinstance(timeout_ms, int | float) or not math.isfinite(timeout_ms):
@@ -126,7 +126,7 @@ class TaskServer:
             ok = True
             self.t.stats["served"] += 1
             return wire.encode(self.t.key, kind="res", modality=msg.modality, task=msg.task, receiver=msg.sender,
-                               body={"result": result.body}, payload=result.payload, reply_to=msg.nonce)
+                               body={"result": result.body}, payload=result.payload, reply_to=msg.nonce), ""
         except TaskError as exc:
             code = exc.code
             return self._refused(msg, remote, exc.code, exc.message)
@@ -149,8 +149,7 @@ class TaskServer:
             self.t.node.bus.publish_nowait(TaskCompleted(msg.modality, msg.task, msg.sender, ok, code,
                                                        time.monotonic() - received))
 
-    def _refused(self, msg: wire.Message, remote: str, code: str, reason: str) -> bytes:
-        self.t.tarpit.strike(remote, code)
+    def _refused(self, msg: wire.Message, remote: str, code: str, reason: str) -> tuple[bytes, str]:
         if code in ("rate_limited", "unregistered", "overloaded", "too_large", "starting", "invalid_request"):
             self.t.node.bus.publish_nowait(TaskRefused(remote, msg.sender, code, reason))
-        return self._error_frame(msg, msg.sender, code, reason)
+        return self._error_frame(msg, msg.sender, code, reason), code
