@@ -59,10 +59,7 @@ class Node:
             try:
                 self._components[(comp.kind, comp.name)] = comp.spec.factory(self, comp.name, comp.config)
             except ConfigError as exc:
-                if exc.file is None:
-                    exc = type(exc)(exc.message, file=config.file, key_path=exc.key_path or comp.key_path,
-                                    hint=exc.hint)
-                errors.append(exc)
+                errors.append(self._in_file(exc, comp.key_path))
         if errors:
             from .errors import ConfigErrors
 
@@ -206,8 +203,16 @@ class Node:
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
+            if isinstance(exc, ConfigError):  # a component found its configuration wrong only at start
+                exc = self._in_file(exc, label)
             self.log.error("component failed", component=label, error=f"{type(exc).__name__}: {exc}")
             raise ComponentFailed(label, exc) from exc
+
+    def _in_file(self, exc: ConfigError, key_path: str) -> ConfigError:
+        """``exc`` naming this node's configuration file (and ``key_path`` when it names no key)."""
+        if exc.file is not None:
+            return exc
+        return type(exc)(exc.message, file=self.config.file, key_path=exc.key_path or key_path, hint=exc.hint)
 
 
 @contextlib.asynccontextmanager
