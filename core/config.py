@@ -4,6 +4,10 @@ A schema is a frozen dataclass whose fields are declared with :func:`option`. Th
 TOML table into an instance, refusing unknown keys, wrong types, out-of-range values and missing
 required keys with errors that name the file, the key path, what was expected and, when a key
 looks like a typo, the closest valid one.
+
+A schema may also define ``check(self)``, yielding ``(key, message)`` or ``(key, message, hint)``
+for problems that span several keys or need a parse (a multiaddr, a port); ``key`` is relative to
+the schema's table ("" for the table itself). The loader reports them like any other error.
 """
 
 from __future__ import annotations
@@ -223,10 +227,18 @@ def _build(schema: type, table: Mapping[str, Any], path: str, ctx: _Ctx, ignore:
     if any(name not in kwargs and (f.default is MISSING and f.default_factory is MISSING) for name, f in fields.items()):
         return MISSING
     try:
-        return schema(**kwargs)
+        instance = schema(**kwargs)
     except (TypeError, ValueError) as exc:
         ctx.fail(WrongTypeError, path or "<root>", f"invalid values: {exc}")
         return MISSING
+    check = getattr(instance, "check", None)
+    if callable(check):
+        # Checks spanning several keys (or needing a parse, like a multiaddr) live next to the schema
+        # and report key paths relative to it, so `validate` and `run` refuse the same tables.
+        for key, message, *hint in check() or ():
+            ctx.fail(WrongTypeError, f"{prefix}{key}" if key else (path or "<root>"), message,
+                     hint[0] if hint else "")
+    return instance
 
 
 def load_table(schema: type, table: Mapping[str, Any], *, file: str | None = None, path: str = "",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from core_probes import Limits, ProbeConfig, probe_manager
 from tnode.assembly import apply_env_overrides, load_config_file, parse_config
-from tnode.config import KIND_ORDER, NodeSection, load_table, read_toml
+from tnode.config import KIND_ORDER, NodeSection, collect_errors, load_table, option, read_toml
 from tnode.errors import (
     ConfigError,
     ConfigErrors,
@@ -298,3 +299,20 @@ def test_misspelt_env_override_is_an_unknown_key(tmp_path: Path, registry: Compo
 def test_core_section_defaults() -> None:
     node = NodeSection()
     assert (node.hotkey, node.coldkey, node.netuid, node.create_keys) == ("hotkey", "coldkey", 1, False)
+
+
+@dataclass(frozen=True)
+class _Ordered:
+    low: int = option(1, "Lower bound.")
+    high: int = option(2, "Upper bound.")
+
+    def check(self):  # type: ignore[no-untyped-def]
+        if self.low > self.high:
+            yield ("low", f"must not exceed high ({self.high})", "lower it")
+
+
+def test_schema_check_reports_cross_key_problems_with_key_path() -> None:
+    _, errors = collect_errors(_Ordered, {"low": 5}, file="node.toml", path="spam.x")
+    assert [(e.key_path, e.message, e.hint) for e in errors] == [("spam.x.low", "must not exceed high (2)", "lower it")]
+    _, ok = collect_errors(_Ordered, {"low": 1, "high": 3}, file="node.toml", path="spam.x")
+    assert ok == []
