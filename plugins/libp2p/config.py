@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import multiaddr  # the multiaddr parser only (cheap); py-libp2p itself is imported by the transport
 from tnode.config import option
+
+
+def _multiaddr_problem(text: str, *, need_tcp: bool, need_peer_id: bool) -> str:
+    """Why ``text`` is not a usable multiaddr ("" when it is)."""
+    try:
+        addr = multiaddr.Multiaddr(text)
+    except Exception as exc:  # the parser raises several unrelated classes
+        return f"{text!r} is not a multiaddr: {exc}"
+    protos = [p.name for p in addr.protocols()]
+    if need_tcp and "tcp" not in protos:
+        return f"{text!r} has no /tcp/<port> part (only TCP is served)"
+    if "tcp" in protos:
+        port = int(addr.value_for_protocol("tcp"))
+        if not 0 <= port <= 65535:
+            return f"{text!r}: TCP port {port} outside 0..65535"
+    if need_peer_id and "p2p" not in protos:
+        return f"{text!r} has no /p2p/<peer id> part"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -14,17 +34,37 @@ class Libp2pConfig:
     listen: list[str] = option(["/ip4/127.0.0.1/tcp/4001"], "Multiaddrs to listen on (tcp port 0 picks a free port).")
     announce: list[str] = option([], "Multiaddrs to advertise instead of the listen addresses (NAT, proxies).")
     bootstrap: list[str] = option([], "Multiaddrs (with /p2p/<peer id>) dialled at start and re-dialled with backoff.")
-    max_frame_bytes: int = option(16 * 1024 * 1024, "Largest accepted frame; larger ones are refused unread.", ge=1024)
+    max_frame_bytes: int = option(16 * 1024 * 1024, "Largest accepted frame; larger ones are refused unread.",
+                                  ge=1024, le=1 << 30)
     max_concurrent_tasks: int = option(64, "Inbound tasks executed at once; more wait until their deadline.", ge=1)
     max_task_seconds: float = option(
-        60.0, "Upper bound on any inbound task's deadline, in seconds.", ge=0.01
+        60.0, "Upper bound on any inbound task's deadline, in seconds.", ge=0.01, le=86400.0
     )
     streams_per_peer: int = option(8, "Outbound streams kept open per peer (requests in flight per peer).", ge=1, le=256)
-    freshness_seconds: float = option(30.0, "Accepted clock difference for signed messages.", ge=1.0)
-    max_connections: int = option(1024, "Connection limit of the host.", ge=1)
-    dial_backoff_seconds: float = option(1.0, "First back-off after a failed dial; doubles up to 60 s.", ge=0.0)
+    freshness_seconds: float = option(30.0, "Accepted clock difference for signed messages.", ge=1.0, le=3600.0)
+    max_connections: int = option(1024, "Connection limit of the host; also the limit of open inbound connections.",
+                                  ge=1, le=1_000_000)
+    max_inbound_per_peer: int = option(
+        4, "Open inbound connections one peer id may hold; more are closed after the handshake.", ge=1, le=1024)
+    max_inbound_per_ip: int = option(
+        256, "Open (or handshaking) inbound connections from one IP address; more are closed before the handshake.",
+        ge=1, le=1_000_000)
+    frame_read_seconds: float = option(
+        5.0, "Once a frame's first byte has arrived, the whole frame must arrive within this time, or the stream "
+             "is reset and the peer earns a strike.", ge=0.05, le=600.0)
+    stream_idle_seconds: float = option(
+        120.0, "An inbound stream with no frame started for this long is closed (clients reopen one).",
+        ge=1.0, le=86400.0)
+    partial_frame_bytes: int = option(
+        256 * 1024 * 1024, "Bytes of frames being received, all peers together; a frame that does not fit waits "
+                           "for room until its read deadline, then is refused.", ge=1024, le=1 << 40)
+    partial_frame_bytes_per_peer: int = option(
+        32 * 1024 * 1024, "Bytes of frames being received from one peer (see partial_frame_bytes).",
+        ge=1024, le=1 << 40)
+    dial_backoff_seconds: float = option(1.0, "First back-off after a failed dial; doubles up to 60 s.",
+                                         ge=0.0, le=3600.0)
     announce_interval: float = option(
-        30.0, "Seconds between gossip announcements (0 disables announcements, also on connect).", ge=0.0
+        30.0, "Seconds between gossip announcements (0 disables announcements, also on connect).", ge=0.0, le=86400.0
     )
     gossip: bool = option(True, "Send periodic announcements over gossipsub /tnode/announce/1 (else by request).")
     capacity: int = option(0, "Capacity announced to peers (0: max_concurrent_tasks).", ge=0)
@@ -33,5 +73,22 @@ class Libp2pConfig:
         20, "Abuse refusals (unregistered, rate limited, oversized, forged, replayed…) a peer may collect "
             "before its further refusals are answered slowly; 0 disables slow refusals.", ge=0)
     tarpit_delay: float = option(0.5, "Seconds a slow refusal is held before it is sent.", ge=0.0, le=30.0)
-    tarpit_forgive_per_second: float = option(5.0, "Strikes forgiven per second of good behaviour.", ge=0.0)
+    tarpit_forgive_per_second: float = option(5.0, "Strikes forgiven per second of good behaviour.",
+                                              ge=0.0, le=1e6)
     dht: bool = option(True, "Run a Kademlia DHT (server mode, /ipfs/kad/1.0.0) to find peers by id.")
+
+    def check(self) -> Iterator[tuple[str, str, str]]:
+        """Parse every multiaddr now, so `tnode validate` refuses what the transport could not use."""
+        lists = (("listen", self.listen, True, False), ("announce", self.announce, False, False),
+                 ("bootstrap", self.bootstrap, False, True))
+        for key, addrs, need_tcp, need_peer_id in lists:
+            for i, text in enumerate(addrs):
+                problem = _multiaddr_problem(text, need_tcp=need_tcp, need_peer_id=need_peer_id)
+                if problem:
+                    yield f"{key}[{i}]", problem, "e.g. /ip4/127.0.0.1/tcp/4001 (ports 0..65535)"
+        if self.partial_frame_bytes_per_peer > self.partial_frame_bytes:
+            yield ("partial_frame_bytes_per_peer", "is larger than partial_frame_bytes",
+                   "the per-peer budget is a share of the total")
+        if self.partial_frame_bytes_per_peer < self.max_frame_bytes:
+            yield ("partial_frame_bytes_per_peer", "is smaller than max_frame_bytes: a maximal frame could never "
+                   "be received", "raise it to at least max_frame_bytes")
