@@ -18,7 +18,6 @@ from typing import Any
 from .config import (
     CORE_SECTIONS,
     KIND_ORDER,
-    SECTIONS,
     LogSection,
     NodeSection,
     PluginsSection,
@@ -69,6 +68,7 @@ class NodeConfig:
     plugins: PluginsSection
     components: tuple[ComponentConfig, ...]
     raw: Mapping[str, Any] = field(default_factory=dict)
+    kind_order: tuple[str, ...] = KIND_ORDER  # the registry's start order (core and plugin-declared kinds)
 
     @property
     def data_dir(self) -> Path:
@@ -79,7 +79,7 @@ class NodeConfig:
         return [c for c in self.components if c.kind == kind]
 
     def ordered(self) -> list[ComponentConfig]:
-        order = {k: i for i, k in enumerate(KIND_ORDER)}
+        order = {k: i for i, k in enumerate(self.kind_order)}
         return sorted(self.components, key=lambda c: order[c.kind])
 
 
@@ -110,7 +110,7 @@ def apply_env_overrides(doc: dict[str, Any], environ: Mapping[str, str] | None =
 
 def _component(section: str, name: str, table: Any, registry: ComponentRegistry, file: str | None,
                errors: list[ConfigError]) -> ComponentConfig | None:
-    kind, singleton = SECTIONS[section]
+    kind, singleton = registry.sections()[section]
     path = section if singleton else f"{section}.{name}"
     if not isinstance(table, dict):
         errors.append(WrongTypeError(f"expected a table with a 'type' key, got {type(table).__name__}",
@@ -142,7 +142,8 @@ def parse_config(doc: Mapping[str, Any], registry: ComponentRegistry, *, file: s
                  base_dir: Path | None = None) -> NodeConfig:
     """Validate a node.toml document against the registry; raises :class:`ConfigErrors`."""
     errors: list[ConfigError] = []
-    allowed_top = list(CORE_SECTIONS) + list(SECTIONS)
+    sections = registry.sections()
+    allowed_top = list(CORE_SECTIONS) + list(sections)
     core: dict[str, Any] = {}
     for key in doc:
         if key not in allowed_top:
@@ -159,7 +160,7 @@ def parse_config(doc: Mapping[str, Any], registry: ComponentRegistry, *, file: s
         errors.extend(errs)
         core[section] = instance if instance is not MISSING else schema()
     components: list[ComponentConfig] = []
-    for section, (_kind, singleton) in SECTIONS.items():
+    for section, (_kind, singleton) in sections.items():
         if section not in doc:
             continue
         value = doc[section]
@@ -181,7 +182,7 @@ def parse_config(doc: Mapping[str, Any], registry: ComponentRegistry, *, file: s
             comp = _component(section, name, table, registry, file, errors)
             if comp:
                 components.append(comp)
-    names = {section: {c.name for c in components if c.section == section} for section in SECTIONS}
+    names = {section: {c.name for c in components if c.section == section} for section in sections}
     for comp in components:
         for path, ref_section, ref_name in references(comp.spec.schema, comp.config, comp.key_path):
             if ref_section not in names:
@@ -194,7 +195,7 @@ def parse_config(doc: Mapping[str, Any], registry: ComponentRegistry, *, file: s
                     file=file, key_path=path, hint=f"did you mean {close[0]!r}?" if close else ""))
     if not errors:  # cycles are only meaningful once every reference resolves
         errors.extend(_reference_cycles(components, file))
-    errors.extend(_topology(components, file, any(s in doc for s in SECTIONS)))
+    errors.extend(_topology(components, file, any(s in doc for s in sections)))
     if errors:
         raise ConfigErrors(errors)
     return NodeConfig(
@@ -205,6 +206,7 @@ def parse_config(doc: Mapping[str, Any], registry: ComponentRegistry, *, file: s
         plugins=core["plugins"],
         components=tuple(components),
         raw=doc,
+        kind_order=registry.kind_order(),
     )
 
 

@@ -315,19 +315,18 @@ class PluginsSection:
     block: list[str] = option([], "Entry-point names of plugins not to load (built-in or external).")
 
 
-# Component sections: node.toml section → (component kind, singleton?)
+# The component kinds the core itself knows: node.toml section → (component kind, singleton?), in
+# start order. Plugins add kinds through the ``tnode_add_component_kinds`` hook; the registry
+# (:class:`tnode.registry.ComponentRegistry`) holds the full table a node is parsed against.
 SECTIONS: dict[str, tuple[str, bool]] = {
     "datasets": ("dataset", False),
     "models": ("model", False),
     "transport": ("transport", True),
     "chain": ("chain", True),
     "spam": ("spam_filter", False),
-    "collusion": ("collusion_detector", False),
     "modalities": ("modality", False),
     "scorers": ("scorer", False),
     "validator": ("validator", True),
-    "routers": ("router", False),
-    "exporters": ("exporter", False),
 }
 KIND_ORDER: tuple[str, ...] = tuple(kind for kind, _ in SECTIONS.values())
 SECTION_OF_KIND: dict[str, str] = {kind: section for section, (kind, _) in SECTIONS.items()}

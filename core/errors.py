@@ -6,6 +6,7 @@ can fix node.toml or a command line without reading a traceback.
 
 from __future__ import annotations
 
+import builtins
 from typing import TypeVar
 
 _E = TypeVar("_E", bound=BaseException)
@@ -84,12 +85,21 @@ class PluginError(TnodeError):
 
 
 class ComponentStartError(TnodeError):
-    """A component raised while starting; the node refuses to run."""
+    """A component raised while starting; the node refuses to run.
 
-    def __init__(self, component: str, cause: BaseException) -> None:
+    ``Node.running()`` raises this one exception (never an exception group): ``component`` and
+    ``key_path`` are the component's node.toml key path (``"chain"``, ``"modalities.text"``),
+    ``type`` its ``type`` value, ``file`` the configuration file (``None`` for a dict), ``cause``
+    what it raised.
+    """
+
+    def __init__(self, component: str, cause: BaseException, *, type: str = "", file: str | None = None) -> None:
         self.component = component
+        self.key_path = component
+        self.type = type
+        self.file = file
         self.cause = cause
-        super().__init__(f"component {component!r} failed to start: {type(cause).__name__}: {cause}")
+        super().__init__(f"component {component!r} failed to start: {builtins.type(cause).__name__}: {cause}")
 
 
 # --------------------------------------------------------------------------- keys

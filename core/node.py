@@ -2,7 +2,7 @@
 
 Use :meth:`Node.from_file` / :meth:`Node.from_dict` to assemble one and ``async with
 node.running():`` to start it; components start in kind order (see
-:data:`tnode.config.KIND_ORDER`), each waiting for the previous one to be ready.
+the registry's kind order: the core's kinds, then plugin-declared ones where they asked), each waiting for the previous one to be ready.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import structlog
 
 from .assembly import ComponentConfig, NodeConfig, apply_env_overrides, load_plugins_for, parse_config
 from .bus import EventBus
-from .config import SECTION_OF_KIND, read_toml
+from .config import read_toml
 from .errors import ComponentStartError, ConfigError, KeyFileNotFound, MissingComponentError, TnodeError
 from .events import NodeStarted, NodeStopping
 from .keys import Keypair, Keystore, read_keyfile_meta
@@ -146,7 +146,7 @@ class Node:
         (the config key that refers to it) when this node has none."""
         comp = self._components.get((kind, name))
         if comp is None:
-            section = SECTION_OF_KIND.get(kind, kind)
+            section = self.plugins.registry.section_of(kind)
             raise MissingComponentError(f"[{section}.{name}] is not configured", key_path=key_path)
         return comp
 
@@ -168,7 +168,26 @@ class Node:
     # ------------------------------------------------------------------ lifecycle
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Node]:
-        """Start the bus and every component; stop them all when the block exits."""
+        """Start the bus and every component; stop them all when the block exits.
+
+        A component that fails to start raises one :class:`ComponentStartError`; one that fails
+        later raises :class:`ComponentFailed`. Neither comes wrapped in an exception group: when a
+        single exception ends the node (those, or one raised in the ``async with`` block), that
+        exception is raised as itself.
+        """
+        sole: BaseException | None = None
+        try:
+            async with self._running() as node:
+                yield node
+        except BaseExceptionGroup as group:
+            sole = _sole(group)
+            if sole is None:
+                raise
+        if sole is not None:
+            raise sole  # outside the except block, so the group is not chained onto it as context
+
+    @contextlib.asynccontextmanager
+    async def _running(self) -> AsyncIterator[Node]:
         async with self.bus, anyio.create_task_group() as tg:
             for comp in self._configs:
                 instance = self._components[(comp.kind, comp.name)]
@@ -176,9 +195,9 @@ class Node:
                 try:
                     await tg.start(self._run_component, instance, label)
                 except ComponentFailed as exc:
-                    raise ComponentStartError(label, exc.cause) from exc.cause
+                    raise ComponentStartError(label, exc.cause, type=comp.type, file=self.config.file) from exc.cause
                 except Exception as exc:
-                    raise ComponentStartError(label, exc) from exc
+                    raise ComponentStartError(label, exc, type=comp.type, file=self.config.file) from exc
                 self._started[(comp.kind, comp.name)] = instance
                 self.log.debug("component started", component=label, type=comp.type)
             self.ready.set()
@@ -213,6 +232,20 @@ class Node:
         if exc.file is not None:
             return exc
         return type(exc)(exc.message, file=self.config.file, key_path=exc.key_path or key_path, hint=exc.hint)
+
+
+def _sole(group: BaseExceptionGroup) -> BaseException | None:
+    """The one exception in ``group`` (nested groups flattened, cancellations left out), if one."""
+    cancelled = anyio.get_cancelled_exc_class()
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        elif not isinstance(exc, cancelled):
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
 
 
 @contextlib.asynccontextmanager

@@ -3,7 +3,9 @@
 Order: blocked names are blocked → built-in plugins (modules under ``tnode.plugins``) load in
 name order → external plugins load in name order (skipped under
 ``TNODE_DISABLE_PLUGIN_AUTOLOAD``) → every hook implementation is validated against the specs
-(``check_pending``), so a misspelt hook name fails loudly at start-up.
+(``check_pending``), so a misspelt hook name fails loudly at start-up → kinds are declared
+(``tnode_add_component_kinds``) → components are registered (``tnode_register_components``).
+A plugin registered after that goes through the same checks at once.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class PluginManager:
     registry: ComponentRegistry = field(default_factory=ComponentRegistry)
     infos: dict[str, PluginInfo] = field(default_factory=dict)
     blocked: tuple[str, ...] = ()
+    _validated: bool = False
 
     def __post_init__(self) -> None:
         self.pm.add_hookspecs(hookspecs)
@@ -94,7 +97,13 @@ class PluginManager:
 
     def register(self, module: ModuleType | object, *, name: str, version: str = "?", distribution: str = "?",
                  builtin: bool = False) -> None:
-        """Register one plugin object (module or instance); its components are registered at once."""
+        """Register one plugin object (module or instance).
+
+        Before :meth:`validate` (while :meth:`load` runs) the plugin waits for validation with the
+        others. After it, the plugin is validated against the hook specs and its kinds and
+        components are collected at once, with the same checks; a plugin that fails them is
+        unregistered again and :class:`PluginError` names it.
+        """
         if name in self.blocked:
             return
         try:
@@ -103,37 +112,57 @@ class PluginManager:
             raise PluginError(f"plugin {name!r} could not be registered: {exc}") from exc
         modname = getattr(module, "__name__", type(module).__name__)
         self.infos[name] = PluginInfo(name, modname, version, distribution, builtin)
+        if not self._validated:
+            return
+        try:
+            self._check_specs()
+            self._collect((name,))
+        except PluginError:
+            self.pm.unregister(name=name)
+            self.registry.forget_plugin(name)
+            del self.infos[name]
+            raise
 
     def validate(self) -> None:
-        """Reject hook implementations that match no spec, then collect components."""
+        """Reject hook implementations that match no spec, then collect kinds and components."""
+        self._check_specs()
+        self._collect(tuple(self.infos))
+        self._validated = True
+
+    def _check_specs(self) -> None:
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {getattr(exc, 'plugin', '?')!r}: {exc}") from exc
-        self._collect_components()
+            name = self.pm.get_name(exc.plugin) or "?"
+            raise PluginError(f"plugin {name!r}: {exc}") from exc
 
-    def _collect_components(self) -> None:
-        for impl in self.pm.hook.tnode_register_components.get_hookimpls():
-            name = impl.plugin_name
-            if any(spec.plugin == name for spec in self.registry.specs()):
-                continue
-            self.registry.current_plugin = name
-            if os.environ.get(TRACE_ENV) == "1":
-                log.info("hook call", hook="tnode_register_components", plugin=name)
-            try:
-                # Called one plugin at a time so the registry knows who registers what.
-                impl.function(register=self.registry.register)
-            except PluginError:
-                raise
-            except Exception as exc:
-                raise PluginError(f"plugin {name!r} failed in tnode_register_components: {exc}") from exc
-            finally:
-                self.registry.current_plugin = "<unknown>"
-        for name, info in list(self.infos.items()):
-            self.infos[name] = PluginInfo(
-                info.name, info.module, info.version, info.distribution, info.builtin,
-                tuple(self.registry.kinds_of_plugin(name)),
-            )
+    def _collect(self, names: tuple[str, ...]) -> None:
+        """Call the assembly hooks of plugins ``names``: every kind first, then every component."""
+        for hook, callback in (("tnode_add_component_kinds", self.registry.declare_kind),
+                               ("tnode_register_components", self.registry.register)):
+            arg = "declare" if hook == "tnode_add_component_kinds" else "register"
+            impls = {impl.plugin_name: impl for impl in getattr(self.pm.hook, hook).get_hookimpls()}
+            for name in names:
+                impl = impls.get(name)
+                if impl is None:
+                    continue
+                self.registry.current_plugin = name
+                if os.environ.get(TRACE_ENV) == "1":
+                    log.info("hook call", hook=hook, plugin=name)
+                try:
+                    # Called one plugin at a time so the registry knows who registers what.
+                    impl.function(**{arg: callback})
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(f"plugin {name!r} failed in {hook}: {exc}") from exc
+                finally:
+                    self.registry.current_plugin = "<unknown>"
+        for name in names:
+            info = self.infos.get(name)
+            if info is not None:
+                self.infos[name] = PluginInfo(info.name, info.module, info.version, info.distribution, info.builtin,
+                                              tuple(self.registry.kinds_of_plugin(name)))
 
     @property
     def hook(self) -> Any:

@@ -7,7 +7,7 @@ import typing
 from dataclasses import MISSING
 from typing import Any
 
-from .config import CORE_SECTIONS, SECTION_OF_KIND, SECTIONS, _type_name, schema_fields
+from .config import CORE_SECTIONS, _type_name, schema_fields
 from .registry import ComponentRegistry
 
 HEADER = """# Configuration reference
@@ -77,8 +77,8 @@ def render_reference(registry: ComponentRegistry) -> str:
         out.extend(_table(schema))
     out.append("## Components\n")
     for spec in registry.specs():
-        section = SECTION_OF_KIND[spec.kind]
-        singleton = SECTIONS[section][1]
+        section = registry.section_of(spec.kind)
+        singleton = registry.sections()[section][1]
         where = f"[{section}]" if singleton else f"[{section}.NAME]"
         out.append(f"### {spec.kind} `{spec.type}` — `{where}` with `type = \"{spec.type}\"`\n")
         out.append(f"Plugin: `{spec.plugin}`. {spec.description.strip()}\n")

@@ -71,6 +71,11 @@ GOOD_PLUGIN = '''
 
 
     @tnode.hookimpl
+    def tnode_add_component_kinds(declare):
+        declare(kind="exporter", section="exporters", after="validator")
+
+
+    @tnode.hookimpl
     def tnode_register_components(register):
         register(kind="exporter", type="ticker", factory=Ticker, schema=TickerConfig)
 '''

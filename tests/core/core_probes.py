@@ -76,10 +76,14 @@ class Probe:
 class ProbePlugin:
     """A plugin object: registers ``probe`` (and ``needs``) for the given kinds and records hook calls."""
 
-    kinds: Iterable[str] = KIND_ORDER
+    kinds: Iterable[str] = (*KIND_ORDER, "exporter")
     journal: list[tuple[str, str, str]] = field(default_factory=list)
     started_nodes: list[Any] = field(default_factory=list)
     stop_reasons: list[str] = field(default_factory=list)
+
+    @tnode.hookimpl
+    def tnode_add_component_kinds(self, declare: Any) -> None:
+        declare(kind="exporter", section="exporters", after="validator")
 
     @tnode.hookimpl
     def tnode_register_components(self, register: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from core_probes import Limits, ProbeConfig, probe_manager
 from tnode.assembly import apply_env_overrides, load_config_file, parse_config
-from tnode.config import KIND_ORDER, NodeSection, collect_errors, load_table, option, read_toml
+from tnode.config import NodeSection, collect_errors, load_table, option, read_toml
 from tnode.errors import (
     ConfigError,
     ConfigErrors,
@@ -71,7 +71,7 @@ def test_components_are_ordered_by_kind(registry: ComponentRegistry) -> None:
     cfg = parse_config(doc, registry, file=FILE)
     kinds = [c.kind for c in cfg.ordered()]
     assert kinds == ["dataset", "model", "transport", "chain", "modality", "exporter"]
-    assert kinds == sorted(kinds, key=KIND_ORDER.index)
+    assert kinds == sorted(kinds, key=cfg.kind_order.index)
 
 
 def test_mutable_defaults_are_not_shared(registry: ComponentRegistry) -> None:

@@ -72,7 +72,7 @@ def test_implementation_may_take_fewer_arguments_than_the_spec() -> None:
 
 def test_registered_components_and_kinds_are_recorded() -> None:
     manager, _ = probe_manager()
-    assert manager.infos["probes"].kinds == tuple(sorted(KIND_ORDER))
+    assert manager.infos["probes"].kinds == tuple(sorted((*KIND_ORDER, "exporter")))
     assert manager.registry.types("exporter") == ["needs", "probe"]
     assert manager.registry.get("exporter", "probe").plugin == "probes"
 
@@ -222,3 +222,90 @@ def importers(code: str, heavy: list[str]) -> list[str]:
                 found.append(f"{parent.strip()} imports {name.strip()}")
                 break
     return found
+
+
+# --------------------------------------------------------------------------- late registration
+def test_late_registered_plugin_with_a_misspelt_hook_is_refused() -> None:
+    manager, _ = probe_manager()  # already validated
+    with pytest.raises(PluginError, match="plugin 'late'.*tnode_register_component"):
+        manager.register(Misspelt(), name="late")
+    assert "late" not in manager.infos and manager.pm.get_plugin("late") is None
+
+
+def test_late_registered_plugin_with_a_wrong_argument_is_refused() -> None:
+    manager, _ = probe_manager()
+    with pytest.raises(PluginError, match=r"(?s)plugin 'late' could not be registered.*\{'when'\}"):
+        manager.register(ExtraArgument(), name="late")
+    assert "late" not in manager.infos
+
+
+def test_late_registered_plugin_gets_its_components_collected_with_the_same_checks() -> None:
+    class Late:
+        @tnode.hookimpl
+        def tnode_register_components(self, register: Any) -> None:
+            register(kind="scorer", type="late", factory=lambda node, name, config: None, schema=EmptyConfig)
+
+    class Clash:
+        @tnode.hookimpl
+        def tnode_register_components(self, register: Any) -> None:
+            register(kind="scorer", type="probe", factory=lambda node, name, config: None, schema=EmptyConfig)
+
+    manager, _ = probe_manager()
+    manager.register(Late(), name="late")
+    assert manager.registry.get("scorer", "late").plugin == "late"
+    assert manager.infos["late"].kinds == ("scorer",)
+    with pytest.raises(PluginError, match="scorer/probe registered twice: by 'probes' and by 'clash'"):
+        manager.register(Clash(), name="clash")
+    assert "clash" not in manager.infos
+
+
+# --------------------------------------------------------------------------- plugin-declared kinds
+class Gadgets:
+    @tnode.hookimpl
+    def tnode_add_component_kinds(self, declare: Any) -> None:
+        declare(kind="gadget", section="gadgets", after="chain", description="Things a node carries.")
+
+
+def test_a_declared_kind_starts_right_after_its_anchor() -> None:
+    manager = PluginManager()
+    manager.register(Gadgets(), name="gadgets")
+    manager.validate()
+    order = manager.registry.kind_order()
+    assert order[order.index("chain") + 1] == "gadget"
+    assert manager.registry.sections()["gadgets"] == ("gadget", False)
+
+
+@pytest.mark.parametrize(("declared", "message"), [
+    ({"kind": "gadget", "section": "scorers"}, "section \\[scorers\\], which kind 'scorer' already uses"),
+    ({"kind": "gadget", "section": "node"}, "a core section"),
+    ({"kind": "gadget", "section": "gadgets", "after": "gizmo"}, "after unknown kind 'gizmo'"),
+    ({"kind": "Gadget", "section": "gadgets"}, "expected a lower-case identifier"),
+])
+def test_bad_kind_declarations_name_the_plugin(declared: dict[str, Any], message: str) -> None:
+    class Bad:
+        @tnode.hookimpl
+        def tnode_add_component_kinds(self, declare: Any) -> None:
+            declare(**declared)
+
+    with pytest.raises(PluginError, match=f"plugin 'bad'.*{message}"):
+        manager_with(Bad(), name="bad").validate()
+
+
+def test_the_same_kind_declared_differently_names_both_plugins() -> None:
+    class Other:
+        @tnode.hookimpl
+        def tnode_add_component_kinds(self, declare: Any) -> None:
+            declare(kind="gadget", section="widgets")
+
+    manager = PluginManager()
+    manager.register(Gadgets(), name="gadgets")
+    manager.register(Other(), name="other")
+    with pytest.raises(PluginError, match="kind 'gadget' declared twice, differently: by 'gadgets'.*by 'other'"):
+        manager.validate()
+
+
+def test_the_core_declares_no_kind_nothing_implements() -> None:
+    manager = PluginManager()
+    manager.validate()
+    for kind in ("router", "collusion_detector", "exporter"):
+        assert manager.registry.kind(kind) is None

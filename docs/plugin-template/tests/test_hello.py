@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 import tnode_hello
-from tnode.errors import ConfigErrors, WrongTypeError
+from tnode.errors import ComponentStartError, ConfigErrors, WrongTypeError
 from tnode.node import Node
 from tnode.pluginmanager import PluginManager
 from typer.testing import CliRunner
@@ -50,10 +50,11 @@ async def test_node_events_are_written_as_json_lines(tmp_path: Path) -> None:
 async def test_unwritable_path_stops_the_node_from_starting(tmp_path: Path) -> None:
     (tmp_path / "taken").mkdir()
     node = make_node(tmp_path, path="taken")
-    with pytest.raises(BaseException) as info:  # noqa: B017 - anyio wraps it in an exception group
+    with pytest.raises(ComponentStartError) as info:
         async with node.running():
             pass
-    assert "component 'exporters.log' failed to start" in repr(info.value)
+    assert info.value.key_path == "exporters.log"
+    assert isinstance(info.value.cause, IsADirectoryError)
 
 
 def test_unknown_event_name_is_a_config_error(tmp_path: Path) -> None:

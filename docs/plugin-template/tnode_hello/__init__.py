@@ -12,6 +12,12 @@ from .config import HelloConfig
 
 
 @tnode.hookimpl
+def tnode_add_component_kinds(declare: Any) -> None:
+    # The core knows no exporters; every plugin that provides one declares the kind, identically.
+    declare(kind="exporter", section="exporters", after="validator")
+
+
+@tnode.hookimpl
 def tnode_register_components(register: Any) -> None:
     from .event_log import EventLog
 
