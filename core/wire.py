@@ -21,12 +21,42 @@ The signature covers :func:`signing_bytes` — (kind, modality, task, sender, re
 timestamp, body hash, reply-to, code) — so body and payload are bound through their hash.
 :class:`Verifier` refuses unsigned, forged, misaddressed, stale, replayed and oversized input
 with a specific :class:`tnode.errors.WireError` before any handler sees it.
+
+Bounds (checked by :func:`decode_body` before the signature, so a frame outside them is refused as
+:class:`~tnode.errors.MalformedFrame` whoever signed it; every decode path raises only
+:class:`~tnode.errors.WireError` subclasses, whatever the bytes):
+
+=========  ==================================================================================
+``v``      integer, must equal :data:`VERSION`
+``k``      ``"req"``, ``"res"`` or ``"ann"``
+``m``      string of at most :data:`MAX_NAME` (128) characters
+``t``      string of at most :data:`MAX_NAME` (128) characters
+``s``      exactly 64 lowercase hex characters (a 32-byte Ed25519 public key)
+``r``      64 lowercase hex characters, or ``""`` (always ``""`` for ``"ann"``)
+``n``      exactly :data:`NONCE_HEX` (32) lowercase hex characters, i.e. 16 bytes, as
+           :func:`encode` makes them; anything else is refused before the replay memory sees it
+``ts``     integer in ``[0, 2**63 - 1]``
+``h``      exactly 64 lowercase hex characters
+``bl``     integer in ``[0, frame size]``; ``pl`` likewise
+``pd``     ``null`` or an object with exactly the keys ``dtype`` (one of :data:`DTYPES`) and
+           ``shape`` (a list of at most :data:`MAX_DIMS` (8) integers, each in
+           ``[0, MAX_ELEMENTS]``, whose product is at most :data:`MAX_ELEMENTS` (2**32) and
+           matches ``pl``; a ``bytes`` payload has shape ``[pl]``)
+``re``     ``""`` or a nonce (32 lowercase hex characters)
+``c``      string of at most :data:`MAX_CODE` (64) characters
+``sig``    128 lowercase hex characters (else :class:`~tnode.errors.BadSignature`)
+=========  ==================================================================================
+
+The whole header is at most :data:`MAX_HEADER` bytes. Booleans are never accepted where an
+integer is expected. JSON integers beyond 64 bits decode as floats and are refused as the
+wrong type.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 import time
 from collections import OrderedDict
@@ -57,6 +87,21 @@ DTYPES = frozenset(
     {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool", "bytes"}
 )
 _HEADER_FIELDS = {"v", "k", "m", "t", "s", "r", "n", "ts", "h", "bl", "pl", "pd", "re", "c", "sig"}
+MAX_NAME = 128
+"""Longest modality/service (``m``) and task (``t``) name, in characters."""
+MAX_CODE = 64
+"""Longest error code (``c``), in characters."""
+NONCE_HEX = 32
+"""A nonce is exactly this many lowercase hex characters (16 random bytes)."""
+MAX_DIMS = 8
+"""Most dimensions a tensor payload may have."""
+MAX_ELEMENTS = 2**32
+"""Largest dimension, and largest product of the non-zero dimensions, of a tensor payload."""
+MAX_TS = 2**63 - 1
+_PD_KEYS = frozenset({"dtype", "shape"})
+_is_hex64 = re.compile(r"[0-9a-f]{64}").fullmatch
+_is_nonce = re.compile(r"[0-9a-f]{32}").fullmatch
+_is_sig = re.compile(r"[0-9a-f]{128}").fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +178,8 @@ def encode(
     ts_ms: int | None = None,
 ) -> bytes:
     """Sign and serialize one message into a complete frame (length prefix included)."""
+    if nonce is not None and not (isinstance(nonce, str) and _is_nonce(nonce)):
+        raise ValueError(f"nonce must be {NONCE_HEX} lowercase hex characters (16 bytes)")
     body_bytes = orjson.dumps(body or {}, option=orjson.OPT_SERIALIZE_NUMPY)
     payload_bytes, meta = _payload_parts(payload)
     header = {
@@ -217,28 +264,81 @@ def decode_body(data: bytes | bytearray | memoryview, max_frame: int = DEFAULT_M
     kind = _expect(header, "k", str)
     if kind not in KINDS:
         raise MalformedFrame("header field 'k' must be 'req', 'res' or 'ann'")
-    for key in ("m", "t", "s", "r", "n", "h", "re", "c"):
-        _expect(header, key, str)
-    if kind == "ann" and header["r"]:
-        raise MalformedFrame("an announcement ('ann') is addressed to nobody: its receiver must be empty")
-    _expect(header, "ts", int)
+    _check_fields(header, kind)
+    ts = _expect(header, "ts", int)
+    if not 0 <= ts <= MAX_TS:
+        raise MalformedFrame(f"header field 'ts' must be an integer in [0, {MAX_TS}]")
     bl = _expect(header, "bl", int)
     pl = _expect(header, "pl", int)
     if bl < 0 or pl < 0:
         raise MalformedFrame("negative body or payload length")
+    if bl > size or pl > size:
+        raise MalformedFrame(f"body or payload length exceeds the frame's {size} bytes")
     end = 4 + hlen + bl + pl
     if end > size:
         raise TruncatedFrame(f"frame ends before its body/payload ({size} of {end} bytes)")
     if end < size:
         raise MalformedFrame(f"{size - end} bytes after the payload")
     pd = header.get("pd")
-    if pd is not None and not isinstance(pd, dict):
-        raise MalformedFrame("header field 'pd' must be an object or null")
-    if pl and pd is None:
-        raise MalformedFrame("payload present without its 'pd' description")
+    if pd is None:
+        if pl:
+            raise MalformedFrame("payload present without its 'pd' description")
+    else:
+        _check_pd(pd, pl)
     body = bytes(data[4 + hlen : 4 + hlen + bl])
     payload = bytes(data[4 + hlen + bl : end])
     return RawFrame(header=header, body=body, payload=payload, size=size + 4)
+
+
+def _check_fields(header: dict[str, Any], kind: str) -> None:
+    """The string fields' types, lengths and formats (see the table in the module docstring)."""
+    for key in ("m", "t", "s", "r", "n", "h", "re", "c"):
+        _expect(header, key, str)
+    if len(header["m"]) > MAX_NAME or len(header["t"]) > MAX_NAME:
+        raise MalformedFrame(f"header field 'm' or 't' is longer than {MAX_NAME} characters")
+    if len(header["c"]) > MAX_CODE:
+        raise MalformedFrame(f"header field 'c' is longer than {MAX_CODE} characters")
+    if not _is_hex64(header["s"]):
+        raise MalformedFrame("header field 's' must be 64 lowercase hex characters (an Ed25519 public key)")
+    receiver = header["r"]
+    if kind == "ann":
+        if receiver:
+            raise MalformedFrame("an announcement ('ann') is addressed to nobody: its receiver must be empty")
+    elif receiver and not _is_hex64(receiver):
+        raise MalformedFrame("header field 'r' must be empty or 64 lowercase hex characters")
+    if not _is_nonce(header["n"]):
+        raise MalformedFrame(f"header field 'n' must be a nonce of exactly {NONCE_HEX} lowercase hex characters")
+    if not _is_hex64(header["h"]):
+        raise MalformedFrame("header field 'h' must be 64 lowercase hex characters (a blake2b-256 digest)")
+    if header["re"] and not _is_nonce(header["re"]):
+        raise MalformedFrame(f"header field 're' must be empty or a nonce of {NONCE_HEX} lowercase hex characters")
+
+
+def _check_pd(pd: Any, pl: int) -> tuple[str, list[int]]:
+    """Validate a payload description against the payload length ``pl``; returns (dtype, shape)."""
+    if not isinstance(pd, dict) or pd.keys() != _PD_KEYS:
+        raise MalformedFrame("header field 'pd' must be null or an object with exactly 'dtype' and 'shape'")
+    dtype, shape = pd["dtype"], pd["shape"]
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise MalformedFrame(f"payload dtype {str(dtype)[:32]!r} not allowed (allowed: {sorted(DTYPES)})")
+    if not isinstance(shape, list) or len(shape) > MAX_DIMS:
+        raise MalformedFrame(f"payload shape must be a list of at most {MAX_DIMS} dimensions")
+    count = 1
+    for d in shape:
+        if not isinstance(d, int) or isinstance(d, bool) or not 0 <= d <= MAX_ELEMENTS:
+            raise MalformedFrame(f"payload shape dimensions must be integers in [0, {MAX_ELEMENTS}]")
+        if d:
+            count *= d
+            if count > MAX_ELEMENTS:
+                raise MalformedFrame(f"payload shape has more than {MAX_ELEMENTS} elements")
+    if 0 in shape:
+        count = 0
+    if dtype == "bytes":
+        if shape != [pl]:
+            raise MalformedFrame("bytes payload shape does not match its length")
+    elif count * np.dtype(dtype).itemsize != pl:
+        raise MalformedFrame(f"payload has {pl} bytes, shape {shape} of {dtype} needs {count * np.dtype(dtype).itemsize}")
+    return dtype, shape
 
 
 def _decode_payload(pd: dict[str, Any] | None, raw: bytes) -> np.ndarray | bytes | None:
@@ -246,47 +346,65 @@ def _decode_payload(pd: dict[str, Any] | None, raw: bytes) -> np.ndarray | bytes
         if raw:
             raise MalformedFrame("payload bytes without a description")
         return None
-    dtype = pd.get("dtype")
-    shape = pd.get("shape")
-    if dtype not in DTYPES:
-        raise MalformedFrame(f"payload dtype {dtype!r} not allowed")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise MalformedFrame("payload shape must be a list of non-negative integers")
+    dtype, shape = _check_pd(pd, len(raw))
     if dtype == "bytes":
-        if shape != [len(raw)]:
-            raise MalformedFrame("bytes payload shape does not match its length")
         return raw
-    dt = np.dtype(dtype).newbyteorder("<")
-    count = 1
-    for d in shape:
-        count *= d
-    if count * dt.itemsize != len(raw):
-        raise MalformedFrame(f"payload has {len(raw)} bytes, shape {shape} of {dtype} needs {count * dt.itemsize}")
-    return np.frombuffer(raw, dtype=dt).reshape(shape)
+    return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+
+
+DEFAULT_REPLAY_BYTES = 64 * 1024 * 1024
+"""Default memory budget of a :class:`ReplayGuard` (about 300,000 nonces)."""
+REPLAY_ENTRY_BYTES = 224
+"""Memory one remembered nonce costs (48-byte key, timestamp and ordered-dict slot; measured with
+tracemalloc on CPython 3.11, table growth averaged in)."""
 
 
 @dataclass
 class ReplayGuard:
-    """Remembers (sender, nonce) pairs for the freshness window; bounded in memory.
+    """Remembers (sender, nonce) pairs for the freshness window; bounded in bytes.
 
-    When more than ``capacity`` nonces are live, the oldest are forgotten and the acceptance
-    floor moves up to their timestamp, so a forgotten nonce can never be replayed.
+    A key is the 32-byte sender and the 16-byte nonce, so every entry costs the same
+    (:data:`REPLAY_ENTRY_BYTES`); pairs that are not a 64-hex sender and a :data:`NONCE_HEX`-hex
+    nonce are refused as :class:`~tnode.errors.MalformedFrame` and never stored. The guard holds
+    at most ``max_bytes // REPLAY_ENTRY_BYTES`` pairs (and at most ``capacity``, when given).
+
+    At the cap the oldest pairs are forgotten and the acceptance floor moves up to their
+    timestamp: from then on a message at or below the floor is refused as
+    :class:`~tnode.errors.StaleMessage`, so a forgotten nonce can never be replayed. Under a
+    flood of fresh nonces this trades acceptance of slightly older (delayed) messages for
+    bounded memory; replays are refused either way.
     """
 
     window_ms: int = 30_000
-    capacity: int = 500_000
-    _seen: OrderedDict[tuple[str, str], int] = field(default_factory=OrderedDict)
+    max_bytes: int = DEFAULT_REPLAY_BYTES
+    capacity: int | None = None
+    _seen: OrderedDict[bytes, int] = field(default_factory=OrderedDict)
     floor_ms: int = 0
 
+    def __post_init__(self) -> None:
+        limit = self.max_bytes // REPLAY_ENTRY_BYTES
+        if self.capacity is not None:
+            limit = min(limit, self.capacity)
+        if limit < 1:
+            raise ValueError(f"replay memory of {self.max_bytes} bytes holds no nonce ({REPLAY_ENTRY_BYTES} bytes each)")
+        self._limit = limit
+
+    @property
+    def limit(self) -> int:
+        """Most (sender, nonce) pairs remembered at once."""
+        return self._limit
+
     def check_and_record(self, sender: str, nonce: str, ts_ms: int, now_ms: int) -> None:
+        if not (isinstance(sender, str) and _is_hex64(sender) and isinstance(nonce, str) and _is_nonce(nonce)):
+            raise MalformedFrame(f"sender must be 64 and nonce {NONCE_HEX} lowercase hex characters")
         self._expire(now_ms)
         if ts_ms <= self.floor_ms:
             raise StaleMessage("message older than the replay memory (node under nonce pressure)")
-        key = (sender, nonce)
+        key = bytes.fromhex(sender + nonce)
         if key in self._seen:
             raise ReplayedMessage(f"nonce {nonce[:16]} from {sender[:16]} was already used")
         self._seen[key] = ts_ms
-        while len(self._seen) > self.capacity:
+        while len(self._seen) > self._limit:
             _, old_ts = self._seen.popitem(last=False)
             self.floor_ms = max(self.floor_ms, old_ts)
 
@@ -302,24 +420,31 @@ class ReplayGuard:
     def __len__(self) -> int:
         return len(self._seen)
 
+    @property
+    def bytes_used(self) -> int:
+        """Estimated memory held: remembered pairs × :data:`REPLAY_ENTRY_BYTES`."""
+        return len(self._seen) * REPLAY_ENTRY_BYTES
+
 
 @dataclass
 class Verifier:
     """Authenticates frames addressed to ``me`` (hex hotkey).
 
-    Checks, in order: structure and size (:func:`decode_frame`), receiver, signature,
-    timestamp within ``window_ms``, nonce not seen before, body hash. Only a message that passes
-    all of them is returned.
+    Checks, in order: structure, bounds and size (:func:`decode_frame`), receiver, signature,
+    timestamp within ``window_ms``, body hash, nonce not seen before (the replay memory holds at
+    most ``replay_max_bytes``; see :class:`ReplayGuard`), body JSON, payload. Only a message that
+    passes all of them is returned.
     """
 
     me: str
     window_ms: int = 30_000
     max_frame: int = DEFAULT_MAX_FRAME
     replay: ReplayGuard | None = None
+    replay_max_bytes: int = DEFAULT_REPLAY_BYTES
 
     def __post_init__(self) -> None:
         if self.replay is None:
-            self.replay = ReplayGuard(window_ms=self.window_ms)
+            self.replay = ReplayGuard(window_ms=self.window_ms, max_bytes=self.replay_max_bytes)
 
     def verify_frame(self, data: bytes | bytearray | memoryview, *, expect_kind: str | None = None) -> Message:
         return self.verify(decode_frame(data, self.max_frame), expect_kind=expect_kind)
@@ -334,14 +459,12 @@ class Verifier:
         if h["r"] != self.me:
             raise WrongReceiver(f"frame is addressed to {h['r'][:16]}…, not to this node")
         sig = h.get("sig")
-        if not isinstance(sig, str) or len(sig) != 128:
-            raise BadSignature("frame is unsigned or its signature is malformed")
-        try:
-            sig_bytes = bytes.fromhex(sig)
-            sender = bytes.fromhex(h["s"])
-        except ValueError:
-            raise BadSignature("signature or sender is not hex") from None
-        if len(sender) != 32 or not verify(sender, signing_bytes(h), sig_bytes):
+        if not isinstance(sig, str) or not _is_sig(sig):
+            raise BadSignature("frame is unsigned or its signature is not 128 lowercase hex characters")
+        # decode_body checked 's' is 64 lowercase hex, so both conversions succeed.
+        sig_bytes = bytes.fromhex(sig)
+        sender = bytes.fromhex(h["s"])
+        if not verify(sender, signing_bytes(h), sig_bytes):
             raise BadSignature(f"signature does not verify for sender {h['s'][:16]}…")
         now = int(time.time() * 1000) if now_ms is None else now_ms
         if abs(now - h["ts"]) > self.window_ms:
