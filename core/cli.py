@@ -100,17 +100,17 @@ def _force_exit(signame: str) -> None:
 
 @app.command()
 def validate(config: ConfigOpt = Path("node.toml")) -> None:
-    """Check node.toml (schemas, types, references, topology). Exit 78 when invalid."""
-    from .assembly import load_config_file, load_plugins_for
-    from .config import read_toml
+    """Check node.toml: schemas, types, references, topology, and every component's own checks
+    (each component is built, nothing is started). Exit 78 when invalid."""
+    from .node import Node
 
     try:
-        plugins = load_plugins_for(read_toml(config), str(config))
-        cfg = load_config_file(config, plugins.registry)
+        node = Node.for_checking(config)
     except ConfigError as exc:
         raise fail(f"invalid configuration:\n{exc}", EXIT_CONFIG) from None
-    except PluginError as exc:
+    except (KeyError_, PluginError) as exc:
         raise fail(str(exc), EXIT_CONFIG) from None
+    cfg = node.config
     console.print(f"[green]ok[/] {config}: {len(cfg.components)} components "
                   f"({', '.join(c.key_path for c in cfg.ordered())})")
 

@@ -113,15 +113,38 @@ class Node:
             keystore.new(config.node.coldkey, role="coldkey")
         if not hot_path.exists():
             if not create_keys:
-                raise KeyFileNotFound(
-                    f"{hot_path}: hotkey file not found (node.toml node.hotkey = {config.node.hotkey!r}); "
-                    f"create it with `tnode init` or `tnode keys new {config.node.hotkey} --data-dir {config.data_dir}`"
-                )
+                raise _hotkey_not_found(hot_path, config)
             keystore.new(config.node.hotkey, role="hotkey")
         hotkey = keystore.load(config.node.hotkey, passphrase)
         cold_path = keystore.path(config.node.coldkey)
         coldkey_public = str(read_keyfile_meta(cold_path)["public"]) if cold_path.exists() else ""
         return cls(config, plugins, hotkey=hotkey, coldkey_public=coldkey_public, kinds=kinds)
+
+    @classmethod
+    def for_checking(cls, path: str | Path, *, environ: Mapping[str, str] | None = None) -> Node:
+        """Assemble from node.toml exactly as :meth:`from_file` does, building every component,
+        but reading no secret and writing nothing — what ``tnode validate`` runs.
+
+        Every check a component makes in its constructor runs here, so a file this accepts passes
+        the same checks under ``tnode run``. The hotkey is a throwaway in-memory key (no
+        passphrase is asked); the coldkey's public key is read from its file when there is one,
+        and stands in as a throwaway when ``create_keys`` would create it. A missing hotkey file
+        without ``create_keys`` is the same :class:`KeyFileNotFound` ``tnode run`` raises.
+        """
+        path = Path(path)
+        doc = apply_env_overrides(read_toml(path), environ)
+        plugins = load_plugins_for(doc, str(path))
+        config = parse_config(doc, plugins.registry, file=str(path), base_dir=path.resolve().parent)
+        keystore = Keystore(config.data_dir)
+        hot_path = keystore.path(config.node.hotkey)
+        if not hot_path.exists() and not config.node.create_keys:
+            raise _hotkey_not_found(hot_path, config)
+        cold_path = keystore.path(config.node.coldkey)
+        if cold_path.exists():
+            coldkey_public = str(read_keyfile_meta(cold_path)["public"])
+        else:
+            coldkey_public = Keypair.generate().public_hex if config.node.create_keys else ""
+        return cls(config, plugins, hotkey=Keypair.generate(), coldkey_public=coldkey_public)
 
     _coldkey: Keypair | None = None
 
@@ -232,6 +255,13 @@ class Node:
         if exc.file is not None:
             return exc
         return type(exc)(exc.message, file=self.config.file, key_path=exc.key_path or key_path, hint=exc.hint)
+
+
+def _hotkey_not_found(path: Path, config: NodeConfig) -> KeyFileNotFound:
+    return KeyFileNotFound(
+        f"{path}: hotkey file not found (node.toml node.hotkey = {config.node.hotkey!r}); "
+        f"create it with `tnode init` or `tnode keys new {config.node.hotkey} --data-dir {config.data_dir}`"
+    )
 
 
 def _sole(group: BaseExceptionGroup) -> BaseException | None:

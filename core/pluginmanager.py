@@ -49,6 +49,7 @@ class PluginManager:
     infos: dict[str, PluginInfo] = field(default_factory=dict)
     blocked: tuple[str, ...] = ()
     _validated: bool = False
+    _collected: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.pm.add_hookspecs(hookspecs)
@@ -120,6 +121,7 @@ class PluginManager:
         except PluginError:
             self.pm.unregister(name=name)
             self.registry.forget_plugin(name)
+            self._collected.discard(name)
             del self.infos[name]
             raise
 
@@ -137,7 +139,12 @@ class PluginManager:
             raise PluginError(f"plugin {name!r}: {exc}") from exc
 
     def _collect(self, names: tuple[str, ...]) -> None:
-        """Call the assembly hooks of plugins ``names``: every kind first, then every component."""
+        """Call the assembly hooks of plugins ``names``: every kind first, then every component.
+
+        A plugin is collected once: validating again collects only plugins not seen before.
+        """
+        names = tuple(n for n in names if n not in self._collected)
+        self._collected.update(names)
         for hook, callback in (("tnode_add_component_kinds", self.registry.declare_kind),
                                ("tnode_register_components", self.registry.register)):
             arg = "declare" if hook == "tnode_add_component_kinds" else "register"

@@ -7,6 +7,7 @@ of the genesis block: changing it on an existing database is refused (start a ne
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -79,3 +80,8 @@ class LocalChainConfig:
     )
     genesis: GenesisSection = option(GenesisSection(), "Genesis allocations ([chain.genesis]).")
     hyperparameters: Hyperparameters = option(Hyperparameters(), "Subnet rules ([chain.hyperparameters]).")
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        """A client must know whom to ask."""
+        if self.mode == "client" and "/p2p/" not in self.authority:
+            yield "authority", "client mode needs the authority's multiaddr ending in /p2p/<peer id>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +43,11 @@ class TransformerConfig:
     n_heads: int = option(4, "Attention heads (untrained weights only).", ge=1)
     context: int = option(64, "Longest context attended to, in tokens (untrained weights only).", ge=8)
     threads: int = option(2, "torch threads used for inference.", ge=1)
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        """Untrained weights need a width the heads divide."""
+        if not self.checkpoint and self.d_model % self.n_heads:
+            yield "n_heads", f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}"
 
 
 @dataclass(frozen=True)
@@ -87,3 +93,11 @@ class TextModalityConfig:
         0.0, "How long an idle batcher waits for more requests after the first, in ms. Requests that arrive "
              "during a forward pass join the next one anyway; waiting adds latency (measured: 1 client "
              "5.8 ms → 3.5 ms p50 at 0) for little batching gain.", ge=0, le=1000)
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        """What this node asks for must lie within what it would accept itself."""
+        if self.top_k > self.max_top_k:
+            yield "top_k", f"top_k {self.top_k} exceeds max_top_k {self.max_top_k}"
+        if self.sequence_length > self.max_sequence_length:
+            yield "sequence_length", (f"sequence_length {self.sequence_length} exceeds max_sequence_length "
+                                      f"{self.max_sequence_length}")

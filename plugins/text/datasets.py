@@ -88,6 +88,9 @@ class TokenDataset:
         self.cache_dir = cache_dir or (Path(node.data_dir) / "datasets" if node is not None else None)
         self.documents: dict[str, list[str]] = {}
         self._splits: dict[str, np.ndarray] = {}
+        if isinstance(config, TextFilesConfig):
+            self._text_paths(config)  # a wrong path fails `tnode validate`, not only the start
+
 
     # ------------------------------------------------------------------ building
     def _python_docs(self, cfg: PythonDocsConfig) -> list[tuple[str, str]]:
@@ -108,18 +111,25 @@ class TokenDataset:
             tmp.replace(cache)
         return docs
 
-    def _text_files(self, cfg: TextFilesConfig) -> list[tuple[str, str]]:
+    def _text_paths(self, cfg: TextFilesConfig) -> tuple[Path, list[Path]]:
+        """The configured path and the files it names (reads directories, not files)."""
         base = Path(self.node.config.base_dir) if self.node is not None else Path.cwd()
         path = Path(cfg.path).expanduser()
         path = path if path.is_absolute() else base / path
         key = f"datasets.{self.name}"
         if path.is_file():
-            return [(path.name, path.read_text(encoding="utf-8", errors="replace"))]
+            return path, [path]
         if not path.is_dir():
             raise ConfigError(f"no such file or directory: {path}", key_path=f"{key}.path")
         files = sorted((p for p in path.glob(cfg.glob) if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
         if not files:
             raise ConfigError(f"no files match {cfg.glob!r} under {path}", key_path=f"{key}.glob")
+        return path, files
+
+    def _text_files(self, cfg: TextFilesConfig) -> list[tuple[str, str]]:
+        path, files = self._text_paths(cfg)
+        if files == [path]:
+            return [(path.name, path.read_text(encoding="utf-8", errors="replace"))]
         return [(p.relative_to(path).as_posix(), p.read_text(encoding="utf-8", errors="replace")) for p in files]
 
     def build(self) -> None:

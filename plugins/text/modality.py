@@ -69,12 +69,7 @@ class TextModality:
         self.node = node
         self.name = name
         self.config = config
-        key = f"modalities.{name}"
-        if config.top_k > config.max_top_k:
-            raise ConfigError(f"top_k {config.top_k} exceeds max_top_k {config.max_top_k}", key_path=f"{key}.top_k")
-        if config.sequence_length > config.max_sequence_length:
-            raise ConfigError(f"sequence_length {config.sequence_length} exceeds max_sequence_length "
-                              f"{config.max_sequence_length}", key_path=f"{key}.sequence_length")
+        # top_k / sequence_length within their maxima: TextModalityConfig.check().
         self.model: Any = None
         self.dataset: Any = None
         self.standing: Any = None  # this node's Neuron after the last epoch (miners on a chain)

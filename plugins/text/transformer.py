@@ -163,6 +163,10 @@ class TransformerModel:
         self.name = name
         self.config = config
         self.model: ByteTransformer | None = None
+        path = self.checkpoint_path()
+        if path is not None and not path.is_file():  # checked here so that `tnode validate` reports it
+            raise ConfigError(f"checkpoint {path} does not exist", key_path=f"models.{name}.checkpoint",
+                              hint="train one with `tnode train --checkpoint PATH`")
 
     @property
     def context(self) -> int:

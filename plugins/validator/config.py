@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tnode.config import option
@@ -35,3 +37,12 @@ class ValidatorConfig:
     max_concurrency: int = option(64, "Most requests in flight at once.", ge=1)
     seed: int = option(-1, "Seed for task and miner sampling; -1 draws one from the OS.")
     state_file: str = option("validator_state.json", "Score averages and pending commits, relative to data_dir.")
+
+    def check(self) -> Iterator[tuple[str, str] | tuple[str, str, str]]:
+        """One finite, non-negative weight per named scorer, with a positive sum."""
+        weights = self.scorer_weights
+        if weights and len(weights) != len(self.scorers):
+            yield ("scorer_weights", f"{len(weights)} scorer_weights for {len(self.scorers)} scorers",
+                   "give one weight per entry of `scorers`, or none")
+        elif any(w < 0 or not math.isfinite(w) for w in weights) or (weights and sum(weights) <= 0):
+            yield "scorer_weights", "scorer_weights must be non-negative with a positive sum"

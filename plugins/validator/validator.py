@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import numpy as np
-from tnode.errors import ChainError, ConfigError, NoHandler, RequestTimeout, TaskError, TnodeError
+from tnode.errors import ChainError, NoHandler, RequestTimeout, TaskError, TnodeError
 from tnode.events import ResponseScored, TaskReceived, WeightsSubmitted
 from tnode.interfaces import Metagraph, Neuron, Reply, ValidatorTask
 from tnode.keys import peer_id_from_public_key
@@ -58,14 +58,7 @@ class Validator:
     """``[validator] type = "default"``: see :class:`ValidatorConfig`."""
 
     def __init__(self, node: Any, name: str, config: ValidatorConfig) -> None:
-        if config.scorer_weights and len(config.scorer_weights) != len(config.scorers):
-            raise ConfigError(
-                f"{len(config.scorer_weights)} scorer_weights for {len(config.scorers)} scorers",
-                key_path="validator.scorer_weights", hint="give one weight per entry of `scorers`, or none")
-        if any(w < 0 or not math.isfinite(w) for w in config.scorer_weights) or (
-                config.scorer_weights and sum(config.scorer_weights) <= 0):
-            raise ConfigError("scorer_weights must be non-negative with a positive sum",
-                              key_path="validator.scorer_weights")
+        # scorer_weights match scorers: ValidatorConfig.check().
         self.node = node
         self.name = name
         self.config = config

@@ -28,7 +28,8 @@ def ticker_toml(tmp_path: Path, fake_dist: FakeDist, monkeypatch: pytest.MonkeyP
 
     def write(extra: str = "") -> Path:
         path = tmp_path / "node.toml"
-        path.write_text(f"[plugins]\nblock = {builtin_plugin_names()!r}\n\n[exporters.t]\ntype = \"ticker\"\n{extra}")
+        path.write_text(f"[node]\ncreate_keys = true\n\n[plugins]\nblock = {builtin_plugin_names()!r}\n\n"
+                        f"[exporters.t]\ntype = \"ticker\"\n{extra}")
         return path
 
     return write
@@ -54,6 +55,15 @@ def test_validate_exits_78_and_names_the_problem(cli: CliRunner, ticker_toml) ->
     assert "invalid configuration" in text
     assert f"{path}: exporters.t.every_msec: unknown key" in text
     assert "did you mean 'every_ms'?" in text
+
+
+def test_validate_refuses_a_missing_hotkey_file_as_run_does(cli: CliRunner, ticker_toml) -> None:  # type: ignore[no-untyped-def]
+    path = ticker_toml()
+    path.write_text(path.read_text().replace("create_keys = true", "create_keys = false"))
+    result = cli.invoke(app, ["validate", "-c", str(path)])
+    assert result.exit_code == EXIT_CONFIG
+    assert "hotkey file not found" in " ".join(result.output.split())
+    assert not (path.parent / "data").exists()  # validate writes nothing
 
 
 def test_validate_exits_78_on_toml_syntax_errors(cli: CliRunner, tmp_path: Path) -> None:
@@ -230,3 +240,49 @@ def test_plugins_add_commands_through_tnode_add_cli_commands(cli: CliRunner, fak
     result = cli.invoke(tnode.cli.build_app(), ["tick", "--times", "2"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "tick tick"
+
+
+# --------------------------------------------------------------------------- validate = run
+ONLY_TEXT = [n for n in builtin_plugin_names() if n not in ("text", "libp2p")]
+BUILT_AT_ASSEMBLY = {
+    # Each of these passed `tnode validate` before it built components, then failed `tnode run`.
+    "top_k": ('[modalities.text]\ntype = "text"\ntop_k = 80\n',
+              "modalities.text.top_k: top_k 80 exceeds max_top_k 64"),
+    "checkpoint": ('[models.main]\ntype = "transformer"\ncheckpoint = "gone.pt"\n',
+                   "models.main.checkpoint: checkpoint {dir}/gone.pt does not exist"),
+    "text_files": ('[datasets.d]\ntype = "text_files"\npath = "corpus"\n',
+                   "datasets.d.path: no such file or directory: {dir}/corpus"),
+    "n_heads": ('[models.main]\ntype = "transformer"\nd_model = 30\nn_heads = 4\n',
+                "models.main.n_heads: d_model 30 is not divisible by n_heads 4"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BUILT_AT_ASSEMBLY))
+def test_validate_reports_what_run_reports(cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           case: str) -> None:
+    monkeypatch.setenv("TNODE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    table, message = BUILT_AT_ASSEMBLY[case]
+    path = tmp_path / "node.toml"
+    path.write_text(f'[node]\ncreate_keys = true\n\n[plugins]\nblock = {ONLY_TEXT!r}\n\n'
+                    f'[transport]\ntype = "libp2p"\nlisten = ["/ip4/127.0.0.1/tcp/0"]\n\n{table}')
+    expected = f"{path}: {message.format(dir=tmp_path)}"
+    outputs = []
+    for command in ("validate", "run"):
+        result = cli.invoke(app, [command, "-c", str(path)])
+        assert result.exit_code == EXIT_CONFIG, (command, result.output)
+        outputs.append(" ".join(result.output.split()))
+        assert expected in outputs[-1], (command, result.output)
+    assert not (tmp_path / "data").exists() or command == "run"  # validate wrote no key files
+
+
+def test_validate_reports_every_problem_in_one_pass(cli: CliRunner, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TNODE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    path = tmp_path / "node.toml"
+    path.write_text(f'[node]\ncreate_keys = true\n\n[plugins]\nblock = {ONLY_TEXT!r}\n\n'
+                    '[models.a]\ntype = "transformer"\ncheckpoint = "gone.pt"\n\n'
+                    '[datasets.d]\ntype = "text_files"\npath = "corpus"\n')
+    result = cli.invoke(app, ["validate", "-c", str(path)])
+    assert result.exit_code == EXIT_CONFIG
+    text = " ".join(result.output.split())
+    assert "models.a.checkpoint" in text and "datasets.d.path" in text

@@ -61,17 +61,14 @@ async def test_an_unregistered_miner_has_no_standing(tmp_path: Path) -> None:
         assert node.component("modality", "text").standing is None
 
 
-async def test_a_checkpoint_missing_at_start_is_reported_against_the_config_file(tmp_path: Path) -> None:
-    from tnode.errors import ComponentStartError, ConfigError, find_error
+def test_a_missing_checkpoint_is_reported_against_the_config_file_before_start(tmp_path: Path) -> None:
+    from tnode.errors import ConfigErrors
 
     path = tmp_path / "node.toml"
     path.write_text('[node]\ncreate_keys = true\n\n[models.main]\ntype = "transformer"\ncheckpoint = "gone.pt"\n')
-    node = Node.from_file(path)
-    with pytest.raises(BaseException) as info:  # noqa: B017 - the group is unpacked below
-        async with node.running():
-            pytest.fail("the node must not run")
-    err = find_error(info.value, ComponentStartError)
-    assert err is not None and isinstance(err.cause, ConfigError)
-    assert err.cause.file == str(path)
-    assert err.cause.key_path == "models.main.checkpoint"
+    with pytest.raises(ConfigErrors) as info:  # the constructor checks it, so `tnode validate` does too
+        Node.from_file(path)
+    (err,) = info.value.errors
+    assert err.file == str(path)
+    assert err.key_path == "models.main.checkpoint"
     assert "gone.pt does not exist" in str(err)
