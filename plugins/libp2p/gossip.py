@@ -67,7 +67,8 @@ class GossipAnnouncements:
                              allowed_topics={TOPIC})
         self.pubsub.set_topic_validator(TOPIC, self._validate, False)
         self.running = False
-        self.stats = {"published": 0, "accepted": 0, "dropped": 0}
+        self.stats = {"published": 0, "accepted": 0, "dropped": 0, "errors": 0}
+        self._bug_logged: set[str] = set()
         self._last: dict[str, float] = {}
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -130,7 +131,26 @@ class GossipAnnouncements:
         return len(self.router.mesh.get(TOPIC, ()))
 
     def _validate(self, forwarder: ID, msg: Any) -> bool:
-        """Topic validator: accept (and record) only authentic, fresh, not too frequent announcements."""
+        """Topic validator: accept (and record) only authentic, fresh, not too frequent announcements.
+
+        Never raises: an exception here would stop gossipsub for the rest of the run, so anything
+        unexpected a message triggers drops that message and is logged once per origin.
+        """
+        try:
+            return self._check(forwarder, msg)
+        except Exception as exc:
+            self.stats["dropped"] += 1
+            self.stats["errors"] += 1
+            origin = ""
+            with contextlib.suppress(Exception):
+                origin = ID(msg.from_id).to_base58()
+            level = self.log.debug if origin in self._bug_logged else self.log.warning
+            if len(self._bug_logged) < 10_000:
+                self._bug_logged.add(origin)
+            level("gossip announcement raised an unexpected error; dropped", origin=origin, error=repr(exc)[:300])
+            return False
+
+    def _check(self, forwarder: ID, msg: Any) -> bool:
         origin = ID(msg.from_id)
         if origin == self.me:
             return True

@@ -19,6 +19,7 @@ STRIKE_CODES = frozenset({
     "unregistered", "rate_limited", "too_large", "invalid_request",  # spam filters and modalities
     "wire_error", "frame_too_large", "truncated_frame", "malformed_frame", "bad_signature",  # tnode.wire
     "wrong_receiver", "stale", "replayed", "body_hash_mismatch",
+    "wrong_sender", "read_timeout",  # the transport's own refusals (signer is not the peer, stalled frame)
 })
 
 

@@ -38,8 +38,9 @@ from tnode.interfaces import PeerInfo, Reply
 from tnode.keys import public_key_from_peer_id
 
 from .config import Libp2pConfig
-from .framing import read_frame
+from .framing import FrameBudget, read_frame
 from .host import build_host, check_port_free
+from .inbound import install as install_inbound_gate
 from .server import TaskServer
 from .tarpit import Tarpit
 
@@ -86,7 +87,11 @@ class Libp2pTransport:
         self._peers: dict[str, _Peer] = {}
         self._inflight = trio.Semaphore(config.max_concurrent_tasks)
         self.host: Any = None
-        self.stats = {"served": 0, "refused": 0, "errors": 0}
+        self.inbound: Any = None  # .inbound.InboundGate once the host exists
+        self.stats = {"served": 0, "refused": 0, "errors": 0, "idle_closed": 0, "read_timeouts": 0,
+                      "budget_refused": 0, "inbound_refused": 0, "bad_responses": 0}
+        self.budget = FrameBudget(config.partial_frame_bytes, config.partial_frame_bytes_per_peer)
+        self._bug_logged: set[tuple[str, str]] = set()
         self.tarpit = Tarpit(after=config.tarpit_after, delay=config.tarpit_delay,
                              forgive_per_second=config.tarpit_forgive_per_second)
         self.server = TaskServer(self)
@@ -101,6 +106,9 @@ class Libp2pTransport:
             check_port_free(addr, f"{self.name}.listen[{i}]")
         self.host = build_host(self.key, max_connections=self.config.max_connections, listen=self._listen,
                                announce=self._announce, mdns=self.config.mdns)
+        self.inbound = install_inbound_gate(
+            self.host, total=self.config.max_connections, per_ip=self.config.max_inbound_per_ip,
+            per_peer=self.config.max_inbound_per_peer, stats=self.stats, log=self.log)
         self.host.set_stream_handler(TASK_PROTOCOL, self.server.serve_stream)
         self.host.get_network().register_notifee(_Notifee(self))
         if self.config.announce_interval > 0:
@@ -149,6 +157,26 @@ class Libp2pTransport:
                 self.announcements.gossip = self.gossip
             except Exception as exc:
                 self.log.warning("gossipsub unavailable; announcements use request/response", error=repr(exc))
+
+    def log_peer_bug(self, peer_id: str, where: str, exc: BaseException) -> None:
+        """Log an unexpected exception raised by a peer's input: a warning the first time per (peer, place).
+
+        Later ones from the same peer go to debug, so a hostile peer cannot flood the log.
+        """
+        key = (peer_id, where)
+        level = self.log.debug if key in self._bug_logged else self.log.warning
+        if len(self._bug_logged) < 10_000:
+            self._bug_logged.add(key)
+        level("peer input raised an unexpected error; refused, still serving", remote=peer_id, where=where,
+              error=repr(exc)[:300])
+
+    async def guarded(self, where: str, peer_id: str, fn: Any, *args: Any) -> None:
+        """Run a per-peer background job (greeting, DHT add); its failure is logged, never raised."""
+        try:
+            await fn(*args)
+        except Exception as exc:
+            self.stats["errors"] += 1
+            self.log_peer_bug(peer_id, where, exc)
 
     # ------------------------------------------------------------------ addresses and peers
     def listen_addrs(self) -> list[str]:
@@ -341,7 +369,12 @@ class Libp2pTransport:
         try:
             msg = self.verifier.verify_body(raw, expect_kind="res")
         except WireError as exc:
+            self.stats["bad_responses"] += 1
             raise TaskError("invalid_response", f"{peer_id}: {exc.code}: {exc}") from None
+        except Exception as exc:  # the decoder met input it does not expect: a bad answer, not a crash
+            self.stats["bad_responses"] += 1
+            self.log_peer_bug(peer_id, "response", exc)
+            raise TaskError("invalid_response", f"{peer_id}: undecodable answer ({type(exc).__name__})") from None
         if msg.sender != state.hotkey:
             raise TaskError("invalid_response", f"answer signed by {msg.sender[:16]}…, not by {peer_id}")
         if msg.reply_to != nonce and not (msg.code and msg.reply_to == ""):
@@ -376,9 +409,9 @@ class Libp2pTransport:
         if self._tg is None:
             return
         if self.announcements is not None:
-            self._tg.start_soon(self.announcements.greet, peer_id)
+            self._tg.start_soon(self.guarded, "greet", peer_id, self.announcements.greet, peer_id)
         if self.dht is not None:
-            self._tg.start_soon(self.dht.add_connected, peer_id)
+            self._tg.start_soon(self.guarded, "dht", peer_id, self.dht.add_connected, peer_id)
 
     def _on_disconnected(self, peer_id: str) -> None:
         peer = self._peer(peer_id)

@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 def _validate(tmp_path: Path, transport: str) -> tuple[int, str]:
     path = tmp_path / "node.toml"
     path.write_text(f'[transport]\ntype = "libp2p"\n{transport}\n\n[modalities.echo]\ntype = "echo"\n')
+    if not (tmp_path / "data/node/keys/hotkey.json").exists():
+        made = CliRunner().invoke(app, ["keys", "new", "hotkey", "--data-dir", str(tmp_path / "data/node")])
+        assert made.exit_code == 0, made.output
     result = CliRunner().invoke(app, ["validate", "-c", str(path)])
     return result.exit_code, " ".join(result.output.split())
 
