@@ -2,7 +2,8 @@
 
 The public API plugins may import: :mod:`tnode.events`, :mod:`tnode.errors`,
 :mod:`tnode.interfaces`, :mod:`tnode.config` (schemas), :mod:`tnode.keys`, :mod:`tnode.wire`,
-:mod:`tnode.bus`, :mod:`tnode.node` and the ``hookimpl`` marker below.
+:mod:`tnode.bus`, :mod:`tnode.node`, :mod:`tnode.weights` (u16 weight vectors and their commit
+hash), :mod:`tnode.hyperparameters` (the subnet's typed rules) and the ``hookimpl`` marker below.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .hyperparameters import Hyperparameters
 from .keys import Keypair
+from .weights import WeightVector
 
 # =========================================================================== components
 
@@ -163,12 +165,12 @@ class Neuron:
 
 @dataclass(frozen=True, slots=True)
 class Metagraph:
-    """The subnet's state at ``block``: neurons indexed by uid plus hyperparameters."""
+    """The subnet's state at ``block``: neurons indexed by uid plus the subnet's rules."""
 
     block: int
     netuid: int
     neurons: tuple[Neuron, ...]
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     # Optional dense matrices (validators' rows by uid), present when asked for.
     weights: np.ndarray | None = None
     bonds: np.ndarray | None = None
@@ -185,7 +187,15 @@ class Metagraph:
 
 
 class ChainBackend(Protocol):
-    """What a node needs from any chain. Amounts are integer base units (1 token = 10^9)."""
+    """What a node needs from any chain. Amounts are integer base units (1 token = 10^9).
+
+    Weights travel as :class:`tnode.weights.WeightVector` (u16, max-upscaled). A subnet takes them
+    either with :meth:`set_weights` or, when ``Hyperparameters.commit_reveal_weights_enabled``, as
+    :meth:`commit_weights` of ``vector.commit_hash(hotkey, salt, version_key)`` followed, from
+    ``commit_reveal_period`` blocks later and for ``commit_reveal_window`` blocks, by
+    :meth:`reveal_weights` of the same vector, salt and version key. Refusals raise
+    :class:`tnode.errors.ChainError` with the rule's code (see :mod:`tnode.weights`).
+    """
 
     async def block_number(self) -> int: ...
 
@@ -193,7 +203,9 @@ class ChainBackend(Protocol):
         """Hex hash of block ``number`` (latest when ``None``)."""
         ...
 
-    async def hyperparameters(self) -> dict[str, Any]: ...
+    async def hyperparameters(self) -> Hyperparameters:
+        """The subnet's rules now (current difficulty and burn)."""
+        ...
 
     async def metagraph(self, block: int | None = None) -> Metagraph: ...
 
@@ -218,20 +230,17 @@ class ChainBackend(Protocol):
 
     async def remove_stake(self, coldkey: Keypair, hotkey: str, amount: int) -> None: ...
 
-    async def set_weights(
-        self, hotkey: Keypair, uids: Sequence[int], weights: Sequence[float], version_key: int = 0
-    ) -> None: ...
+    async def set_weights(self, hotkey: Keypair, weights: WeightVector, version_key: int = 0) -> None:
+        """Set ``hotkey``'s weights (subnets without commit-reveal)."""
+        ...
 
-    async def commit_weights(self, hotkey: Keypair, commit_hash: str) -> None: ...
+    async def commit_weights(self, hotkey: Keypair, commit_hash: str) -> None:
+        """Commit to weights revealed later: ``commit_hash`` is :meth:`WeightVector.commit_hash`."""
+        ...
 
-    async def reveal_weights(
-        self,
-        hotkey: Keypair,
-        uids: Sequence[int],
-        weights: Sequence[float],
-        salt: str,
-        version_key: int = 0,
-    ) -> None: ...
+    async def reveal_weights(self, hotkey: Keypair, weights: WeightVector, salt: str, version_key: int = 0) -> None:
+        """Reveal a committed vector; the chain recomputes its commit hash and must find the commit."""
+        ...
 
     async def publish_addrs(self, hotkey: Keypair, addrs: Sequence[str], peer_id: str) -> None:
         """Publish the node's transport addresses so peers can find it by uid."""

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tnode.errors import ChainError
+from tnode.hyperparameters import Hyperparameters
 
 from .codec import BlockHeader, public_key_field
 from .ledger import Ledger
 from .metagraph import from_wire as metagraph_from_wire
+from .metagraph import hyperparameters_from_wire
 from .metagraph import to_wire as metagraph_to_wire
 
 
@@ -71,7 +73,8 @@ QUERIES: dict[str, Query] = {
                                      "block_time": ledger.block_time, "head": ledger.head().to_wire()}),
     "head": Query(lambda ledger, p: ledger.head(), BlockHeader.to_wire, BlockHeader.from_wire),
     "block": Query(lambda ledger, p: ledger.block(_int(p, "number") or 0), _header_or_none, _header_from),
-    "hyperparameters": Query(lambda ledger, p: ledger.hyperparameters()),
+    "hyperparameters": Query(lambda ledger, p: ledger.hyperparameters(), Hyperparameters.to_dict,
+                             hyperparameters_from_wire),
     "metagraph": Query(_metagraph, metagraph_to_wire, metagraph_from_wire),
     "difficulty": Query(lambda ledger, p: ledger.difficulty()),
     "burn": Query(lambda ledger, p: ledger.burn()),

@@ -7,17 +7,18 @@ transaction will be sealed in), the signer and the call's arguments; it raises
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from tnode.errors import ChainError
+from tnode.hyperparameters import Hyperparameters
+from tnode.weights import WeightVector
 
 from .codec import public_key_field
-from .config import Hyperparameters
 from .registration import register_burn, register_pow
 from .store import State
-from .weights import check_vector, commit_hash, pack_u16
 
 MAX_COMMITS = 10
 MAX_ADDRS = 8
@@ -82,39 +83,45 @@ def remove_stake(st: State, hp: Hyperparameters, current: int, signer: str, args
 
 
 # --------------------------------------------------------------------------- weights
-def _store_weights(st: State, uid: int, pairs: list[tuple[int, int]], current: int) -> None:
+def _pack_u16(values: tuple[int, ...]) -> bytes:
+    return struct.pack(f"<{len(values)}H", *values)
+
+
+def _store_weights(st: State, uid: int, stored: WeightVector, current: int) -> None:
     st.conn.execute(
         "INSERT INTO weights (uid, uids, vals) VALUES (?, ?, ?) "
         "ON CONFLICT(uid) DO UPDATE SET uids = excluded.uids, vals = excluded.vals",
-        (uid, pack_u16([u for u, _ in pairs]), pack_u16([w for _, w in pairs])),
+        (uid, _pack_u16(stored.uids), _pack_u16(stored.values)),
     )
     st.conn.execute("UPDATE neurons SET last_update = ? WHERE uid = ?", (current, uid))
     st.mark_dirty(uid)
 
 
-def _vector(st: State, hp: Hyperparameters, args: dict[str, Any]) -> tuple[list[int], list[int], int]:
-    uids, values = _int_list(args, "uids"), _int_list(args, "weights")
+def _vector(args: dict[str, Any]) -> tuple[WeightVector, int]:
+    """The transaction's weight vector (shape checked by :class:`WeightVector`) and version key."""
+    vector = WeightVector(tuple(_int_list(args, "uids")), tuple(_int_list(args, "weights")))
     version_key = args.get("version_key", 0)
-    if not isinstance(version_key, int) or isinstance(version_key, bool) or version_key < 0:
-        raise ChainError("invalid_args", "version_key must be a non-negative integer")
-    return uids, values, version_key
+    if not isinstance(version_key, int) or isinstance(version_key, bool) or not 0 <= version_key < 2**64:
+        raise ChainError("invalid_args", "version_key must be an integer in 0..2^64-1")
+    return vector, version_key
 
 
-def _checked(st: State, hp: Hyperparameters, uids: list[int], values: list[int], version_key: int) -> list[tuple[int, int]]:
-    return check_vector(uids, values, n=st.n(), version_key=version_key, min_allowed_weights=hp.min_allowed_weights,
-                        max_weight_limit=hp.max_weight_limit, weights_version=hp.weights_version)
+def _checked(st: State, hp: Hyperparameters, vector: WeightVector, version_key: int) -> WeightVector:
+    return vector.validate(n=st.n(), min_allowed_weights=hp.min_allowed_weights,
+                           max_weight_limit=hp.max_weight_limit, version_key=version_key,
+                           weights_version=hp.weights_version)
 
 
 def set_weights(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
     if hp.commit_reveal_weights_enabled:
         raise ChainError("commit_reveal_enabled", "this subnet takes weights by commit_weights + reveal_weights")
     uid = _uid(st, signer)
-    uids, values, version_key = _vector(st, hp, args)
+    vector, version_key = _vector(args)
     _rate_limit(st, uid, "weights_set_at", hp.weights_rate_limit, current, "weights may be set")
-    pairs = _checked(st, hp, uids, values, version_key)
-    _store_weights(st, uid, pairs, current)
+    stored = _checked(st, hp, vector, version_key)
+    _store_weights(st, uid, stored, current)
     st.conn.execute("UPDATE neurons SET weights_set_at = ? WHERE uid = ?", (current, uid))
-    return {"uid": uid, "count": len(pairs)}
+    return {"uid": uid, "count": len(stored.uids)}
 
 
 def commit_weights(st: State, hp: Hyperparameters, current: int, signer: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -143,11 +150,11 @@ def reveal_weights(st: State, hp: Hyperparameters, current: int, signer: str, ar
     if not hp.commit_reveal_weights_enabled:
         raise ChainError("commit_reveal_disabled", "this subnet takes weights with set_weights")
     uid = _uid(st, signer)
-    uids, values, version_key = _vector(st, hp, args)
+    vector, version_key = _vector(args)
     salt = args.get("salt")
-    if not isinstance(salt, str) or len(salt) > 1024:
-        raise ChainError("invalid_args", "salt must be a string of at most 1024 characters")
-    digest = commit_hash(signer, uids, values, salt, version_key)
+    if not isinstance(salt, str):
+        raise ChainError("invalid_args", "salt must be a string")
+    digest = vector.commit_hash(signer, salt, version_key)
     rows = st.conn.execute("SELECT id, block FROM commits WHERE hotkey = ? AND hash = ? ORDER BY block",
                            (signer, digest)).fetchall()
     if not rows:
@@ -161,10 +168,10 @@ def reveal_weights(st: State, hp: Hyperparameters, current: int, signer: str, ar
         if current < opens:
             raise ChainError("reveal_too_early", f"the commit of block {block} can be revealed from block {opens}")
         if current < closes:
-            pairs = _checked(st, hp, uids, values, version_key)
+            stored = _checked(st, hp, vector, version_key)
             st.conn.execute("DELETE FROM commits WHERE id = ?", (commit_id,))
-            _store_weights(st, uid, pairs, current)
-            return {"uid": uid, "count": len(pairs), "commit_block": block}
+            _store_weights(st, uid, stored, current)
+            return {"uid": uid, "count": len(stored.uids), "commit_block": block}
     raise ChainError("commit_expired", f"the matching commit expired at block {closes - 1}")
 
 

@@ -166,7 +166,7 @@ async def _register_pow(node: Any, chain: Any, processes: int) -> int:
     from . import pow as pow_
 
     hyper = await chain.hyperparameters()
-    window = int(hyper["pow_block_window"])
+    window = hyper.pow_block_window
     cancel = threading.Event()
     interrupted = False
 

@@ -18,8 +18,10 @@ from typing import Any
 import anyio
 from tnode.errors import ChainError, ConfigError
 from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered, TaskReceived
+from tnode.hyperparameters import Hyperparameters
 from tnode.interfaces import Metagraph, TaskResult
 from tnode.keys import Keypair
+from tnode.weights import WeightVector
 
 from . import api
 from .backends import LocalBackend, RemoteBackend
@@ -28,7 +30,6 @@ from .config import LocalChainConfig
 from .genesis import Genesis, genesis_from_config
 from .ledger import BlockOutcome, Ledger
 from .tx import Transaction
-from .weights import commit_hash_for, quantize
 
 _NONCE_CODES = ("stale_nonce", "future_nonce")
 
@@ -102,8 +103,8 @@ class LocalChain:
         info = await backend.query("info")
         self.genesis_hash = str(info["genesis_hash"])
         self.netuid = int(info["netuid"])
-        hp = await backend.query("hyperparameters")
-        self._tempo = int(hp["tempo"])
+        hp: Hyperparameters = await backend.query("hyperparameters")
+        self._tempo = hp.tempo
         block_time = float(info.get("block_time") or 1.0)
         self._set_head(BlockHeader.from_wire(info["head"]))
         self.node.log.info("chain client connected", authority=peer, genesis=self.genesis_hash[:16])
@@ -286,9 +287,10 @@ class LocalChain:
             raise ChainError("unknown_block", f"block {number} does not exist")
         return header.hash.hex()
 
-    async def hyperparameters(self) -> dict[str, Any]:
-        """Subnet rules (token amounts in base units) with the current difficulty and burn."""
-        return dict(await self._query("hyperparameters"))
+    async def hyperparameters(self) -> Hyperparameters:
+        """Subnet rules with the current difficulty and burn (in tokens)."""
+        hp: Hyperparameters = await self._query("hyperparameters")
+        return hp
 
     async def metagraph(self, block: int | None = None, *, matrices: bool = False) -> Metagraph:
         """The subnet now (``block=None``) or as sealed in ``block``; ``matrices`` adds weights and bonds."""
@@ -355,28 +357,26 @@ class LocalChain:
     async def remove_stake(self, coldkey: Keypair, hotkey: str, amount: int) -> None:
         await self._sign_and_submit(coldkey, "remove_stake", {"hotkey": hotkey, "amount": amount})
 
-    async def set_weights(self, hotkey: Keypair, uids: Sequence[int], weights: Sequence[float],
-                          version_key: int = 0) -> None:
-        args = {"uids": [int(u) for u in uids], "weights": quantize(weights), "version_key": int(version_key)}
+    async def set_weights(self, hotkey: Keypair, weights: WeightVector, version_key: int = 0) -> None:
+        args = {**_weights_args(weights), "version_key": int(version_key)}
         await self._sign_and_submit(hotkey, "set_weights", args)
 
     async def commit_weights(self, hotkey: Keypair, commit_hash: str) -> None:
         await self._sign_and_submit(hotkey, "commit_weights", {"hash": commit_hash})
 
-    async def reveal_weights(self, hotkey: Keypair, uids: Sequence[int], weights: Sequence[float], salt: str,
-                             version_key: int = 0) -> None:
-        args = {"uids": [int(u) for u in uids], "weights": quantize(weights), "salt": salt,
-                "version_key": int(version_key)}
+    async def reveal_weights(self, hotkey: Keypair, weights: WeightVector, salt: str, version_key: int = 0) -> None:
+        args = {**_weights_args(weights), "salt": salt, "version_key": int(version_key)}
         await self._sign_and_submit(hotkey, "reveal_weights", args)
-
-    @staticmethod
-    def commit_hash(hotkey: str, uids: Sequence[int], weights: Sequence[float], salt: str,
-                    version_key: int = 0) -> str:
-        """The hash to pass to :meth:`commit_weights` for a later :meth:`reveal_weights` of the same values."""
-        return commit_hash_for(hotkey, uids, weights, salt, version_key)
 
     async def publish_addrs(self, hotkey: Keypair, addrs: Sequence[str], peer_id: str) -> None:
         await self._sign_and_submit(hotkey, "publish_addrs", {"addrs": list(addrs), "peer_id": peer_id})
+
+
+def _weights_args(weights: WeightVector) -> dict[str, Any]:
+    """A vector as transaction arguments: the u16 integers exactly as the chain hashes and stores them."""
+    if not isinstance(weights, WeightVector):
+        raise ChainError("invalid_weights", f"weights must be a tnode.weights.WeightVector, got {type(weights).__name__}")
+    return {"uids": list(weights.uids), "weights": list(weights.values)}
 
 
 def _lock_ledger(path: Path) -> int:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tnode.hyperparameters import Hyperparameters
 
-from .config import Hyperparameters
 from .store import State
 
 if TYPE_CHECKING:

@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 from tnode.errors import ConfigError
+from tnode.hyperparameters import Hyperparameters
 
-from .codec import ZERO_HASH, BlockHeader, h256, is_public_key_hex, tokens_to_units
-from .config import Hyperparameters, LocalChainConfig
+from .codec import TOKEN, ZERO_HASH, BlockHeader, h256, is_public_key_hex, tokens_to_units
+from .config import LocalChainConfig
 
 GENESIS_DOMAIN = b"tnode-genesis-v1\n"
 GENESIS_VERSION = 1
@@ -62,6 +63,15 @@ def hyperparameters_in_units(hp: Hyperparameters) -> dict[str, Any]:
     for name in _TOKEN_FIELDS:
         out[name] = tokens_to_units(out[name])
     return out
+
+
+def hyperparameters_from_units(doc: dict[str, Any]) -> Hyperparameters:
+    """The inverse of :func:`hyperparameters_in_units`: the stored form back as the typed rules."""
+    converted = dict(doc)
+    for name in _TOKEN_FIELDS:
+        if name in converted:
+            converted[name] = converted[name] / TOKEN
+    return Hyperparameters.from_mapping(converted, source="genesis.hyperparameters")
 
 
 def _fail(message: str, path: str) -> ConfigError:

@@ -22,14 +22,14 @@ from typing import Any
 
 import orjson
 from tnode.errors import ChainError
+from tnode.hyperparameters import Hyperparameters
 from tnode.interfaces import Metagraph
 
 from . import registration
 from .calls import ARGS, HANDLERS
-from .codec import BlockHeader, merkle_root
-from .config import Hyperparameters
+from .codec import TOKEN, BlockHeader, merkle_root, tokens_to_units
 from .epoch import EpochOutcome, run_epoch, validator_permits
-from .genesis import Genesis
+from .genesis import Genesis, hyperparameters_from_units
 from .metagraph import dense, history_record, live_neurons, past_neurons
 from .store import NEURON_COLUMNS, State, connect
 from .tx import Transaction
@@ -70,7 +70,7 @@ class Ledger:
         self.netuid = genesis.netuid
         with self._lock:
             self._init_genesis(genesis)
-        self.hp = Hyperparameters(**self._st.get("hyperparameters"))
+        self.hp = hyperparameters_from_units(self._st.get("hyperparameters"))
         self.genesis_hash: str = self._st.get("genesis_hash")
         self._head = self._load_head()
 
@@ -248,7 +248,7 @@ class Ledger:
     def _end_of_block(self, number: int) -> EpochOutcome | None:
         st, hp = self._st, self.hp
         issuance = int(st.get("issuance", 0))
-        mint = max(0, min(int(hp.block_emission), int(hp.max_supply) - issuance))
+        mint = max(0, min(tokens_to_units(hp.block_emission), tokens_to_units(hp.max_supply) - issuance))
         if mint:
             st.put("issuance", issuance + mint)
             st.add("pending_emission", mint)
@@ -368,14 +368,11 @@ class Ledger:
                         "status": status})
         return out
 
-    def hyperparameters(self) -> dict[str, Any]:
-        """Genesis hyperparameters (token amounts in base units) plus the current difficulty and burn."""
+    def hyperparameters(self) -> Hyperparameters:
+        """The genesis rules with the current difficulty and burn (in tokens)."""
         with self._lock:
-            hp = dict(self._st.get("hyperparameters"))
-            hp["difficulty"] = int(self._st.get("difficulty"))
-            hp["burn"] = int(self._st.get("burn"))
-            hp["netuid"] = self.netuid
-            return hp
+            return self.hp.replace(difficulty=int(self._st.get("difficulty")),
+                                   burn=int(self._st.get("burn")) / TOKEN)
 
     def metagraph(self, block: int | None = None, *, matrices: bool = False) -> Metagraph:
         """The subnet at ``block`` (``None``: now, including transactions pending for the next block).

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+from tnode.errors import ChainError, ConfigError, ConfigErrors
+from tnode.hyperparameters import Hyperparameters
 from tnode.interfaces import Metagraph, Neuron
 
 from .codec import TOKEN
@@ -100,6 +102,17 @@ def _sparse(matrix: np.ndarray | None) -> list[list[Any]] | None:
     return rows
 
 
+def hyperparameters_from_wire(doc: Any) -> Hyperparameters:
+    """Decode the authority's hyperparameters; a key or value this node does not know is refused."""
+    try:
+        return Hyperparameters.from_mapping(doc, source="hyperparameters")
+    except ConfigError as exc:
+        problems = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+        detail = "; ".join(f"{e.key_path}: {e.message}" + (f" ({e.hint})" if e.hint else "") for e in problems)
+        raise ChainError("invalid_response", f"the authority sent hyperparameters this node cannot read: {detail}"
+                         ) from None
+
+
 def to_wire(mg: Metagraph) -> dict[str, Any]:
     """Column-oriented JSON-able form (matrices as sparse rows ``[uid, [cols], [values]]``)."""
     cols: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
@@ -107,7 +120,7 @@ def to_wire(mg: Metagraph) -> dict[str, Any]:
         for c in _COLUMNS:
             value = getattr(nr, c)
             cols[c].append(list(value) if isinstance(value, tuple) else value)
-    return {"block": mg.block, "netuid": mg.netuid, "hyperparameters": dict(mg.hyperparameters), "neurons": cols,
+    return {"block": mg.block, "netuid": mg.netuid, "hyperparameters": mg.hyperparameters.to_dict(), "neurons": cols,
             "weights": _sparse(mg.weights), "bonds": _sparse(mg.bonds)}
 
 
@@ -129,5 +142,5 @@ def from_wire(doc: dict[str, Any]) -> Metagraph:
         values["addrs"] = tuple(values["addrs"])
         neurons.append(Neuron(**values))
     return Metagraph(block=int(doc["block"]), netuid=int(doc["netuid"]), neurons=tuple(neurons),
-                     hyperparameters=doc.get("hyperparameters") or {},
+                     hyperparameters=hyperparameters_from_wire(doc.get("hyperparameters")),
                      weights=_unsparse(doc.get("weights"), n), bonds=_unsparse(doc.get("bonds"), n))

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from tnode.errors import ChainError
+from tnode.hyperparameters import Hyperparameters
 
 from . import pow as pow_
-from .codec import is_public_key_hex
-from .config import Hyperparameters
+from .codec import is_public_key_hex, tokens_to_units
 from .store import State
 
 MAX_NONCE = 2**64 - 1
@@ -160,6 +160,7 @@ def on_block(st: State, hp: Hyperparameters, number: int) -> None:
         pow_regs = int(st.get("pow_regs_interval", 0))
         burn_regs = int(st.get("burn_regs_interval", 0))
         st.put("difficulty", adjust(int(st.get("difficulty")), pow_regs, hp, hp.min_difficulty, hp.max_difficulty))
-        st.put("burn", adjust(int(st.get("burn")), burn_regs, hp, int(hp.min_burn), int(hp.max_burn)))
+        st.put("burn", adjust(int(st.get("burn")), burn_regs, hp, tokens_to_units(hp.min_burn),
+                                  tokens_to_units(hp.max_burn)))
         st.put("pow_regs_interval", 0)
         st.put("burn_regs_interval", 0)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from tnode.interfaces import Neuron
+from tnode.weights import WeightVector
 
 
 @dataclass
@@ -32,13 +33,18 @@ class UidRecord:
 
 @dataclass
 class PendingCommit:
-    """A weight commit waiting for its reveal window."""
+    """A weight commit waiting for its reveal window (the u16 vector it committed to, as lists for JSON)."""
 
     block: int
     uids: list[int]
     values: list[int]
     salt: str
     version_key: int
+
+    @property
+    def weights(self) -> WeightVector:
+        """The committed vector, to reveal as it was hashed."""
+        return WeightVector(tuple(self.uids), tuple(self.values))
 
 
 @dataclass

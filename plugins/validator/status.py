@@ -40,7 +40,7 @@ def node_status(mg: Metagraph, hotkey: str, *, name: str = "") -> dict[str, Any]
         "registered": me is not None,
         "neuron": neuron_dict(me) if me else None,
         "subnet": {"n": mg.n, "total_stake": sum(n.stake for n in mg.neurons),
-                   "tempo": mg.hyperparameters.get("tempo")},
+                   "tempo": mg.hyperparameters.tempo},
         "neurons": [neuron_dict(n) for n in mg.neurons],
         "peers": [{"uid": n.uid, "hotkey": n.hotkey, "peer_id": n.peer_id, "addrs": list(n.addrs)}
                   for n in mg.neurons if n.addrs and n.hotkey != hotkey],

@@ -21,12 +21,13 @@ import anyio
 import numpy as np
 from tnode.errors import ChainError, NoHandler, RequestTimeout, TaskError, TnodeError
 from tnode.events import ResponseScored, TaskReceived, WeightsSubmitted
+from tnode.hyperparameters import Hyperparameters
 from tnode.interfaces import Metagraph, Neuron, Reply, ValidatorTask
 from tnode.keys import peer_id_from_public_key
 
 from .config import ValidatorConfig
 from .state import PendingCommit, ValidatorState
-from .weights import WeightsUnsatisfiable, commit_hash, compute_weights
+from .weights import WeightsUnsatisfiable, compute_weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +48,6 @@ class StepReport:
     scores: dict[int, float] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
     weights_submitted: bool = False
-
-
-def commit_reveal_enabled(hp: Mapping[str, Any]) -> bool:
-    """Whether the subnet takes weights by commit + reveal."""
-    return bool(hp.get("commit_reveal_weights_enabled", hp.get("commit_reveal", False)))
 
 
 class Validator:
@@ -118,7 +114,6 @@ class Validator:
         """Run one query/score/weights round and return what it did."""
         chain = self.node.chain
         mg: Metagraph = await chain.metagraph()
-        hp = dict(mg.hyperparameters) or await chain.hyperparameters()
         for uid in self.state.sync(mg.neurons):
             self.log.info("uid re-registered: score history reset", uid=uid)
         me = mg.by_hotkey(self.node.hotkey.public_hex)
@@ -136,7 +131,7 @@ class Validator:
         self.state.step += 1
         self.steps += 1
         if me is not None:
-            report.weights_submitted = await self._submit_weights(mg, hp, me)
+            report.weights_submitted = await self._submit_weights(mg, me)
         self.last_report = report
         self._summarize(report)
         return report
@@ -259,11 +254,12 @@ class Validator:
         return {uid: (v if answers[uid] is not None else 0.0) for uid, v in total.items()}
 
     # ------------------------------------------------------------------ weights
-    async def _submit_weights(self, mg: Metagraph, hp: Mapping[str, Any], me: Neuron) -> bool:
-        commit_reveal = commit_reveal_enabled(hp)
+    async def _submit_weights(self, mg: Metagraph, me: Neuron) -> bool:
+        hp = mg.hyperparameters
+        commit_reveal = hp.commit_reveal_weights_enabled
         if commit_reveal:
             await self._reveal_due(mg.block, hp)
-        interval = max(int(hp.get("weights_rate_limit", 0)), self.config.weights_interval)
+        interval = max(hp.weights_rate_limit, self.config.weights_interval)
         last = self.state.last_weights_block
         if last is not None and mg.block - last < interval:
             return False
@@ -271,29 +267,24 @@ class Validator:
             return False  # nothing measured yet: weights now would be a guess
         try:
             vector = compute_weights(self.state.scores(), n=mg.n, own_uid=me.uid,
-                                     min_allowed_weights=int(hp.get("min_allowed_weights", 1)),
-                                     max_weight_limit=float(hp.get("max_weight_limit", 1.0)))
+                                     min_allowed_weights=hp.min_allowed_weights,
+                                     max_weight_limit=hp.max_weight_limit)
         except WeightsUnsatisfiable as exc:
             if str(exc) != self._unsatisfiable:  # say it once, not every step
                 self._unsatisfiable = str(exc)
                 self.log.warning("cannot set weights under the subnet's rules", reason=str(exc))
             return False
         self._unsatisfiable = ""
-        version = max(self.config.version_key, int(hp.get("weights_version", 0)))
+        version = max(self.config.version_key, hp.weights_version)
         chain = self.node.chain
         hotkey = self.node.hotkey
         try:
             if commit_reveal:
                 salt = secrets.token_hex(16)
-                # The chain's own hash function when it offers one; else the documented format.
-                chain_hash = getattr(chain, "commit_hash", None)
-                digest = (chain_hash(hotkey.public_hex, list(vector.uids), vector.as_floats(), salt, version)
-                          if callable(chain_hash) else
-                          commit_hash(hotkey.public_hex, vector.uids, vector.values, salt, version))
-                await chain.commit_weights(hotkey, digest)
+                await chain.commit_weights(hotkey, vector.commit_hash(hotkey.public_hex, salt, version))
                 self.state.pending.append(PendingCommit(mg.block, list(vector.uids), list(vector.values), salt, version))
             else:
-                await chain.set_weights(hotkey, list(vector.uids), vector.as_floats(), version)
+                await chain.set_weights(hotkey, vector, version)
         except ChainError as exc:
             # Retry in a quarter of the interval rather than at once: the refusal will likely repeat.
             self.state.last_weights_block = mg.block - interval + max(1, interval // 4)
@@ -306,9 +297,9 @@ class Validator:
         self._save()
         return True
 
-    async def _reveal_due(self, block: int, hp: Mapping[str, Any]) -> None:
-        period = int(hp.get("commit_reveal_period", 0))
-        window = int(hp.get("commit_reveal_window", 1))
+    async def _reveal_due(self, block: int, hp: Hyperparameters) -> None:
+        period = hp.commit_reveal_period
+        window = hp.commit_reveal_window
         for pending in list(self.state.pending):
             if block < pending.block + period:
                 continue
@@ -317,8 +308,7 @@ class Validator:
                 self.log.warning("weight commit expired unrevealed", commit_block=pending.block)
                 continue
             try:
-                await self.node.chain.reveal_weights(self.node.hotkey, pending.uids,
-                                                     [float(v) for v in pending.values], pending.salt,
+                await self.node.chain.reveal_weights(self.node.hotkey, pending.weights, pending.salt,
                                                      pending.version_key)
             except ChainError as exc:
                 if exc.code == "reveal_too_early":
@@ -327,10 +317,9 @@ class Validator:
                 self.log.warning("weight reveal refused", code=exc.code, reason=exc.message)
                 continue
             self.state.pending.remove(pending)
-            total = sum(pending.values)
-            shares = tuple(v / total for v in pending.values) if total else ()
             self.log.info("weights revealed", block=block, commit_block=pending.block)
-            await self.node.bus.publish(WeightsSubmitted(block, tuple(pending.uids), shares, committed=False))
+            await self.node.bus.publish(WeightsSubmitted(block, pending.weights.uids, pending.weights.shares,
+                                                         committed=False))
             self._save()
 
 

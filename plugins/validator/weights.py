@@ -3,41 +3,20 @@
 Steps: drop the validator's own uid and negative values → normalize (uniform over every other uid
 when nothing scored) → pad with the smallest representable weight up to ``min_allowed_weights`` →
 cap every share at ``max_weight_limit`` and give the excess to the others in proportion → quantize
-to u16 max-upscaled integers, the form the chain stores and commit hashes cover.
+to u16 max-upscaled integers (:class:`tnode.weights.WeightVector`), the form chains store and commit
+hashes cover. The format itself lives in the core; this module is the validator's policy.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-U16_MAX = 65535
-COMMIT_DOMAIN = b"tnode-commit-v1\n"
+from tnode.weights import U16_MAX, WeightVector, quantize
 
 
 class WeightsUnsatisfiable(ValueError):
     """The subnet's rules cannot be met with the uids that exist (e.g. too few uids for the cap)."""
-
-
-@dataclass(frozen=True, slots=True)
-class WeightVector:
-    """Non-zero quantized weights, sorted by uid."""
-
-    uids: tuple[int, ...]
-    values: tuple[int, ...]  # u16, the largest is 65535
-
-    @property
-    def shares(self) -> tuple[float, ...]:
-        """Each weight as a fraction of the total."""
-        total = sum(self.values)
-        return tuple(v / total for v in self.values) if total else self.values
-
-    def as_floats(self) -> list[float]:
-        """The u16 values as floats: the chain's own quantization maps them to themselves."""
-        return [float(v) for v in self.values]
 
 
 def cap_shares(weights: Sequence[float], limit: float) -> list[float]:
@@ -72,14 +51,6 @@ def cap_shares(weights: Sequence[float], limit: float) -> list[float]:
             for i in free:
                 w[i] = remaining / len(free)
     return w
-
-
-def quantize(weights: Sequence[float]) -> list[int]:
-    """Max-upscale to u16: the largest weight becomes 65535."""
-    top = max(weights, default=0.0)
-    if top <= 0:
-        return [0] * len(weights)
-    return [min(U16_MAX, int(round(w / top * U16_MAX))) for w in weights]
 
 
 def compute_weights(
@@ -128,23 +99,3 @@ def _capped_u16(raw: list[float], max_weight_limit: float) -> list[int]:
             return q
         limit = max(1.0 / len(raw), limit - excess - 1.0 / U16_MAX)
     raise WeightsUnsatisfiable(f"cannot quantize under max_weight_limit {max_weight_limit}")
-
-
-def commit_hash(hotkey: str, uids: Sequence[int], values: Sequence[int], salt: str, version_key: int) -> str:
-    """The commit-reveal hash of a quantized weight vector, hex.
-
-    BLAKE2b-256 of ``b"tnode-commit-v1\\n" ‖ hotkey (32 raw bytes) ‖ count u32 BE ‖ uids u16 BE ‖
-    weights u16 BE ‖ salt length u32 BE ‖ salt UTF-8 ‖ version_key u64 BE`` — the format the
-    chain documents for ``reveal_weights``.
-    """
-    salt_bytes = salt.encode()
-    hasher = hashlib.blake2b(digest_size=32)
-    hasher.update(COMMIT_DOMAIN)
-    hasher.update(bytes.fromhex(hotkey))
-    hasher.update(struct.pack(">I", len(uids)))
-    hasher.update(struct.pack(f">{len(uids)}H", *uids))
-    hasher.update(struct.pack(f">{len(values)}H", *values))
-    hasher.update(struct.pack(">I", len(salt_bytes)))
-    hasher.update(salt_bytes)
-    hasher.update(struct.pack(">Q", version_key))
-    return hasher.hexdigest()

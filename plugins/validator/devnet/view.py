@@ -14,7 +14,7 @@ from ..status import metagraph_table, neuron_dict
 def devnet_view(mg: Metagraph, *, labels: Mapping[str, str], phase: str, epochs_done: int, epochs_wanted: int,
                 emission_total: Mapping[int, float], notes: list[str]) -> Group:
     """One frame of the live view; ``labels`` maps hotkeys to "name (model)"."""
-    tempo = int(mg.hyperparameters.get("tempo", 0) or 0)
+    tempo = mg.hyperparameters.tempo
     head = Text()
     head.append("tnode devnet", style="bold")
     head.append(f"  block {mg.block}")

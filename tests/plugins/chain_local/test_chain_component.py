@@ -11,9 +11,11 @@ import pytest
 from chain_helpers import find_nonce, key
 from tnode.errors import ChainError, ComponentStartError, find_error
 from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered, TaskReceived
+from tnode.hyperparameters import Hyperparameters
 from tnode.node import Node
 from tnode.plugins.chain_local.codec import TOKEN
-from tnode.plugins.chain_local.weights import quantize
+from tnode.plugins.chain_local.config import LocalChainConfig
+from tnode.weights import WeightVector, quantize
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +64,7 @@ async def test_authority_produces_blocks_and_events(tmp_path: Path) -> None:
             await chain.register(miner, cold.public_hex, block=head, nonce=nonce)
         # Weights set in a uid's registration block count as outdated: wait for the next block.
         await chain.wait_for_block(chain.head().number + 1, timeout=5)
-        await chain.set_weights(node.hotkey, [1, 2, 3], [0.2, 0.3, 0.5])
+        await chain.set_weights(node.hotkey, WeightVector.from_floats([1, 2, 3], [0.2, 0.3, 0.5]))
         start = chain.head().number
         await chain.wait_for_block(start + 9, timeout=10)
         mg = await chain.metagraph()
@@ -104,14 +106,15 @@ async def test_commit_reveal_through_the_component(tmp_path: Path) -> None:
         chain = node.chain
         cold = node.load_coldkey()
         await chain.burned_register(MINERS[0], cold)
-        digest = chain.commit_hash(node.hotkey.public_hex, [1], [1.0], "salty")
+        vector = WeightVector.from_floats([1], [1.0])
+        digest = vector.commit_hash(node.hotkey.public_hex, "salty")
         await chain.commit_weights(node.hotkey, digest)
         with pytest.raises(ChainError) as err:
-            await chain.reveal_weights(node.hotkey, [1], [1.0], "salty")
+            await chain.reveal_weights(node.hotkey, vector, "salty")
         assert err.value.code == "reveal_too_early"
         (commit,) = await chain.commits(node.hotkey.public_hex)
         await chain.wait_for_block(commit["reveal_from"] - 1, timeout=10)
-        await chain.reveal_weights(node.hotkey, [1], [1.0], "salty")
+        await chain.reveal_weights(node.hotkey, vector, "salty")
         mg = await chain.metagraph(matrices=True)
         assert mg.weights is not None and mg.weights[0, 1] == 1.0
 
@@ -168,3 +171,46 @@ async def test_metagraph_at_a_past_block(tmp_path: Path) -> None:
         with pytest.raises(ChainError) as err:
             await chain.metagraph(10**6)
         assert err.value.code == "unknown_block"
+
+
+def test_a_client_refuses_hyperparameters_it_does_not_know() -> None:
+    # What a client decodes from the authority's answer: an unknown key is refused, not ignored.
+    from tnode.plugins.chain_local.api import QUERIES
+
+    decode = QUERIES["hyperparameters"].decode
+    wire = Hyperparameters(tempo=5).to_dict()
+    assert decode(wire) == Hyperparameters(tempo=5)
+    with pytest.raises(ChainError) as err:
+        decode({**wire, "tempoo": 6})
+    assert err.value.code == "invalid_response"
+    assert "hyperparameters.tempoo" in err.value.message and "'tempo'" in err.value.message
+    with pytest.raises(ChainError) as err:
+        decode({**wire, "kappa": "high"})
+    assert err.value.code == "invalid_response" and "hyperparameters.kappa" in err.value.message
+
+
+def test_metagraph_wire_form_carries_typed_hyperparameters() -> None:
+    from tnode.interfaces import Metagraph
+    from tnode.plugins.chain_local.metagraph import from_wire, to_wire
+
+    mg = Metagraph(3, 1, (), Hyperparameters(tempo=4, commit_reveal_weights_enabled=True))
+    assert from_wire(to_wire(mg)).hyperparameters == mg.hyperparameters
+    doc = to_wire(mg)
+    doc["hyperparameters"]["surprise"] = 1
+    with pytest.raises(ChainError) as err:
+        from_wire(doc)
+    assert err.value.code == "invalid_response"
+
+
+def test_the_config_table_is_the_core_type() -> None:
+    from tnode.config import load_table
+
+    cfg = load_table(LocalChainConfig, {"hyperparameters": {"tempo": 9}})
+    assert type(cfg.hyperparameters) is Hyperparameters and cfg.hyperparameters.tempo == 9
+
+
+def test_weights_module_is_not_duplicated() -> None:
+    import importlib
+
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("tnode.plugins.chain_local.weights")

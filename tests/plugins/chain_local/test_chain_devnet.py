@@ -11,8 +11,10 @@ import pytest
 from chain_helpers import find_nonce, key
 from tnode.errors import ChainError
 from tnode.events import BlockProduced
+from tnode.hyperparameters import Hyperparameters
 from tnode.node import Node
 from tnode.plugins.chain_local.codec import TOKEN
+from tnode.weights import WeightVector
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -57,6 +59,11 @@ async def test_client_registers_and_sets_weights_through_the_authority(tmp_path:
         async with client.running():
             chain = client.chain
             assert chain.genesis_hash == authority.chain.genesis_hash
+            # The rules arrive typed over libp2p, as the authority reports them (current burn in tokens).
+            hp = await chain.hyperparameters()
+            assert type(hp) is Hyperparameters and hp == await authority.chain.hyperparameters()
+            assert (hp.tempo, hp.difficulty, hp.weights_rate_limit, hp.burn) == (10, 64, 0, 1.0)
+            assert (await chain.metagraph()).hyperparameters == hp
             head = await chain.block_number()
             block_hash = bytes.fromhex(await chain.block_hash(head))
             nonce = find_nonce(block_hash, CLIENT_HOT.public_bytes, await chain.difficulty())
@@ -64,7 +71,7 @@ async def test_client_registers_and_sets_weights_through_the_authority(tmp_path:
             assert uid == 1
             await chain.add_stake(CLIENT_COLD, CLIENT_HOT.public_hex, 15 * TOKEN)  # a stake majority
             await chain.wait_for_block(chain.head().number + 2, timeout=10)
-            await chain.set_weights(CLIENT_HOT, [0, 1], [0.75, 0.25])
+            await chain.set_weights(CLIENT_HOT, WeightVector.from_floats([0, 1], [0.75, 0.25]))
             await chain.publish_addrs(CLIENT_HOT, client.transport.listen_addrs(), client.peer_id)
             with pytest.raises(ChainError) as err:
                 await chain.transfer(CLIENT_COLD, AUTH_COLD.public_hex, 100 * TOKEN)

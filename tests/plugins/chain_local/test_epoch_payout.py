@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from chain_helpers import Harness, key
 from tnode.plugins.chain_local.codec import TOKEN
-from tnode.plugins.chain_local.weights import quantize
+from tnode.weights import quantize
 
 OWNER = key("e-owner")
 VALIDATOR = key("e-validator")

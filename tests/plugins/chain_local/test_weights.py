@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from chain_helpers import Harness, key
 from tnode.errors import ChainError
-from tnode.plugins.chain_local.weights import commit_hash, commit_hash_for, max_upscale, quantize
+from tnode.weights import WeightVector, max_upscale, quantize
 
 COLD = key("w-owner")
 VAL = key("w-validator")
@@ -17,6 +17,10 @@ def subnet(make_chain, miners: int = 3, **hyper) -> Harness:
         c.register(key(f"w-miner-{i}"), COLD)
     c.blocks(1)
     return c
+
+
+def commit_hash_for(hotkey: str, uids: list[int], weights: list[float], salt: str, version_key: int = 0) -> str:
+    return WeightVector.from_floats(uids, weights).commit_hash(hotkey, salt, version_key)
 
 
 def test_quantization_is_max_upscaled_u16() -> None:
@@ -80,7 +84,7 @@ def test_commit_hash_is_specified_bytes() -> None:
             + (65535).to_bytes(2, "big") + (3).to_bytes(2, "big") + (4).to_bytes(4, "big") + b"salt"
             + (9).to_bytes(8, "big"))
     expected = hashlib.blake2b(b"tnode-commit-v1\n" + body, digest_size=32).hexdigest()
-    assert commit_hash(hot, [1, 7], [65535, 3], "salt", 9) == expected
+    assert WeightVector((1, 7), (65535, 3)).commit_hash(hot, "salt", 9) == expected
     assert commit_hash_for(hot, [1, 7], [1.0, 3 / 65535], "salt", 9) == expected
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
+from tnode.hyperparameters import Hyperparameters
 from tnode.interfaces import Metagraph, Neuron
 from tnode.plugins.validator.status import node_status, render_status
 
@@ -14,7 +15,7 @@ NEURONS = (
     Neuron(uid=1, hotkey="bb" * 32, coldkey="dd" * 32, stake=0.0, incentive=0.75, trust=1.0, emission=0.375,
            addrs=("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWabc",), peer_id="12D3KooWabc"),
 )
-MG = Metagraph(block=42, netuid=1, neurons=NEURONS, hyperparameters={"tempo": 10})
+MG = Metagraph(block=42, netuid=1, neurons=NEURONS, hyperparameters=Hyperparameters(tempo=10))
 
 
 def test_status_of_a_registered_miner() -> None:

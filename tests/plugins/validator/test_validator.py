@@ -35,7 +35,7 @@ async def running(tmp_path, behaviours: list[Any], hp: dict[str, Any] | None = N
     """A validator node whose loop already ran its first step; later steps are driven by the test."""
     node = Node.from_dict(doc(**validator), data_dir=tmp_path, plugins=plugins_with_fakes())
     net = Net(node, node.component("chain"), node.component("transport"))
-    net.chain.hp.update(hp or {})
+    net.chain.hp = net.chain.hp.replace(**(hp or {}))
     net.chain.add_neuron(node.hotkey.public_hex)  # uid 0: the validator itself
     for i, behaviour in enumerate(behaviours):
         net.add_miner(behaviour, keys[i] if keys else None)

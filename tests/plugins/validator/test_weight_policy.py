@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tnode.plugins.validator.weights import (
-    U16_MAX,
-    WeightsUnsatisfiable,
-    cap_shares,
-    commit_hash,
-    compute_weights,
-    quantize,
-)
-from validator_fakes import reference_commit_hash
+from tnode.plugins.validator.weights import WeightsUnsatisfiable, cap_shares, compute_weights
+from tnode.weights import U16_MAX
 
 
 def test_weights_are_proportional_to_scores_and_skip_the_own_uid() -> None:
@@ -80,15 +73,5 @@ def test_quantized_vectors_meet_the_chain_rules(weights: list[float], limit: flo
     assert max(v.values) == U16_MAX and all(0 < x <= U16_MAX for x in v.values)
     if len(v.uids) > 1:
         assert max(v.values) / sum(v.values) <= limit + 1 / U16_MAX
-
-
-def test_quantize_max_upscales() -> None:
-    assert quantize([0.5, 0.25, 0.0]) == [U16_MAX, 32768, 0]
-    assert quantize([0.0, 0.0]) == [0, 0]
-
-
-def test_commit_hash_follows_the_documented_format() -> None:
-    hotkey = "ab" * 32
-    assert commit_hash(hotkey, [1, 2], [65535, 100], "salt", 3) == reference_commit_hash(
-        hotkey, [1, 2], [65535, 100], "salt", 3)
-    assert commit_hash(hotkey, [1, 2], [65535, 100], "salt", 3) != commit_hash(hotkey, [1, 2], [65535, 101], "salt", 3)
+    # The chain's own check (the one tnode.weights function every chain backend calls) accepts it as is.
+    assert v.validate(n=n, min_allowed_weights=min_allowed, max_weight_limit=limit) == v

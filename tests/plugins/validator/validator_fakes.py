@@ -18,9 +18,11 @@ import tnode
 from tnode.config import option
 from tnode.errors import ChainError, TaskError
 from tnode.events import TaskReceived
+from tnode.hyperparameters import Hyperparameters
 from tnode.interfaces import Metagraph, Neuron, PeerInfo, Reply, TaskResult, TopKPrediction, ValidatorTask
 from tnode.keys import Keypair
 from tnode.pluginmanager import PluginManager, load_plugins
+from tnode.weights import WeightVector
 
 VOCAB = 64
 POSITIONS = 8
@@ -41,9 +43,7 @@ class FakeChain:
         self.name = name
         self.block = 0
         self.neurons: list[Neuron] = []
-        self.hp: dict[str, Any] = {"weights_rate_limit": 0, "min_allowed_weights": 1, "max_weight_limit": 1.0,
-                                   "commit_reveal_weights_enabled": False, "commit_reveal_period": 2,
-                                   "commit_reveal_window": 5, "weights_version": 0}
+        self.hp = Hyperparameters(weights_rate_limit=0, commit_reveal_period=2, commit_reveal_window=5)
         self.set_calls: list[tuple[int, list[int], list[float]]] = []
         self.commits: list[tuple[int, str]] = []
         self.reveals: list[tuple[int, list[int], list[float]]] = []
@@ -60,39 +60,38 @@ class FakeChain:
             self.fail_reads -= 1
             raise ChainError("unreachable", "authority down (test)")
         self.block += 1
-        return Metagraph(self.block, 1, tuple(self.neurons), dict(self.hp))
+        return Metagraph(self.block, 1, tuple(self.neurons), self.hp)
 
-    async def hyperparameters(self) -> dict[str, Any]:
-        return dict(self.hp)
+    async def hyperparameters(self) -> Hyperparameters:
+        return self.hp
 
     def _rate(self, hotkey: str) -> None:
         if self.refuse:
             raise ChainError(self.refuse, "refused by the test")
         last = self.last_set.get(hotkey)
-        if last is not None and self.block - last < self.hp["weights_rate_limit"]:
+        if last is not None and self.block - last < self.hp.weights_rate_limit:
             raise ChainError("rate_limited", f"last at {last}")
         self.last_set[hotkey] = self.block
 
-    async def set_weights(self, hotkey: Keypair, uids: Sequence[int], weights: Sequence[float],
-                          version_key: int = 0) -> None:
-        if self.hp["commit_reveal_weights_enabled"]:
+    async def set_weights(self, hotkey: Keypair, weights: WeightVector, version_key: int = 0) -> None:
+        if self.hp.commit_reveal_weights_enabled:
             raise ChainError("commit_reveal_enabled")
         self._rate(hotkey.public_hex)
-        self.set_calls.append((self.block, list(uids), list(weights)))
+        self.set_calls.append((self.block, list(weights.uids), [float(v) for v in weights.values]))
 
     async def commit_weights(self, hotkey: Keypair, commit_hash: str) -> None:
         self._rate(hotkey.public_hex)
         self.commits.append((self.block, commit_hash))
 
-    async def reveal_weights(self, hotkey: Keypair, uids: Sequence[int], weights: Sequence[float], salt: str,
-                             version_key: int = 0) -> None:
-        digest = reference_commit_hash(hotkey.public_hex, list(uids), [int(w) for w in weights], salt, version_key)
+    async def reveal_weights(self, hotkey: Keypair, weights: WeightVector, salt: str, version_key: int = 0) -> None:
+        uids, values = list(weights.uids), list(weights.values)
+        digest = reference_commit_hash(hotkey.public_hex, uids, values, salt, version_key)
         for block, h in self.commits:
             if h == digest:
-                if self.block < block + self.hp["commit_reveal_period"]:
+                if self.block < block + self.hp.commit_reveal_period:
                     raise ChainError("reveal_too_early")
                 self.commits.remove((block, h))
-                self.reveals.append((self.block, list(uids), list(weights)))
+                self.reveals.append((self.block, uids, [float(v) for v in values]))
                 return
         raise ChainError("no_commit")
 
