@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import ComponentStartError, ConfigError, KeyError_, PluginError, TnodeError, find_error
+from .cli_support import EXIT_CONFIG, ConfigOpt, add_plugin_commands, fail, reraise_reported
+from .errors import ConfigError, KeyError_, PluginError
 
-EXIT_CONFIG = 78  # EX_CONFIG, as Vector and sysexits use it
+__all__ = ["EXIT_CONFIG", "app", "build_app", "main"]
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="tnode: a node of a decentralized ML network.",
                   pretty_exceptions_enable=False)
 keys_app = typer.Typer(no_args_is_help=True, help="Create and inspect Ed25519 key pairs.")
@@ -25,13 +26,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 console = Console()
 err_console = Console(stderr=True)
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to node.toml.")]
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 # --------------------------------------------------------------------------- run / validate
@@ -62,16 +56,8 @@ def run(
     configure_logging(log_level or node.config.log.level, fmt, peer_id=node.peer_id)
     try:
         trio.run(_serve, node)
-    except BaseException as exc:  # report the first meaningful cause, exit non-zero
-        start = find_error(exc, ComponentStartError)
-        if start is not None:
-            raise fail(str(start), 1) from None
-        tn = find_error(exc, TnodeError)
-        if tn is not None:
-            raise fail(str(tn), 1) from None
-        if find_error(exc, KeyboardInterrupt) is not None:
-            raise typer.Exit(130) from None
-        raise
+    except BaseException as exc:  # ComponentStartError and the like: one line, no traceback
+        reraise_reported(exc)
 
 
 async def _serve(node: Any) -> None:
@@ -269,7 +255,10 @@ def build_app() -> typer.Typer:
     except PluginError as exc:
         err_console.print(f"[yellow]warning:[/] plugins not loaded: {exc}")
         return app
-    manager.hook.tnode_add_cli_commands(app=app)
+    try:
+        add_plugin_commands(app, manager)
+    except PluginError as exc:  # two commands of one name: neither is the one the operator means
+        raise SystemExit(fail(str(exc), EXIT_CONFIG).exit_code) from None
     return app
 
 

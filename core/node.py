@@ -100,10 +100,19 @@ class Node:
 
     @classmethod
     def from_file(cls, path: str | Path, *, kinds: Iterable[str] | None = None, passphrase: str | None = None,
-                  create_keys: bool = False) -> Node:
-        """Assemble from node.toml; key files must exist (``tnode init`` / ``tnode keys new``)."""
+                  create_keys: bool = False, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                  hotkey: Keypair | None = None) -> Node:
+        """Assemble from node.toml; key files must exist (``tnode init`` / ``tnode keys new``).
+
+        ``overrides`` replaces keys of sections after environment overrides (``{"transport":
+        {"listen": [...]}}``: what :func:`tnode.cli_support.command_node` does); ``hotkey``, when
+        given, is used instead of the hotkey file (the coldkey stays the file's).
+        """
         path = Path(path)
         doc = apply_env_overrides(read_toml(path))
+        for section, table in (overrides or {}).items():
+            current = doc.get(section)
+            doc[section] = {**(current if isinstance(current, dict) else {}), **table}
         plugins = load_plugins_for(doc, str(path))
         config = parse_config(doc, plugins.registry, file=str(path), base_dir=path.resolve().parent)
         keystore = Keystore(config.data_dir)
@@ -111,11 +120,12 @@ class Node:
         create_keys = create_keys or config.node.create_keys
         if create_keys and not keystore.path(config.node.coldkey).exists():
             keystore.new(config.node.coldkey, role="coldkey")
-        if not hot_path.exists():
-            if not create_keys:
-                raise _hotkey_not_found(hot_path, config)
-            keystore.new(config.node.hotkey, role="hotkey")
-        hotkey = keystore.load(config.node.hotkey, passphrase)
+        if hotkey is None:
+            if not hot_path.exists():
+                if not create_keys:
+                    raise _hotkey_not_found(hot_path, config)
+                keystore.new(config.node.hotkey, role="hotkey")
+            hotkey = keystore.load(config.node.hotkey, passphrase)
         cold_path = keystore.path(config.node.coldkey)
         coldkey_public = str(read_keyfile_meta(cold_path)["public"]) if cold_path.exists() else ""
         return cls(config, plugins, hotkey=hotkey, coldkey_public=coldkey_public, kinds=kinds)

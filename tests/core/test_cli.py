@@ -286,3 +286,54 @@ def test_validate_reports_every_problem_in_one_pass(cli: CliRunner, tmp_path: Pa
     assert result.exit_code == EXIT_CONFIG
     text = " ".join(result.output.split())
     assert "models.a.checkpoint" in text and "datasets.d.path" in text
+
+
+# --------------------------------------------------------------------------- plugin commands
+def test_a_plugin_command_colliding_with_another_names_both_plugins() -> None:
+    import tnode
+    import typer
+    from tnode.cli_support import add_plugin_commands
+    from tnode.errors import PluginError
+    from tnode.pluginmanager import PluginManager
+
+    class Ticks:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        @tnode.hookimpl
+        def tnode_add_cli_commands(self, app: typer.Typer) -> None:
+            @app.command("tick")
+            def tick() -> None:
+                """Print a tick."""
+                print(self.text)
+
+    manager = PluginManager()
+    manager.register(Ticks("a"), name="first")
+    manager.register(Ticks("b"), name="second")
+    manager.validate()
+    app = typer.Typer()
+    with pytest.raises(PluginError, match="command 'tick' of plugin '(first|second)' collides with the one of "
+                                          "'(first|second)'"):
+        add_plugin_commands(app, manager)
+
+
+def test_a_plugin_command_colliding_with_a_core_command_is_refused() -> None:
+    import tnode
+    import typer
+    from tnode.cli import version
+    from tnode.cli_support import add_plugin_commands
+    from tnode.errors import PluginError
+    from tnode.pluginmanager import PluginManager
+
+    class Version:
+        @tnode.hookimpl
+        def tnode_add_cli_commands(self, app: typer.Typer) -> None:
+            app.command()(version)
+
+    manager = PluginManager()
+    manager.register(Version(), name="shadow")
+    manager.validate()
+    app = typer.Typer()
+    app.command()(version)
+    with pytest.raises(PluginError, match="command 'version' of plugin 'shadow' collides with the one of the core"):
+        add_plugin_commands(app, manager)
