@@ -3,12 +3,14 @@ weights, rate limits them, checks its commit-reveal hashes, and pays the better 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import anyio
 import pytest
 from tnode.keys import Keypair
 from tnode.node import Node
+from tnode.weights import WeightVector
 from validator_fakes import answer_with, dead, plugins_with_fakes
 
 pytestmark = pytest.mark.anyio
@@ -68,3 +70,35 @@ async def test_the_chain_pays_the_better_miner(tmp_path, commit_reveal: bool) ->
     good, weak, gone = (incentive[m.public_hex] for m in miners)
     assert good > weak > gone == 0.0
     assert validator.failures["unreachable"] > 0
+
+
+@needs_chain
+async def test_validator_and_chain_hash_commits_with_one_function(tmp_path, monkeypatch) -> None:
+    """The validator's commit and the chain's check of the reveal both go through WeightVector.commit_hash."""
+    callers: list[tuple[str, str]] = []
+    original = WeightVector.commit_hash
+
+    def spy(self: WeightVector, hotkey: str, salt: str, version_key: int = 0) -> str:
+        digest = original(self, hotkey, salt, version_key)
+        callers.append((sys._getframe(1).f_globals["__name__"], digest))
+        return digest
+
+    monkeypatch.setattr(WeightVector, "commit_hash", spy)
+    miners = [Keypair.generate() for _ in range(2)]
+    node = network(tmp_path, miners, commit_reveal=True)
+    transport = node.component("transport")
+    for key, behaviour in zip(miners, [answer_with(0.9), answer_with(0.3)], strict=True):
+        transport.add_miner(key, behaviour)
+    async with node.running():
+        chain = node.chain
+        for i, key in enumerate(miners):
+            await chain.publish_addrs(key, [f"/ip4/127.0.0.1/tcp/{9100 + i}"], key.peer_id)
+        with anyio.fail_after(30):  # until a reveal was accepted: the validator's row holds weights
+            while True:
+                mg = await chain.metagraph(matrices=True)
+                if mg.weights is not None and mg.weights[0].sum() > 0:
+                    break
+                await anyio.sleep(0.1)
+    committed = {d for name, d in callers if name == "tnode.plugins.validator.validator"}
+    checked = {d for name, d in callers if name == "tnode.plugins.chain_local.calls"}
+    assert committed and checked and checked <= committed
