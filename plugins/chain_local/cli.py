@@ -1,9 +1,11 @@
 """Chain commands: ``tnode metagraph``, ``tnode register``, ``tnode stake add|remove``,
 ``tnode wallet balance|transfer`` and ``tnode chain info|verify``.
 
-Each command starts the node's transport and chain from node.toml (``open_node``), so it works
-the same against the embedded authority (while no other process holds its ledger) and as a client
-of a remote authority. Amounts on the command line are tokens; the chain counts base units.
+Each command starts the node's transport (on an ephemeral loopback port, never the node's own
+listen address) and chain from node.toml (:func:`tnode.cli_support.command_node`): it opens the
+embedded ledger when no process holds it, becomes a client of the node when the node runs as the
+authority, and is a client of a remote authority otherwise. Amounts on the command line are
+tokens; the chain counts base units.
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from tnode.errors import ChainError, TnodeError, find_error
+from tnode.cli_support import ConfigOpt
+from tnode.errors import ChainError
 
 from .codec import TOKEN
 
 console = Console()
-err_console = Console(stderr=True)
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Path to node.toml.")]
 KINDS = {"transport", "chain"}
 
 stake_app = typer.Typer(no_args_is_help=True, help="Stake tokens on a hotkey (coldkey-owned).")
@@ -33,42 +34,11 @@ wallet_app = typer.Typer(no_args_is_help=True, help="Balances and transfers of t
 chain_app = typer.Typer(no_args_is_help=True, help="The local chain: head, genesis, ledger verification.")
 
 
-class _StderrLogger:
-    """structlog logger writing to whatever ``sys.stderr`` is at the time of the call."""
-
-    def msg(self, message: str) -> None:
-        import sys
-
-        print(message, file=sys.stderr, flush=True)
-
-    log = debug = info = warning = error = critical = exception = fatal = msg
-
-
 def _run(fn: Any, *args: Any) -> Any:
-    """Run ``fn(*args)`` on trio; chain refusals and node errors become a one-line error, exit 1.
+    """Run ``fn(*args)`` on trio; chain refusals and node errors become a one-line error."""
+    from tnode.cli_support import run_trio
 
-    Command output goes to stdout; node logs (warnings and worse) go to stderr meanwhile.
-    """
-    import logging
-
-    import structlog
-    import trio
-
-    saved = structlog.get_config()
-    structlog.configure(logger_factory=lambda *_: _StderrLogger(),
-                        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    try:
-        return trio.run(fn, *args)
-    except BaseException as exc:
-        found = find_error(exc, TnodeError)
-        if found is not None:
-            err_console.print(f"[bold red]error:[/] {found}", highlight=False)
-            raise typer.Exit(1) from None
-        if find_error(exc, KeyboardInterrupt) is not None:
-            raise typer.Exit(130) from None
-        raise
-    finally:
-        structlog.configure(**saved)
+    return run_trio(fn, *args)
 
 
 def _units(tokens: float) -> int:
@@ -82,9 +52,66 @@ def _fmt(units: int) -> str:
 
 
 def _open(config: Path) -> Any:
-    from tnode.node import open_node
+    """The node's transport and chain for one command, on an ephemeral loopback port.
 
-    return open_node(config, kinds=KINDS)
+    When the node's own authority is running (it holds the ledger's lock), the command becomes a
+    chain client of it instead of opening the ledger a second time; its transport then uses a
+    throwaway identity (one peer id cannot dial itself) and :func:`_own_hotkey` still signs with
+    the node's hotkey file.
+    """
+    from tnode.cli_support import command_node
+
+    client = _running_authority(config)
+    if client is None:
+        return command_node(config, kinds=KINDS)
+    return command_node(config, kinds=KINDS, overrides={"chain": {"mode": "client", "authority": client}},
+                        fresh_hotkey=True)
+
+
+def _running_authority(config: Path) -> str | None:
+    """The multiaddr of the node ``config`` describes when it runs as this chain's authority, else ``None``."""
+    import fcntl
+    import os
+
+    from tnode.assembly import apply_env_overrides
+    from tnode.config import read_toml
+    from tnode.keys import Keystore, read_keyfile_meta
+
+    doc = apply_env_overrides(read_toml(config))
+    chain, node, transport = (doc.get(k) if isinstance(doc.get(k), dict) else {} for k in ("chain", "node", "transport"))
+    if chain.get("type") != "local" or chain.get("mode", "authority") != "authority":
+        return None
+    data_dir = Path(str(node.get("data_dir", "./data/node"))).expanduser()
+    data_dir = data_dir if data_dir.is_absolute() else config.resolve().parent / data_dir
+    lock = Path(str(data_dir / str(chain.get("db", "chain.sqlite"))) + ".lock")
+    if not lock.exists():
+        return None
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # nobody holds it: the command may open the ledger itself
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+    listen = [a for a in transport.get("listen", []) if isinstance(a, str) and "/tcp/" in a and not a.endswith("/tcp/0")]
+    if not listen:
+        raise ChainError("authority_running", f"the authority of {config} is running on an ephemeral port; "
+                                              "give it a fixed [transport] listen port to reach it")
+    peer_id = read_keyfile_meta(Keystore(data_dir).path(str(node.get("hotkey", "hotkey")))).get("peer_id")
+    return f"{listen[0].replace('/ip4/0.0.0.0/', '/ip4/127.0.0.1/')}/p2p/{peer_id}"
+
+
+def _own_hotkey(node: Any) -> Any:
+    """The node's hotkey from its file (the transport may use a throwaway identity, see :func:`_open`)."""
+    import os
+
+    from tnode.keys import Keystore
+
+    store = Keystore(node.data_dir)
+    if not store.path(node.config.node.hotkey).exists():
+        return node.hotkey
+    return store.load(node.config.node.hotkey, os.environ.get("TNODE_PASSPHRASE"))
 
 
 def _chain(node: Any) -> Any:
@@ -146,7 +173,7 @@ def register(
 async def _register(config: Path, burn: bool, processes: int) -> None:
     async with _open(config) as node:
         chain = _chain(node)
-        hotkey = node.hotkey
+        hotkey = _own_hotkey(node)
         existing = (await chain.metagraph()).by_hotkey(hotkey.public_hex)
         if existing is not None:
             console.print(f"hotkey {hotkey.public_hex[:16]}… is already registered as uid {existing.uid}")
@@ -158,11 +185,11 @@ async def _register(config: Path, burn: bool, processes: int) -> None:
         else:
             if not node.coldkey_public:
                 raise ChainError("no_coldkey", "the node has no coldkey file to own the hotkey (tnode keys new coldkey)")
-            uid = await _register_pow(node, chain, processes)
+            uid = await _register_pow(node, chain, processes, hotkey)
         console.print(f"[green]registered[/] hotkey {hotkey.public_hex[:16]}… as uid {uid}")
 
 
-async def _register_pow(node: Any, chain: Any, processes: int) -> int:
+async def _register_pow(node: Any, chain: Any, processes: int, hotkey: Any) -> int:
     from . import pow as pow_
 
     hyper = await chain.hyperparameters()
@@ -199,7 +226,7 @@ async def _register_pow(node: Any, chain: Any, processes: int) -> int:
                 async with anyio.create_task_group() as inner:
                     inner.start_soon(expire)
                     nonce = await anyio.to_thread.run_sync(functools.partial(
-                        _solve, pow_, block_hash, node.hotkey.public_bytes, difficulty, processes, progress, task,
+                        _solve, pow_, block_hash, hotkey.public_bytes, difficulty, processes, progress, task,
                         cancel))
                     inner.cancel_scope.cancel()
                 progress.remove_task(task)
@@ -208,7 +235,7 @@ async def _register_pow(node: Any, chain: Any, processes: int) -> int:
                 if nonce is None:
                     continue  # the block went stale: solve again over a fresh one
                 try:
-                    uid = int(await chain.register(node.hotkey, node.coldkey_public, block=head, nonce=nonce))
+                    uid = int(await chain.register(hotkey, node.coldkey_public, block=head, nonce=nonce))
                 except ChainError as exc:
                     if exc.code in ("stale_block", "too_many_registrations"):
                         console.print(f"[yellow]{exc}[/]; solving again")
@@ -246,7 +273,7 @@ def stake_add(amount: Annotated[float, typer.Argument(help="Tokens to stake.")],
     async def main() -> None:
         async with _open(config) as node:
             chain = _chain(node)
-            hot = hotkey or node.hotkey.public_hex
+            hot = hotkey or _own_hotkey(node).public_hex
             cold = node.load_coldkey()
             await chain.add_stake(cold, hot, units)
             console.print(f"staked {_fmt(units)} on {hot[:16]}…; stake now {_fmt(await chain.stake(cold.public_hex, hot))}")
@@ -263,7 +290,7 @@ def stake_remove(amount: Annotated[float, typer.Argument(help="Tokens to unstake
     async def main() -> None:
         async with _open(config) as node:
             chain = _chain(node)
-            hot = hotkey or node.hotkey.public_hex
+            hot = hotkey or _own_hotkey(node).public_hex
             cold = node.load_coldkey()
             await chain.remove_stake(cold, hot, units)
             console.print(f"unstaked {_fmt(units)} from {hot[:16]}…; balance now "
@@ -284,8 +311,9 @@ def wallet_balance(config: ConfigOpt = Path("node.toml"),
             cold = coldkey or node.coldkey_public
             if not cold:
                 raise ChainError("no_coldkey", "no coldkey given and the node has none")
+            own = _own_hotkey(node).public_hex
             return {"coldkey": cold, "balance": await chain.balance(cold),
-                    "hotkey": node.hotkey.public_hex, "stake": await chain.stake(cold, node.hotkey.public_hex)}
+                    "hotkey": own, "stake": await chain.stake(cold, own)}
 
     info = _run(main)
     if as_json:
