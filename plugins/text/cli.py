@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from tnode.cli_support import fail
 
 console = Console()
-err_console = Console(stderr=True)
 
 DEFAULT_CHECKPOINT = Path("data/models/byte-transformer.pt")
 
@@ -18,9 +18,7 @@ def register_commands(app: Any) -> None:
     app.command("train")(train_command)
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+_fail = fail  # the core's error printer (tnode.cli_support)
 
 
 def load_dataset(config: Path | None, name: str, data_dir: Path) -> Any:

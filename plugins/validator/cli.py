@@ -2,53 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import structlog
 import typer
 from rich.console import Console
+from tnode.cli_support import ConfigOpt, fail, run_trio, stderr_logs
 from tnode.errors import ConfigError, KeyError_, TnodeError, find_error
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-class _StderrLogger:
-    """A structlog logger that writes to whatever ``sys.stderr`` is when it is called."""
-
-    def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    log = debug = info = warning = error = critical = exception = fatal = msg
-
-
-@contextlib.contextmanager
-def quiet_logs(level: int = logging.WARNING) -> Iterator[None]:
-    """Within the block, structured logs go to stderr and only from ``level`` up (stdout is for results)."""
-    saved = structlog.get_config()
-    libp2p = logging.getLogger("libp2p")  # py-libp2p logs every dial at INFO
-    saved_level = libp2p.level
-    structlog.configure(logger_factory=lambda *_: _StderrLogger(),
-                        wrapper_class=structlog.make_filtering_bound_logger(level))
-    libp2p.setLevel(max(level, saved_level))
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
-        libp2p.setLevel(saved_level)
+_fail = fail  # the core's error printer (tnode.cli_support)
+quiet_logs = stderr_logs
 
 
 def register_commands(app: typer.Typer) -> None:
@@ -58,7 +29,7 @@ def register_commands(app: typer.Typer) -> None:
 
 # --------------------------------------------------------------------------- status
 def status(
-    config: Annotated[Path, typer.Option("--config", "-c", help="The node's node.toml.")] = Path("node.toml"),
+    config: ConfigOpt = Path("node.toml"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the chain.")] = 15.0,
 ) -> None:
@@ -67,22 +38,13 @@ def status(
     Connects to the chain the node uses (its authority, or the node itself when it is the
     authority) with a temporary key; the node must be running.
     """
-    import trio
-
     from .remote import NodeTarget, read_status
 
     try:
         target = NodeTarget.from_config(config)
     except (ConfigError, KeyError_) as exc:
         raise _fail(str(exc), 78) from None
-    try:
-        with quiet_logs():
-            doc = trio.run(read_status, target, timeout)
-    except BaseException as exc:
-        cause = find_error(exc, TnodeError)
-        if cause is None:
-            raise
-        raise _fail(str(cause)) from None
+    doc = run_trio(read_status, target, timeout)
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
