@@ -1,0 +1,129 @@
+"""The image modality: restoration and generation (miners) and checkable tasks (validators).
+
+Tasks on the wire (payloads are raw uint8 ``(H, W, C)`` arrays, C = 1 or 3):
+
+``inpaint``   payload: the image with the hole zeroed; body ``{"mask": {"box": [y0, x0, y1, x1]}}``
+              or ``{"mask": {"bits": base64 packbits}}``. Answer: the filled image, same shape.
+``denoise``   payload: the noisy image; body ``{"sigma": float}`` (0–255 scale). Answer: same shape.
+``upscale``   payload: the low-resolution image; body ``{"factor": 2 | 4}``. Answer: (H·f, W·f, C).
+``generate``  no payload; body ``{"label": int, "height": int, "width": int, "channels": 1 | 3,
+              "seed": int}``. Answer: (height, width, channels).
+
+Answers carry the image as the payload and an empty body. Errors are :class:`tnode.errors.TaskError`:
+``invalid_request``, ``too_large``, ``unsupported`` (the model cannot generate), ``timeout``,
+``internal``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import numpy as np
+from tnode.errors import ConfigError, TaskError
+from tnode.events import TaskReceived
+from tnode.interfaces import Reply, TaskResult, ValidatorTask
+
+from .checks import check_answer, parse_request
+from .config import ImageModalityConfig
+from .contracts import Corruption, ImageAnswer, ImageTruth
+from .corrupt import corrupt, encode_mask
+
+
+class ImageModality:
+    """Component ``[modalities.NAME] type = "image"``: serves ``model`` when one is named and makes
+    validation tasks from ``dataset`` (:class:`tnode.interfaces.ValidatingModality`)."""
+
+    def __init__(self, node: Any, name: str, config: ImageModalityConfig) -> None:
+        self.node = node
+        self.name = name
+        self.config = config
+        if not config.tasks:
+            raise ConfigError("tasks must name at least one task", key_path=f"modalities.{name}.tasks")
+        if not config.sigmas or any(not 0 < s <= config.max_sigma for s in config.sigmas):
+            raise ConfigError(f"sigmas must be non-empty and each in (0, {config.max_sigma}]",
+                              key_path=f"modalities.{name}.sigmas")
+        for key in ("factors", "mask_kinds"):
+            if not getattr(config, key):
+                raise ConfigError(f"{key} must not be empty", key_path=f"modalities.{name}.{key}")
+        self.model: Any = None
+        self.dataset: Any = None
+        # One inference at a time: a model uses its own torch threads; more would only contend.
+        self.limiter = anyio.CapacityLimiter(1)
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        key = f"modalities.{self.name}"
+        if self.config.model:
+            self.model = self.node.require("model", self.config.model, key_path=f"{key}.model")
+        if self.config.dataset:
+            self.dataset = self.node.require("dataset", self.config.dataset, key_path=f"{key}.dataset")
+            side = min(self.dataset.height, self.dataset.width)
+            if "upscale" in self.config.tasks and all(side % f for f in self.config.factors):
+                raise ConfigError(f"the dataset's {side}-pixel images cannot be downscaled by any of "
+                                  f"{self.config.factors}", key_path=f"{key}.factors")
+        undo = None
+        if self.model is not None:
+            undo = self.node.bus.serve(TaskReceived, self.handle, key=self.name)
+        task_status.started()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            if undo is not None:
+                undo()
+
+    # ------------------------------------------------------------------ miner side
+    def answer(self, image: np.ndarray | None, corruption: Corruption) -> np.ndarray:
+        """Run the model on one checked request (blocking); the result is checked before it leaves."""
+        out = self.model.generate(corruption) if image is None else self.model.restore(image, corruption)
+        out = np.asarray(out)
+        if image is None:
+            want = (corruption.height, corruption.width, corruption.channels)
+        else:
+            f = corruption.factor if corruption.task == "upscale" else 1
+            want = (image.shape[0] * f, image.shape[1] * f, image.shape[2])
+        if out.dtype != np.uint8 or out.shape != want:
+            raise TaskError("internal", f"model {self.config.model!r} returned {out.dtype} {out.shape}, "
+                                        f"expected uint8 {want}")
+        return out
+
+    async def handle(self, task: TaskReceived) -> TaskResult:
+        """Answer one inbound task (the bus handler)."""
+        image, corruption = parse_request(task.task, task.body, task.payload, max_side=self.config.max_side,
+                                          max_pixels=self.config.max_pixels, max_sigma=self.config.max_sigma)
+        if time.monotonic() >= task.deadline:
+            raise TaskError("timeout", "the deadline passed before the model ran")
+        out = await anyio.to_thread.run_sync(self.answer, image, corruption, limiter=self.limiter)
+        return TaskResult({}, out)
+
+    # ------------------------------------------------------------------ validator side
+    def make_task(self, rng: np.random.Generator) -> ValidatorTask:
+        """A task on a fresh held-out image; the original stays with the validator as the truth."""
+        if self.dataset is None:
+            raise ConfigError("making validation tasks needs a dataset", key_path=f"modalities.{self.name}.dataset")
+        cfg = self.config
+        kind = cfg.tasks[int(rng.integers(len(cfg.tasks)))]
+        images, labels = self.dataset.sample("heldout", 1, rng)
+        original, label = images[0], int(labels[0])
+        if kind == "generate":
+            refs, ref_labels = self.dataset.sample("heldout", 16 * cfg.generate_references, rng)
+            same = refs[ref_labels == label][: cfg.generate_references]
+            same = np.concatenate([original[None], same])[: cfg.generate_references]
+            h, w, c = original.shape
+            how = Corruption("generate", label=label, height=h, width=w, channels=c, seed=int(rng.integers(2**62)))
+            ask = {"label": label, "height": h, "width": w, "channels": c, "seed": how.seed}
+            return ValidatorTask(self.name, "generate", ask, None, ImageTruth(original, None, how, same))
+        damaged, how = corrupt(original, kind, rng, sigmas=tuple(cfg.sigmas), factors=tuple(cfg.factors),
+                               mask_kinds=tuple(cfg.mask_kinds))
+        if kind == "inpaint":
+            assert how.mask is not None
+            body: dict[str, Any] = {"mask": encode_mask(how.mask)}
+        elif kind == "denoise":
+            body = {"sigma": how.sigma}
+        else:
+            body = {"factor": how.factor}
+        return ValidatorTask(self.name, kind, body, damaged, ImageTruth(original, damaged, how))
+
+    def parse_response(self, task: ValidatorTask, reply: Reply) -> ImageAnswer:
+        """Check a miner's answer; ``TaskError("invalid_response")`` when it does not fit the task."""
+        return check_answer(task.truth, reply.payload)
