@@ -341,11 +341,21 @@ class Libp2pTransport:
                 try:
                     if state.idle:
                         stream = state.idle.pop()
-                    else:
+                        try:
+                            await stream.write(frame)
+                            raw = await read_frame(stream, self.config.max_frame_bytes)
+                        except (StreamError, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                            raw = None
+                        if raw is None:
+                            # A pooled stream the server closed meanwhile (idle timeout): one retry on a
+                            # fresh stream with the same frame; the replay guard runs it at most once.
+                            await self._discard(state, stream)
+                            stream = None
+                    if stream is None:
                         await self._ensure_connected(state)
                         stream = await self._open_stream(state)
-                    await stream.write(frame)
-                    raw = await read_frame(stream, self.config.max_frame_bytes)
+                        await stream.write(frame)
+                        raw = await read_frame(stream, self.config.max_frame_bytes)
                 except (StreamError, WireError, OSError, trio.BrokenResourceError, trio.ClosedResourceError,
                         RuntimeError) as exc:
                     await self._discard(state, stream)
