@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 from chain_helpers import find_nonce, key
-from tnode.errors import ChainError, ComponentStartError, find_error
+from tnode.errors import ChainError, ComponentStartError
 from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered, TaskReceived
 from tnode.hyperparameters import Hyperparameters
 from tnode.node import Node
@@ -151,11 +151,10 @@ async def test_second_authority_on_the_same_ledger_is_refused(tmp_path: Path) ->
     first = make_node(tmp_path)
     second = make_node(tmp_path)
     async with first.running():
-        with pytest.raises(BaseException) as err:
+        with pytest.raises(ComponentStartError) as err:
             async with second.running():
                 pass
-        found = find_error(err.value, ComponentStartError)
-        assert found is not None and "in use" in str(found)
+        assert err.value.key_path == "chain" and "in use" in str(err.value)
 
 
 async def test_metagraph_at_a_past_block(tmp_path: Path) -> None:
