@@ -243,7 +243,7 @@ def test_plugins_add_commands_through_tnode_add_cli_commands(cli: CliRunner, fak
 
 
 # --------------------------------------------------------------------------- validate = run
-ONLY_TEXT = [n for n in builtin_plugin_names() if n not in ("text", "libp2p")]
+ONLY_TEXT = [n for n in builtin_plugin_names() if n not in ("text", "libp2p", "chain_local")]
 BUILT_AT_ASSEMBLY = {
     # Each of these passed `tnode validate` before it built components, then failed `tnode run`.
     "top_k": ('[modalities.text]\ntype = "text"\ntop_k = 80\n',
@@ -252,6 +252,8 @@ BUILT_AT_ASSEMBLY = {
                    "models.main.checkpoint: checkpoint {dir}/gone.pt does not exist"),
     "text_files": ('[datasets.d]\ntype = "text_files"\npath = "corpus"\n',
                    "datasets.d.path: no such file or directory: {dir}/corpus"),
+    "chain_client": ('[chain]\ntype = "local"\nmode = "client"\nauthority = "/ip4/127.0.0.1/tcp/1"\n',
+                     "chain.authority: client mode needs the authority's multiaddr ending in /p2p/<peer id>"),
     "n_heads": ('[models.main]\ntype = "transformer"\nd_model = 30\nn_heads = 4\n',
                 "models.main.n_heads: d_model 30 is not divisible by n_heads 4"),
 }
