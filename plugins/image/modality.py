@@ -127,3 +127,16 @@ class ImageModality:
     def parse_response(self, task: ValidatorTask, reply: Reply) -> ImageAnswer:
         """Check a miner's answer; ``TaskError("invalid_response")`` when it does not fit the task."""
         return check_answer(task.truth, reply.payload)
+
+    # ------------------------------------------------------------------ reports
+    def write_report_picture(self, path: Any, shown: list[tuple[ValidatorTask, dict[str, Any]]]) -> Any:
+        """A labelled PNG grid: per task, the original, the damaged input and each answer (label → answer)."""
+        from .pictures import write_grid
+
+        rows = []
+        for task, answers in shown:
+            truth: ImageTruth = task.truth
+            cells: list[tuple[str, Any]] = [("original", truth.original), ("input", truth.corrupted)]
+            cells += [(label, a.image if isinstance(a, ImageAnswer) else None) for label, a in answers.items()]
+            rows.append((task.task, cells))
+        return write_grid(path, rows)

@@ -1,7 +1,7 @@
 """A small U-Net (torch) that restores images for all three restoration tasks, and its checkpoints.
 
-Input: the damaged image prepared at output size (inpainting holes filled with the mean of the
-known pixels, upscale inputs resized bicubically, noisy images as they are), scaled to [0, 1],
+Input: the damaged image prepared at output size (inpainting holes filled by biharmonic
+inpainting, upscale inputs resized bicubically, noisy images as they are), scaled to [0, 1],
 plus three condition planes: the inpainting mask, σ/100 and (factor − 1)/3. Output: a residual
 added to that prepared image. Known pixels of an inpainting input are kept as they were sent.
 Grey images go through the RGB network as three equal channels.
@@ -83,9 +83,11 @@ def prepare(image: np.ndarray, corruption: Corruption) -> tuple[np.ndarray, np.n
     hole = np.zeros((h, w), dtype=np.float32)
     if corruption.task == "inpaint" and corruption.mask is not None:
         hole = corruption.mask.astype(np.float32)
-        known = hole == 0
-        fill = img[known].mean(axis=0) if known.any() else np.full(3, 0.5, np.float32)
-        img = np.where(hole[..., None] > 0, fill[None, None, :], img)
+        if not (hole > 0).all():
+            from skimage.restoration import inpaint_biharmonic
+
+            # The network refines a biharmonic fill (smooth, ~2 ms at 32×32) rather than inventing the hole.
+            img = inpaint_biharmonic(img, hole > 0, channel_axis=-1).astype(np.float32)
     elif corruption.task == "upscale":
         f = corruption.factor
         up = bicubic(np.clip(np.rint(img * 255), 0, 255).astype(np.uint8), h * f, w * f)

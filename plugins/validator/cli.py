@@ -73,27 +73,33 @@ def devnet(
     base_port: Annotated[int, typer.Option(min=0, max=65000, help="First TCP port (0: free ports).")] = 0,
     registration: Annotated[str, typer.Option(help="How miners get uids: pow, burn or genesis.")] = "pow",
     live: Annotated[bool, typer.Option(help="Show the live metagraph view.")] = True,
-    models: Annotated[str, typer.Option(help="Comma-separated model kinds the miners cycle through, best first.")
-                      ] = ",".join(("transformer", "ngram", "uniform", "garbage")),
+    models: Annotated[str, typer.Option(help="Comma-separated model types the miners cycle through, best first "
+                                             "(default: the modality's own; text: transformer,ngram,uniform,garbage, "
+                                             "image: unet,classical,blur,image_garbage).")] = "",
+    modality: Annotated[str, typer.Option(help="What the network serves: text or image.")] = "text",
 ) -> None:
     """Start a local network (chain authority, validators, miners) as separate processes on 127.0.0.1."""
     import trio
+    from tnode.pluginmanager import load_plugins
 
-    from .devnet.plan import MODEL_CYCLE, DevnetOptions
+    from .devnet.plan import MODEL_CYCLES, DevnetOptions
 
     if registration not in ("pow", "burn", "genesis"):
         raise _fail("--registration must be pow, burn or genesis", 2)
-    kinds = tuple(m.strip() for m in models.split(",") if m.strip())
-    unknown = [m for m in kinds if m not in MODEL_CYCLE]
-    if not kinds or unknown:
-        raise _fail(f"--models takes kinds from {', '.join(MODEL_CYCLE)} (got {models!r})", 2)
+    if modality not in MODEL_CYCLES:
+        raise _fail(f"--modality takes one of {', '.join(MODEL_CYCLES)} (got {modality!r})", 2)
+    kinds = tuple(m.strip() for m in models.split(",") if m.strip()) or MODEL_CYCLES[modality]
+    registered = load_plugins().registry.types("model")
+    unknown = [m for m in kinds if m not in registered]
+    if unknown:
+        raise _fail(f"--models: unknown model type(s) {', '.join(unknown)} (registered: {', '.join(registered)})", 2)
     if report is not None and not epochs:
         raise _fail("--report needs --epochs N (the report is written when the run ends)", 2)
     run_dir = run_dir or Path("runs") / time.strftime("devnet-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     opts = DevnetOptions(run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
                          tempo=tempo, base_port=base_port, checkpoint=_checkpoint_option(checkpoint),
-                         registration=registration, models=kinds)
+                         registration=registration, models=kinds, modality=modality)
     try:
         with quiet_logs():
             result = trio.run(_devnet_main, opts, epochs, report, train_steps, live)

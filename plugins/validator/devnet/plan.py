@@ -17,6 +17,8 @@ from typing import Any
 from tnode.keys import Keypair, Keystore
 
 MODEL_CYCLE = ("transformer", "ngram", "uniform", "garbage")
+# The default miners per modality, best first. `--models` may name any registered model type.
+MODEL_CYCLES = {"text": MODEL_CYCLE, "image": ("unet", "classical", "blur", "image_garbage")}
 MINER_BALANCE = 10.0  # tokens: pays the burn registration
 VALIDATOR_STAKE = 1000.0
 
@@ -36,6 +38,7 @@ class DevnetOptions:
     registration: str = "pow"  # "pow", "burn" or "genesis"
     validator_overrides: dict[str, Any] = field(default_factory=dict)
     text_overrides: dict[str, Any] = field(default_factory=dict)
+    modality: str = "text"  # "text" or "image": what the miners serve and the validators check
 
 
 @dataclass
@@ -188,8 +191,17 @@ def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
     doc["transport"]["bootstrap"] = [plan.authority.p2p_addr]
     doc["chain"] = {"type": "local", "mode": "client", "authority": plan.authority.p2p_addr,
                     "poll_interval": min(opts.block_time, 1.0)}
-    doc.update(text_sections(plan, node))
-    if node.role == "validator":
+    if opts.modality == "image":
+        doc.update(image_sections(plan, node))
+    else:
+        doc.update(text_sections(plan, node))
+    if node.role == "validator" and opts.modality == "image":
+        # Restoration tasks against the hidden original; copies of the input and flat images score 0.
+        doc["scorers"] = {"psnr": {"type": "psnr"}, "ssim": {"type": "ssim"}}
+        doc["validator"] = {"type": "default", "modality": "image", "timeout": 5.0, "scorers": ["psnr", "ssim"],
+                            "step_interval": opts.block_time, "tasks_per_step": 2, "ema_alpha": 0.2,
+                            **opts.validator_overrides}
+    elif node.role == "validator":
         # Copied and non-finite answers score zero whatever their cross-entropy. The uniform miner is
         # the devnet's honest (if useless) baseline, ranked by its cross-entropy, so the checks that
         # would flag it (uniform top-k, the same answer everywhere) are off here; a production
@@ -226,6 +238,24 @@ def text_sections(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
                         "priority": {"type": "stake_priority"}}
     sections["modalities"] = {"text": {"type": "text", "model": "main", **opts.text_overrides}}
     return sections
+
+
+IMAGE_DATASET = {"scenes": {"type": "shapes", "size": 32}}
+
+
+def image_sections(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
+    """The dataset, model and image-modality tables: validators make tasks, miners serve a model."""
+    if node.role == "validator":
+        return {"datasets": IMAGE_DATASET, "modalities": {"image": {"type": "image", "dataset": "scenes"}}}
+    model: dict[str, Any] = {"type": node.model}
+    if node.model == "unet":
+        # The transformer's --checkpoint means nothing here; the U-Net serves the model shipped with tnode.
+        model.update(checkpoint="builtin", threads=1)
+    return {"models": {"main": model},
+            "spam": {"registered": {"type": "registered_only"}, "limits": {"type": "limits"},
+                     "rate": {"type": "token_bucket", "rate": 50.0, "burst": 100.0},
+                     "priority": {"type": "stake_priority"}},
+            "modalities": {"image": {"type": "image", "model": "main"}}}
 
 
 # --------------------------------------------------------------------------- TOML

@@ -73,7 +73,8 @@ def build_report(
     present = [m for m in model_order if m in by_model]
     means = [by_model[m]["incentive_mean"] for m in present]
     ordered = all(a > b for a, b in zip(means, means[1:], strict=False))
-    garbage_share = by_model.get("garbage", {}).get("emission_share", 0.0)
+    # Spam models are named "garbage" (text) or "<modality>_garbage".
+    garbage_share = sum(m["emission_share"] for k, m in by_model.items() if k == "garbage" or k.endswith("_garbage"))
     return {
         "block": mg.block,
         "epochs": epochs,

@@ -28,7 +28,7 @@ from tnode.node import Node
 
 from .plan import DevnetOptions, DevnetPlan, NodeSpec, make_plan
 from .procs import Supervisor, tnode_command
-from .quality import heldout_losses
+from .quality import heldout_losses, heldout_task_scores
 from .report import build_report
 from .view import devnet_view
 
@@ -70,14 +70,31 @@ def check_alive(supervisor: Supervisor) -> None:
         raise DevnetError(f"node {p.name} exited with code {p.popen.returncode}; last log lines:\n{p.tail()}")
 
 
+# The observer's operators' view (see docs/operations.md); port 0 picks a free port, printed at start.
+DASHBOARD_LISTEN = "127.0.0.1:0"
+FEED_BIND = "tcp://127.0.0.1:*"
+OBSERVER_KINDS = {"transport", "chain", "exporter"}
+
+
 def observer_doc(plan: DevnetPlan) -> dict[str, Any]:
     return {
+        "exporters": {"dashboard": {"type": "prometheus", "listen": DASHBOARD_LISTEN,
+                                    "poll_interval": min(plan.options.block_time, 1.0)},
+                      "feed": {"type": "zmq", "bind": FEED_BIND}},
         "node": {"name": "devnet-observer", "create_keys": True},
         "transport": {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"],
                       "bootstrap": [plan.authority.p2p_addr]},
         "chain": {"type": "local", "mode": "client", "authority": plan.authority.p2p_addr,
                   "poll_interval": min(plan.options.block_time, 1.0)},
     }
+
+
+def print_dashboard(observer: Node, console: Console) -> None:
+    """Tell the operator where the observer's dashboard, metrics and event feed are."""
+    url = observer.component("exporter", "dashboard").url
+    feed = observer.component("exporter", "feed").endpoint
+    console.print(f"dashboard: {url}  (metrics {url}metrics, state {url}api/state)", highlight=False, soft_wrap=True)
+    console.print(f"events: tnode events --connect {feed}", highlight=False, soft_wrap=True)
 
 
 async def register_miners(chain: Any, plan: DevnetPlan, progress: Progress) -> None:
@@ -156,9 +173,10 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
         a = plan.authority
         supervisor.start(a.name, a.config_path, a.dir / "node.log")
         await wait_port(a.port, supervisor, STARTUP_SECONDS)
-        observer = Node.from_dict(observer_doc(plan), data_dir=opts.run_dir / "observer", kinds={"transport", "chain"})
+        observer = Node.from_dict(observer_doc(plan), data_dir=opts.run_dir / "observer", kinds=OBSERVER_KINDS)
         async with observer.running():
             chain = observer.chain
+            print_dashboard(observer, console)
 
             async def on_epoch(ev: EpochCompleted) -> None:
                 if not progress.counting:
@@ -227,7 +245,12 @@ async def finish(plan: DevnetPlan, progress: Progress, seconds: float, report_pa
                  console: Console) -> dict[str, Any]:
     assert progress.mg is not None
     miners = plan.miners
-    losses = await heldout_losses(plan)
+    picture = None
+    if plan.options.modality == "text":
+        losses = await heldout_losses(plan)
+    else:  # scored against a hidden truth: quality is the validators' own mean score on held-out tasks
+        picture = (report_path or plan.options.run_dir / "report.json").with_suffix(".png")
+        losses = {k: -v for k, v in (await heldout_task_scores(plan, picture=picture)).items()}
     report = build_report(
         progress.mg,
         names={n.hotkey.public_hex: n.name for n in plan.nodes},
@@ -240,6 +263,10 @@ async def finish(plan: DevnetPlan, progress: Progress, seconds: float, report_pa
         model_order=plan.options.models,
     )
     report["miner_models"] = {m.name: m.doc.get("models", {}).get("main", {}) for m in miners}
+    report["modality"] = plan.options.modality
+    if picture is not None:
+        report["picture"] = str(picture)
+        report["heldout_quality"] = "minus the validators' mean score on held-out tasks (heldout_loss)"
     if report_path is not None:
         report_path.write_text(json.dumps(report, indent=2))
         console.print(f"wrote {report_path}")

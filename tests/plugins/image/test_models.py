@@ -1,0 +1,36 @@
+"""Models: the shipped U-Net and the baselines restore held-out images in their known order of quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tnode.plugins.image.config import ShapesConfig, UNetConfig
+from tnode.plugins.image.contracts import Corruption
+from tnode.plugins.image.datasets import ShapesDataset
+from tnode.plugins.image.evaluate import eval_tasks, evaluate
+from tnode.plugins.image.models import BUILTIN_CHECKPOINT, UNetModel
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, dict[str, float]]:
+    from tnode.plugins.image.cli import baseline_models
+
+    truths = eval_tasks(ShapesDataset(None, "s", ShapesConfig(size=32)), per_task=8, seed=3)
+    out: dict[str, dict[str, float]] = {}
+    for label, model in baseline_models("builtin", 1):
+        out[label.split(" ")[0]] = {r.task: r.psnr for r in evaluate(label, model, truths)}
+    return out
+
+
+def test_the_builtin_checkpoint_ships_and_loads() -> None:
+    assert BUILTIN_CHECKPOINT.is_file()
+    model = UNetModel(None, "u", UNetConfig())
+    model.load()
+    out = model.restore(np.zeros((8, 12, 1), np.uint8), Corruption("upscale", factor=2))
+    assert out.shape == (16, 24, 1) and out.dtype == np.uint8  # grey and sizes that are not multiples of 4
+
+
+def test_baselines_are_ordered_on_held_out_images(results: dict[str, dict[str, float]]) -> None:
+    order = [results[m]["all"] for m in ("unet", "classical", "blur", "garbage")]
+    assert order == sorted(order, reverse=True), results
+    assert results["garbage"]["all"] < 12 < results["blur"]["all"]
