@@ -197,7 +197,7 @@ def keys_new(
     store = Keystore(data_dir)
     try:
         key = store.new(name, role=role, passphrase=_passphrase(encrypt, True) if encrypt else None, overwrite=force)
-    except FileExistsError as exc:
+    except OSError as exc:  # exists, a directory in the way, or the keys folder is not writable
         raise fail(str(exc)) from None
     console.print(f"{role} {name}: public {key.public_hex}\npeer id {key.peer_id}\nfile {store.path(name)}")
 

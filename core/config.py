@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ def option(
     choices: typing.Sequence[Any] | None = None,
     ref: str | None = None,
     secret: bool = False,
+    allow_nonfinite: bool = False,
 ) -> Any:
     """Declare one configuration key of a schema dataclass.
 
@@ -44,8 +46,13 @@ def option(
     :param choices: the allowed values.
     :param ref: the value must be the name of a table in this section (e.g. ``"models"``).
     :param secret: never print the value (references show ``<secret>``).
+    :param allow_nonfinite: accept ``nan``, ``inf`` and ``-inf`` for a float key (and floats
+        inside it). Off by default: TOML spells them as plain values, they pass every range
+        check (every comparison with NaN is false) and then break timers and arithmetic, so every
+        float key refuses them with "expected a finite number" unless it opts in here.
     """
-    meta = {"doc": doc, "ge": ge, "le": le, "choices": tuple(choices) if choices else None, "ref": ref, "secret": secret}
+    meta = {"doc": doc, "ge": ge, "le": le, "choices": tuple(choices) if choices else None, "ref": ref, "secret": secret,
+            "allow_nonfinite": allow_nonfinite}
     if default is MISSING:
         return dataclasses.field(metadata=meta)
     if isinstance(default, list | dict | set):
@@ -94,8 +101,11 @@ class _Ctx:
         self.errors.append(cls(message, file=self.file, key_path=path, hint=hint))
 
 
-def _convert(tp: Any, value: Any, path: str, ctx: _Ctx) -> Any:
-    """Check ``value`` against type ``tp``; returns the converted value or ``MISSING`` on error."""
+def _convert(tp: Any, value: Any, path: str, ctx: _Ctx, finite: bool = True) -> Any:
+    """Check ``value`` against type ``tp``; returns the converted value or ``MISSING`` on error.
+
+    ``finite`` refuses NaN and infinities wherever a float is expected (inside lists and tables too).
+    """
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
@@ -103,11 +113,14 @@ def _convert(tp: Any, value: Any, path: str, ctx: _Ctx) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        if finite and float in args and isinstance(value, float) and not math.isfinite(value):
+            ctx.fail(WrongTypeError, path, f"expected a finite number, got {value}")
+            return MISSING
         for arg in args:
             if arg is type(None):
                 continue
             sub = _Ctx(ctx.file, [])
-            result = _convert(arg, value, path, sub)
+            result = _convert(arg, value, path, sub, finite)
             if not sub.errors:
                 return result
         ctx.fail(WrongTypeError, path, f"expected {_type_name(tp)}, got {_describe(value)}")
@@ -129,7 +142,7 @@ def _convert(tp: Any, value: Any, path: str, ctx: _Ctx) -> Any:
         if not isinstance(value, list):
             ctx.fail(WrongTypeError, path, f"expected {_type_name(tp)}, got {_describe(value)}")
             return MISSING
-        out = [_convert(arg, item, f"{path}[{i}]", ctx) for i, item in enumerate(value)]
+        out = [_convert(arg, item, f"{path}[{i}]", ctx, finite) for i, item in enumerate(value)]
         return out
     if origin is dict:
         if not isinstance(value, dict):
@@ -137,7 +150,7 @@ def _convert(tp: Any, value: Any, path: str, ctx: _Ctx) -> Any:
             return MISSING
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is not Any:
-            return {k: _convert(args[1], v, f"{path}.{k}", ctx) for k, v in value.items()}
+            return {k: _convert(args[1], v, f"{path}.{k}", ctx, finite) for k, v in value.items()}
         return dict(value)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):
@@ -152,7 +165,11 @@ def _convert(tp: Any, value: Any, path: str, ctx: _Ctx) -> Any:
             return value
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            number = float(value)
+            if finite and not math.isfinite(number):
+                ctx.fail(WrongTypeError, path, f"expected a finite number, got {value}")
+                return MISSING
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -210,7 +227,7 @@ def _build(schema: type, table: Mapping[str, Any], path: str, ctx: _Ctx, ignore:
             )
             continue
         f = fields[key]
-        converted = _convert(hints[key], value, f"{prefix}{key}", ctx)
+        converted = _convert(hints[key], value, f"{prefix}{key}", ctx, not f.metadata.get("allow_nonfinite", False))
         if converted is MISSING:
             continue
         _check_constraints(f, converted, f"{prefix}{key}", ctx)

@@ -111,8 +111,12 @@ class KeyFileNotFound(KeyError_):
     """The key file does not exist."""
 
 
+class KeyFileUnreadable(KeyError_):
+    """The key file's path exists but cannot be read: a directory, no permission, an I/O error."""
+
+
 class KeyFileCorrupt(KeyError_):
-    """The key file cannot be parsed or its contents are inconsistent."""
+    """The key file cannot be parsed or its contents are inconsistent (truncated, edited, damaged)."""
 
 
 class WrongPassphrase(KeyError_):

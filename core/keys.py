@@ -19,7 +19,7 @@ import nacl.signing
 import nacl.utils
 import orjson
 
-from .errors import KeyFileCorrupt, KeyFileNotFound, PassphraseRequired, WrongPassphrase
+from .errors import KeyFileCorrupt, KeyFileNotFound, KeyFileUnreadable, PassphraseRequired, WrongPassphrase
 
 PASSPHRASE_ENV = "TNODE_PASSPHRASE"
 KEYFILE_VERSION = 1
@@ -122,6 +122,8 @@ def verify(public_key: bytes | str, message: bytes, signature: bytes) -> bool:
 # argon2id "interactive" limits keep `tnode keys` snappy; "moderate" would take ~1 s per unlock.
 _OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
 _MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+_OPS_RANGE = (nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE)
+_MEM_RANGE = (nacl.pwhash.argon2id.MEMLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE)
 
 
 def _derive(passphrase: str, salt: bytes, ops: int, mem: int) -> bytes:
@@ -133,6 +135,8 @@ def _derive(passphrase: str, salt: bytes, ops: int, mem: int) -> bytes:
 def save_keyfile(path: Path, key: Keypair, *, role: str, passphrase: str | None = None, overwrite: bool = False) -> None:
     """Write ``key`` to ``path`` with mode 0600, encrypted when ``passphrase`` is given."""
     path = Path(path)
+    if path.is_dir():
+        raise FileExistsError(f"{path}: a directory is in the way of the key file")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: key file exists (refusing to overwrite)")
     doc: dict[str, object] = {
@@ -166,13 +170,37 @@ def save_keyfile(path: Path, key: Keypair, *, role: str, passphrase: str | None 
     os.replace(tmp, path)
 
 
-def read_keyfile_meta(path: Path) -> dict[str, object]:
-    """Public part of a key file (no passphrase needed)."""
-    path = Path(path)
+# A key file is a few hundred bytes; anything far larger is not one (and is not read into memory).
+MAX_KEYFILE_BYTES = 64 * 1024
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of a key file, or a :class:`KeyError_` naming the path and what is wrong."""
     if not path.exists():
         raise KeyFileNotFound(f"{path}: no such key file (create one with `tnode keys new`)")
+    if path.is_dir():
+        raise KeyFileUnreadable(f"{path}: is a directory, not a key file (move it away, or create the key "
+                                "with `tnode keys new`)")
     try:
-        doc = orjson.loads(path.read_bytes())
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_KEYFILE_BYTES + 1)
+    except OSError as exc:
+        raise KeyFileUnreadable(f"{path}: cannot read the key file ({exc.strerror or exc})") from exc
+    if len(data) > MAX_KEYFILE_BYTES:
+        raise KeyFileCorrupt(f"{path}: not a tnode key file (larger than {MAX_KEYFILE_BYTES} bytes)")
+    return data
+
+
+def read_keyfile_meta(path: Path) -> dict[str, object]:
+    """Public part of a key file (no passphrase needed).
+
+    Raises :class:`~tnode.errors.KeyFileNotFound`, :class:`~tnode.errors.KeyFileUnreadable` or
+    :class:`~tnode.errors.KeyFileCorrupt`, each naming the path.
+    """
+    path = Path(path)
+    data = _read(path)
+    try:
+        doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise KeyFileCorrupt(f"{path}: not a tnode key file (invalid JSON: {exc})") from exc
     if not isinstance(doc, dict) or doc.get("type") != "ed25519" or not isinstance(doc.get("public"), str):
@@ -184,7 +212,10 @@ def load_keyfile(path: Path, passphrase: str | None = None) -> Keypair:
     """Read a key file; encrypted files need ``passphrase`` (or ``$TNODE_PASSPHRASE``)."""
     path = Path(path)
     doc = read_keyfile_meta(path)
-    mode = stat.S_IMODE(path.stat().st_mode)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        raise KeyFileUnreadable(f"{path}: cannot read the key file ({exc.strerror or exc})") from exc
     if mode & 0o077:
         # Readable by others: still usable, but tell the operator.
         import structlog
@@ -193,21 +224,28 @@ def load_keyfile(path: Path, passphrase: str | None = None) -> Keypair:
     try:
         if "encryption" in doc:
             enc = doc["encryption"]
-            assert isinstance(enc, dict)
+            if not isinstance(enc, dict):
+                raise TypeError("'encryption' is not an object")
             if passphrase is None:
                 passphrase = os.environ.get(PASSPHRASE_ENV)
             if not passphrase:
                 raise PassphraseRequired(f"{path}: key is encrypted; give a passphrase or set ${PASSPHRASE_ENV}")
-            box = nacl.secret.SecretBox(
-                _derive(passphrase, bytes.fromhex(enc["salt"]), int(enc["opslimit"]), int(enc["memlimit"]))
-            )
+            ops, mem = enc["opslimit"], enc["memlimit"]
+            # Limits come from the file: refuse values argon2id rejects or that would exhaust memory.
+            if not (isinstance(ops, int) and _OPS_RANGE[0] <= ops <= _OPS_RANGE[1]
+                    and isinstance(mem, int) and _MEM_RANGE[0] <= mem <= _MEM_RANGE[1]):
+                raise ValueError("key derivation limits out of range")
+            box = nacl.secret.SecretBox(_derive(passphrase, bytes.fromhex(enc["salt"]), ops, mem))
+            ciphertext = bytes.fromhex(enc["ciphertext"])
+            if len(ciphertext) < nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES:
+                raise ValueError(f"ciphertext has {len(ciphertext)} bytes (truncated)")
             try:
-                seed = box.decrypt(bytes.fromhex(enc["ciphertext"]))
+                seed = box.decrypt(ciphertext)
             except nacl.exceptions.CryptoError as exc:
                 raise WrongPassphrase(f"{path}: wrong passphrase (or the ciphertext was altered)") from exc
         else:
             seed = bytes.fromhex(str(doc["secret"]))
-    except (KeyError, TypeError, ValueError, AssertionError) as exc:
+    except (KeyError, TypeError, ValueError, nacl.exceptions.CryptoError) as exc:
         raise KeyFileCorrupt(f"{path}: damaged key file ({type(exc).__name__}: {exc})") from exc
     if len(seed) != 32:
         raise KeyFileCorrupt(f"{path}: damaged key file (secret has {len(seed)} bytes, expected 32)")

@@ -316,3 +316,70 @@ def test_schema_check_reports_cross_key_problems_with_key_path() -> None:
     assert [(e.key_path, e.message, e.hint) for e in errors] == [("spam.x.low", "must not exceed high (2)", "lower it")]
     _, ok = collect_errors(_Ordered, {"low": 1, "high": 3}, file="node.toml", path="spam.x")
     assert ok == []
+
+
+# --------------------------------------------------------------------------- non-finite floats
+@dataclass(frozen=True)
+class _Floats:
+    period: float = option(1.0, "A duration.", ge=0.001)
+    cap: float = option(1.0, "Bounded above.", le=10.0)
+    maybe: float | None = option(None, "Optional number.")
+    series: list[float] = option([], "Numbers.")
+    table: dict[str, float] = option({}, "Named numbers.")
+    wild: float = option(0.0, "Opts in to non-finite values.", allow_nonfinite=True)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize(
+    ("key", "shape", "path"),
+    [
+        ("period", lambda v: v, "chain.period"),
+        ("cap", lambda v: v, "chain.cap"),
+        ("maybe", lambda v: v, "chain.maybe"),
+        ("series", lambda v: [1.0, v], "chain.series[1]"),
+        ("table", lambda v: {"a": v}, "chain.table.a"),
+    ],
+)
+def test_every_float_refuses_nan_and_infinity_naming_the_key(bad: float, key: str, shape: Any, path: str) -> None:
+    # NaN passes `ge`/`le` (every comparison with it is false) and inf passes `ge`: both used to load.
+    _, errors = collect_errors(_Floats, {key: shape(bad)}, file="node.toml", path="chain")
+    assert [(e.key_path, e.message) for e in errors] == [(path, f"expected a finite number, got {bad}")]
+    assert isinstance(errors[0], WrongTypeError)
+
+
+def test_a_float_may_opt_in_to_non_finite_values() -> None:
+    value, errors = collect_errors(_Floats, {"wild": float("inf")}, file="node.toml", path="chain")
+    assert errors == [] and value.wild == float("inf")
+
+
+def test_finite_floats_and_integers_still_load() -> None:
+    value, errors = collect_errors(_Floats, {"period": 2, "cap": 1e1, "series": [0.5, 3], "table": {"a": -1.5}},
+                                   file="node.toml", path="chain")
+    assert errors == [] and (value.period, value.cap, value.series, value.table) == (2.0, 10.0, [0.5, 3.0],
+                                                                                     {"a": -1.5})
+
+
+@pytest.mark.parametrize(
+    ("edit", "line"),
+    [
+        (lambda t: t + '\n[chain]\ntype = "local"\nblock_time = nan\n', "chain.block_time: expected a finite number, got nan"),
+        (lambda t: t + '\n[chain]\ntype = "local"\nblock_time = inf\n', "chain.block_time: expected a finite number, got inf"),
+        (lambda t: t.replace('type = "libp2p"', 'type = "libp2p"\nfreshness_seconds = inf', 1),
+         "transport.freshness_seconds: expected a finite number, got inf"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_validate_and_run_refuse_non_finite_floats_with_exit_78(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                edit: Any, line: str, command: str) -> None:
+    from tnode.cli import EXIT_CONFIG, app
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("COLUMNS", "200")
+    cli = CliRunner()
+    assert cli.invoke(app, ["init", str(tmp_path)]).exit_code == 0
+    config = tmp_path / "node.toml"
+    config.write_text(edit(config.read_text()))
+    result = cli.invoke(app, [command, "-c", str(config)])
+    assert result.exit_code == EXIT_CONFIG, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert f"{config}: {line}" in " ".join(result.output.split())

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import orjson
 import pytest
-from tnode.errors import KeyFileCorrupt, KeyFileNotFound, PassphraseRequired, WrongPassphrase
+from tnode.cli import app
+from tnode.errors import (
+    KeyFileCorrupt,
+    KeyFileNotFound,
+    KeyFileUnreadable,
+    PassphraseRequired,
+    WrongPassphrase,
+)
 from tnode.keys import (
     Keypair,
     Keystore,
@@ -18,6 +26,7 @@ from tnode.keys import (
     save_keyfile,
     verify,
 )
+from typer.testing import CliRunner
 
 
 def mode(path: Path) -> int:
@@ -188,3 +197,119 @@ def test_keystore_creates_lists_and_loads_named_keys(tmp_path: Path) -> None:
     assert store.path("hotkey") == tmp_path / "keys" / "hotkey.json"
     with pytest.raises(ValueError, match="invalid key name"):
         store.path("../escape")
+
+
+# --------------------------------------------------------------------------- hostile key files
+def test_a_directory_where_the_key_file_should_be_is_unreadable_naming_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "hot.json"
+    path.mkdir()
+    for call in (read_keyfile_meta, load_keyfile):
+        with pytest.raises(KeyFileUnreadable, match=f"{path}: is a directory"):
+            call(path)
+    with pytest.raises(FileExistsError, match="directory is in the way"):
+        save_keyfile(path, Keypair.generate(), role="hotkey", overwrite=True)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_a_key_file_without_read_permission_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "hot.json"
+    save_keyfile(path, Keypair.generate(), role="hotkey")
+    path.chmod(0)
+    with pytest.raises(KeyFileUnreadable, match="Permission denied"):
+        load_keyfile(path)
+
+
+def test_a_truncated_key_file_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "cold.json"
+    save_keyfile(path, Keypair.generate(), role="coldkey", passphrase="pw")
+    whole = path.read_bytes()
+    for cut in (0, 1, len(whole) // 2, len(whole) - 2):
+        path.write_bytes(whole[:cut])
+        with pytest.raises(KeyFileCorrupt, match=str(path)):
+            load_keyfile(path, "pw")
+
+
+@pytest.mark.parametrize("change", [
+    {"ciphertext": "ab" * 20},          # shorter than nonce + MAC
+    {"ciphertext": "abc"},              # odd hex
+    {"opslimit": 2**62},                # would never finish
+    {"memlimit": 2**50},                # would exhaust memory
+    {"memlimit": "64"},
+    {"salt": "00"},
+])
+def test_hostile_encryption_parameters_are_corrupt_not_crashes(tmp_path: Path, change: dict[str, object]) -> None:
+    path = tmp_path / "cold.json"
+    save_keyfile(path, Keypair.generate(), role="coldkey", passphrase="pw")
+    doc = orjson.loads(path.read_bytes())
+    doc["encryption"].update(change)
+    path.write_bytes(orjson.dumps(doc))
+    with pytest.raises(KeyFileCorrupt, match="damaged key file"):
+        load_keyfile(path, "pw")
+
+
+def test_a_huge_file_is_not_read_as_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "hot.json"
+    path.write_bytes(b" " * (1024 * 1024))
+    with pytest.raises(KeyFileCorrupt, match="larger than"):
+        read_keyfile_meta(path)
+
+
+# The CLI prints these problems as one line naming the path, exits non-zero, no traceback.
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("TNODE_PASSPHRASE", raising=False)
+    return CliRunner()
+
+
+def _break(keys: Path, how: str) -> Path:
+    path = keys / "hotkey.json"
+    if how == "directory":
+        path.unlink()
+        path.mkdir()
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[:40])
+    elif how == "wrong passphrase":
+        save_keyfile(path, Keypair.generate(), role="hotkey", passphrase="right", overwrite=True)
+    return path
+
+
+CASES = [("directory", "is a directory"), ("truncated", "not a tnode key file"),
+         ("wrong passphrase", "wrong passphrase")]
+
+
+def _assert_clean_failure(result, path: Path, message: str, code: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    text = " ".join(result.output.split())
+    assert result.exit_code != 0, text
+    if code is not None:
+        assert result.exit_code == code, text
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # handled, not a crash
+    assert "Traceback" not in result.output
+    assert str(path) in text and message in text, text
+
+
+@pytest.mark.parametrize(("how", "message"), CASES)
+def test_keys_show_reports_a_broken_key_file_without_a_traceback(cli: CliRunner, tmp_path: Path, how: str,
+                                                                 message: str) -> None:
+    Keystore(tmp_path).new("hotkey", role="hotkey")
+    path = _break(tmp_path / "keys", how)
+    result = cli.invoke(app, ["keys", "show", "hotkey", "-d", str(tmp_path), "--unlock"], input="wrong\n")
+    _assert_clean_failure(result, path, message)
+
+
+@pytest.mark.parametrize(("how", "message"), CASES)
+def test_run_reports_a_broken_hotkey_file_without_a_traceback(cli: CliRunner, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, how: str,
+                                                              message: str) -> None:
+    assert cli.invoke(app, ["init", str(tmp_path)]).exit_code == 0
+    path = _break(tmp_path / "data" / "node" / "keys", how)
+    monkeypatch.setenv("TNODE_PASSPHRASE", "wrong")
+    result = cli.invoke(app, ["run", "-c", str(tmp_path / "node.toml")])
+    _assert_clean_failure(result, path, message, code=78)
+
+
+def test_keys_list_shows_a_directory_in_the_keys_folder_as_a_broken_row(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "keys" / "odd.json").mkdir(parents=True)
+    result = cli.invoke(app, ["keys", "list", "-d", str(tmp_path)])
+    assert result.exit_code == 0 and "is a directory" in result.output
+
