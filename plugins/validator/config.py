@@ -20,7 +20,7 @@ class ValidatorConfig:
         [], "Weight of each scorer in `scorers` (same length); empty weighs them equally."
     )
     timeout: float = option(10.0, "Seconds a miner has to answer a task.", ge=0.01)
-    step_interval: float = option(2.0, "Seconds between the starts of two query steps.", ge=0)
+    step_interval: float = option(2.0, "Seconds between the starts of two query steps (> 0).", ge=0.01)
     tasks_per_step: int = option(1, "Tasks sent in one step (each to every chosen miner).", ge=1)
     sample_size: int = option(
         0, "Miners queried per step, favouring those least recently and least often measured; 0 queries all.", ge=0
