@@ -62,7 +62,11 @@ def task_eval_doc(plan: DevnetPlan) -> dict[str, Any]:
     modalities = {name: validator["modalities"][name]}
     for kind in models:
         modalities[f"serve_{kind}"] = {"type": validator["modalities"][name]["type"], "model": kind}
-    return {"node": {"name": "devnet-eval", "create_keys": True}, "datasets": validator["datasets"],
+    # The topology check wants a transport wherever a modality serves; loopback, port 0, never dialled.
+    return {"node": {"name": "devnet-eval", "create_keys": True},
+            "transport": {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"], "announce_interval": 0.0,
+                          "dht": False, "gossip": False},
+            "datasets": validator["datasets"],
             "models": models, "modalities": modalities, "scorers": validator["scorers"]}
 
 
@@ -77,7 +81,7 @@ async def heldout_task_scores(plan: DevnetPlan, *, tasks: int = 48, seed: int = 
     doc = task_eval_doc(plan)
     name = plan.validators[0].doc["validator"]["modality"]
     node = Node.from_dict(doc, data_dir=plan.options.run_dir / "eval",
-                          kinds={"dataset", "model", "modality", "scorer"})
+                          kinds={"transport", "dataset", "model", "modality", "scorer"})
     async with node.running():
         modality = node.component("modality", name)
         scorers = list(node.components_of("scorer").values())
