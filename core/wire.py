@@ -102,6 +102,9 @@ _PD_KEYS = frozenset({"dtype", "shape"})
 _is_hex64 = re.compile(r"[0-9a-f]{64}").fullmatch
 _is_nonce = re.compile(r"[0-9a-f]{32}").fullmatch
 _is_sig = re.compile(r"[0-9a-f]{128}").fullmatch
+_is_hex = re.compile(r"[0-9a-f]*").fullmatch
+_LE_DTYPES = {name: np.dtype(name).newbyteorder("<") for name in DTYPES if name != "bytes"}
+_ITEMSIZE = {name: (1 if name == "bytes" else np.dtype(name).itemsize) for name in DTYPES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +219,10 @@ def check_length(prefix: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> int:
     return int(size)
 
 
-def _expect(header: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+def _expect(header: dict[str, Any], key: str, kind: type) -> Any:
+    # orjson builds exact str/int objects, so an exact type test suffices and refuses bool for int.
     value = header.get(key)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+    if type(value) is not kind:
         raise MalformedFrame(f"header field {key!r} missing or of the wrong type")
     return value
 
@@ -290,42 +294,63 @@ def decode_body(data: bytes | bytearray | memoryview, max_frame: int = DEFAULT_M
     return RawFrame(header=header, body=body, payload=payload, size=size + 4)
 
 
+_STRING_FIELDS = ("m", "t", "s", "r", "n", "h", "re", "c")
+
+
+def _lower_hex(text: str) -> bool:
+    """True when ``text`` is lowercase hex (fast path; an all-digit string falls back to a regex)."""
+    try:
+        # fromhex skips whitespace and accepts A-F: the length and islower() tests rule both out.
+        if len(bytes.fromhex(text)) * 2 == len(text) and text.encode().islower():
+            return True
+    except ValueError:
+        return False
+    return _is_hex(text) is not None
+
+
 def _check_fields(header: dict[str, Any], kind: str) -> None:
     """The string fields' types, lengths and formats (see the table in the module docstring)."""
-    for key in ("m", "t", "s", "r", "n", "h", "re", "c"):
-        _expect(header, key, str)
-    if len(header["m"]) > MAX_NAME or len(header["t"]) > MAX_NAME:
+    get = header.get
+    m, t, s, r, n, h, re_, c = get("m"), get("t"), get("s"), get("r"), get("n"), get("h"), get("re"), get("c")
+    if not (type(m) is str and type(t) is str and type(s) is str and type(r) is str and type(n) is str
+            and type(h) is str and type(re_) is str and type(c) is str):
+        for key in _STRING_FIELDS:
+            _expect(header, key, str)
+    # The common case in one regex call over the hex fields; the slow path names the bad field.
+    if (len(m) <= MAX_NAME and len(t) <= MAX_NAME and len(c) <= MAX_CODE and len(s) == 64 and len(n) == NONCE_HEX
+            and len(h) == 64 and len(r) in ((0,) if kind == "ann" else (0, 64)) and len(re_) in (0, NONCE_HEX)
+            and _lower_hex(s + r + n + h + re_)):
+        return
+    if len(m) > MAX_NAME or len(t) > MAX_NAME:
         raise MalformedFrame(f"header field 'm' or 't' is longer than {MAX_NAME} characters")
-    if len(header["c"]) > MAX_CODE:
+    if len(c) > MAX_CODE:
         raise MalformedFrame(f"header field 'c' is longer than {MAX_CODE} characters")
-    if not _is_hex64(header["s"]):
+    if not _is_hex64(s):
         raise MalformedFrame("header field 's' must be 64 lowercase hex characters (an Ed25519 public key)")
-    receiver = header["r"]
     if kind == "ann":
-        if receiver:
+        if r:
             raise MalformedFrame("an announcement ('ann') is addressed to nobody: its receiver must be empty")
-    elif receiver and not _is_hex64(receiver):
+    elif r and not _is_hex64(r):
         raise MalformedFrame("header field 'r' must be empty or 64 lowercase hex characters")
-    if not _is_nonce(header["n"]):
+    if not _is_nonce(n):
         raise MalformedFrame(f"header field 'n' must be a nonce of exactly {NONCE_HEX} lowercase hex characters")
-    if not _is_hex64(header["h"]):
+    if not _is_hex64(h):
         raise MalformedFrame("header field 'h' must be 64 lowercase hex characters (a blake2b-256 digest)")
-    if header["re"] and not _is_nonce(header["re"]):
-        raise MalformedFrame(f"header field 're' must be empty or a nonce of {NONCE_HEX} lowercase hex characters")
+    raise MalformedFrame(f"header field 're' must be empty or a nonce of {NONCE_HEX} lowercase hex characters")
 
 
 def _check_pd(pd: Any, pl: int) -> tuple[str, list[int]]:
     """Validate a payload description against the payload length ``pl``; returns (dtype, shape)."""
-    if not isinstance(pd, dict) or pd.keys() != _PD_KEYS:
+    if type(pd) is not dict or len(pd) != 2 or pd.keys() != _PD_KEYS:
         raise MalformedFrame("header field 'pd' must be null or an object with exactly 'dtype' and 'shape'")
     dtype, shape = pd["dtype"], pd["shape"]
-    if not isinstance(dtype, str) or dtype not in DTYPES:
+    if type(dtype) is not str or dtype not in DTYPES:
         raise MalformedFrame(f"payload dtype {str(dtype)[:32]!r} not allowed (allowed: {sorted(DTYPES)})")
     if not isinstance(shape, list) or len(shape) > MAX_DIMS:
         raise MalformedFrame(f"payload shape must be a list of at most {MAX_DIMS} dimensions")
     count = 1
     for d in shape:
-        if not isinstance(d, int) or isinstance(d, bool) or not 0 <= d <= MAX_ELEMENTS:
+        if type(d) is not int or not 0 <= d <= MAX_ELEMENTS:
             raise MalformedFrame(f"payload shape dimensions must be integers in [0, {MAX_ELEMENTS}]")
         if d:
             count *= d
@@ -336,8 +361,8 @@ def _check_pd(pd: Any, pl: int) -> tuple[str, list[int]]:
     if dtype == "bytes":
         if shape != [pl]:
             raise MalformedFrame("bytes payload shape does not match its length")
-    elif count * np.dtype(dtype).itemsize != pl:
-        raise MalformedFrame(f"payload has {pl} bytes, shape {shape} of {dtype} needs {count * np.dtype(dtype).itemsize}")
+    elif count * _ITEMSIZE[dtype] != pl:
+        raise MalformedFrame(f"payload has {pl} bytes, shape {shape} of {dtype} needs {count * _ITEMSIZE[dtype]}")
     return dtype, shape
 
 
@@ -349,7 +374,7 @@ def _decode_payload(pd: dict[str, Any] | None, raw: bytes) -> np.ndarray | bytes
     dtype, shape = _check_pd(pd, len(raw))
     if dtype == "bytes":
         return raw
-    return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+    return np.frombuffer(raw, dtype=_LE_DTYPES[dtype]).reshape(shape)
 
 
 DEFAULT_REPLAY_BYTES = 64 * 1024 * 1024
@@ -357,6 +382,18 @@ DEFAULT_REPLAY_BYTES = 64 * 1024 * 1024
 REPLAY_ENTRY_BYTES = 224
 """Memory one remembered nonce costs (48-byte key, timestamp and ordered-dict slot; measured with
 tracemalloc on CPython 3.11, table growth averaged in)."""
+
+
+def _replay_key(sender: str, nonce: str) -> bytes:
+    """The fixed-size (48-byte) replay key of a 64-hex sender and a 32-hex nonce."""
+    try:
+        if len(sender) == 64 and len(nonce) == NONCE_HEX:
+            key = bytes.fromhex(sender + nonce)
+            if len(key) == 48:  # fromhex skips whitespace: a shorter key was not pure hex
+                return key
+    except (TypeError, ValueError):
+        pass
+    raise MalformedFrame(f"sender must be 64 and nonce {NONCE_HEX} hex characters")
 
 
 @dataclass
@@ -395,12 +432,10 @@ class ReplayGuard:
         return self._limit
 
     def check_and_record(self, sender: str, nonce: str, ts_ms: int, now_ms: int) -> None:
-        if not (isinstance(sender, str) and _is_hex64(sender) and isinstance(nonce, str) and _is_nonce(nonce)):
-            raise MalformedFrame(f"sender must be 64 and nonce {NONCE_HEX} lowercase hex characters")
+        key = _replay_key(sender, nonce)
         self._expire(now_ms)
         if ts_ms <= self.floor_ms:
             raise StaleMessage("message older than the replay memory (node under nonce pressure)")
-        key = bytes.fromhex(sender + nonce)
         if key in self._seen:
             raise ReplayedMessage(f"nonce {nonce[:16]} from {sender[:16]} was already used")
         self._seen[key] = ts_ms
