@@ -311,7 +311,8 @@ def _lower_hex(text: str) -> bool:
 def _check_fields(header: dict[str, Any], kind: str) -> None:
     """The string fields' types, lengths and formats (see the table in the module docstring)."""
     get = header.get
-    m, t, s, r, n, h, re_, c = get("m"), get("t"), get("s"), get("r"), get("n"), get("h"), get("re"), get("c")
+    values: tuple[Any, ...] = (get("m"), get("t"), get("s"), get("r"), get("n"), get("h"), get("re"), get("c"))
+    m, t, s, r, n, h, re_, c = values
     if not (type(m) is str and type(t) is str and type(s) is str and type(r) is str and type(n) is str
             and type(h) is str and type(re_) is str and type(c) is str):
         for key in _STRING_FIELDS:
