@@ -51,7 +51,7 @@ class ZmqFeed:
 
     async def run(self, *, task_status: Any) -> None:
         self._resolve()
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         sock = ctx.socket(zmq.PUB)
         sock.setsockopt(zmq.SNDHWM, self.config.hwm)
         sock.setsockopt(zmq.LINGER, 0)
@@ -60,7 +60,7 @@ class ZmqFeed:
                 sock.bind(self.config.bind)
             except zmq.ZMQError as exc:
                 raise ConfigError(f"cannot bind {self.config.bind!r}: {exc}", key_path="bind") from None
-            self.endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+            self.endpoint = bytes(sock.getsockopt(zmq.LAST_ENDPOINT)).decode()  # type: ignore[arg-type]
             self._socket = sock
             self._sub = self.node.bus.subscribe(Event, self._send, name=f"exporter:{self.name}",
                                                 maxsize=self.config.queue, when_full="drop_newest")

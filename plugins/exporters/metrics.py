@@ -148,11 +148,11 @@ class _PresentCollector(Collector):
         delivered = CounterMetricFamily("tnode_bus_delivered", "Events delivered to a bus subscriber.",
                                         labels=labels)
         for s in self.node.bus.stats():
-            key = [s.name, s.event_type]
-            depth.add_metric(key, s.queued)
-            dropped.add_metric(key, s.dropped)
-            errors.add_metric(key, s.errors)
-            delivered.add_metric(key, s.delivered)
+            ids = [s.name, s.event_type]
+            depth.add_metric(ids, s.queued)
+            dropped.add_metric(ids, s.dropped)
+            errors.add_metric(ids, s.errors)
+            delivered.add_metric(ids, s.delivered)
         yield from (depth, dropped, errors, delivered)
 
         view = self.view

@@ -29,7 +29,7 @@ class FeedSubscriber:
         self.endpoint = endpoint
         self.topics = list(topics)
         self.gaps = GapTracker()
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._sock: zmq.Socket[bytes] = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
         if rcvhwm:
@@ -49,9 +49,10 @@ class FeedSubscriber:
 
     async def _readable(self) -> None:
         sock = self._sock
-        while not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        fd = int(sock.getsockopt(zmq.FD))  # type: ignore[call-overload]
+        while not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:  # type: ignore[call-overload]
             with anyio.move_on_after(FD_GUARD_SECONDS):
-                await anyio.wait_readable(sock.getsockopt(zmq.FD))
+                await anyio.wait_readable(fd)
 
     async def batches(self, max_batch: int = 1024) -> AsyncIterator[list[tuple[str, bytes, int]]]:
         """Messages as they arrive, in batches of what was queued (at most ``max_batch``)."""
