@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .contracts import RESTORATION_TASKS, Corruption
+from .contracts import RESTORATION_TASKS
 from .corrupt import corrupt
 from .unet import UNet, UNetShape, load_checkpoint, prepare, save_checkpoint
 
@@ -155,9 +155,3 @@ def export(checkpoint: Path, dest: Path) -> None:
     model, state = load_checkpoint(checkpoint)
     save_checkpoint(dest, model, step=int(state.get("step", 0)))
 
-
-def restore_one(model: UNet, image: np.ndarray, corruption: Corruption) -> np.ndarray:
-    """Convenience for evaluation: one image through :func:`tnode.plugins.image.unet.run_unet`."""
-    from .unet import run_unet
-
-    return run_unet(model, [(image, corruption)])[0]

@@ -34,3 +34,29 @@ def test_baselines_are_ordered_on_held_out_images(results: dict[str, dict[str, f
     order = [results[m]["all"] for m in ("unet", "classical", "blur", "garbage")]
     assert order == sorted(order, reverse=True), results
     assert results["garbage"]["all"] < 12 < results["blur"]["all"]
+
+
+def test_generate_makes_images_of_the_asked_class_and_is_scored_against_references() -> None:
+    from tnode.interfaces import ValidatorTask
+    from tnode.plugins.image.config import BlurConfig, ClassicalConfig, ImageGarbageConfig, PSNRConfig
+    from tnode.plugins.image.contracts import ImageAnswer, ImageTruth
+    from tnode.plugins.image.models import BlurModel, ClassicalModel, ImageGarbageModel
+    from tnode.plugins.image.scoring import PSNRScorer
+
+    shapes = ShapesDataset(None, "s", ShapesConfig(size=16))
+    ask = Corruption("generate", label=1, height=16, width=16, channels=3, seed=4)
+    refs, labels = shapes.sample("heldout", 64, np.random.default_rng(0))
+    refs = refs[labels == 1][:8]
+    truth = ImageTruth(refs[0], None, ask, refs)
+    task = ValidatorTask("image", "generate", {}, None, truth)
+    answers = {}
+    for i, cls, cfg in ((0, UNetModel, UNetConfig()), (1, ClassicalModel, ClassicalConfig()),
+                        (2, BlurModel, BlurConfig()), (3, ImageGarbageModel, ImageGarbageConfig())):
+        model = cls(None, str(i), cfg)
+        if i < 3:
+            model.attach_dataset(shapes)
+        image = model.generate(ask)
+        assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+        answers[i] = ImageAnswer(image)
+    scores = PSNRScorer(None, "p", PSNRConfig()).score(task, answers, {})
+    assert min(scores[0], scores[1], scores[2]) > scores[3]
