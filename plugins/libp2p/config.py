@@ -42,6 +42,9 @@ class Libp2pConfig:
     )
     streams_per_peer: int = option(8, "Outbound streams kept open per peer (requests in flight per peer).", ge=1, le=256)
     freshness_seconds: float = option(30.0, "Accepted clock difference for signed messages.", ge=1.0, le=3600.0)
+    replay_memory_bytes: int = option(
+        64 * 1024 * 1024, "Bytes of memory for the nonces seen within the freshness window; at the cap the oldest "
+        "are forgotten and older messages are refused as stale.", ge=1024 * 1024)
     max_connections: int = option(1024, "Connection limit of the host; also the limit of open inbound connections.",
                                   ge=1, le=1_000_000)
     max_inbound_per_peer: int = option(

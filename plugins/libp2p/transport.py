@@ -78,7 +78,7 @@ class Libp2pTransport:
         self.peer_id = node.hotkey.peer_id
         self.log = node.log.bind(component="transport")
         self.verifier = wire.Verifier(self.hotkey, window_ms=int(config.freshness_seconds * 1000),
-                                      max_frame=config.max_frame_bytes)
+                                      max_frame=config.max_frame_bytes, replay_max_bytes=config.replay_memory_bytes)
         try:
             self._listen = [multiaddr.Multiaddr(a) for a in config.listen]
             self._announce = [multiaddr.Multiaddr(a) for a in config.announce]

@@ -47,3 +47,14 @@ def test_partial_frame_budget_below_the_frame_limit_is_refused(tmp_path: Path) -
     code, text = _validate(tmp_path, "max_frame_bytes = 4194304\npartial_frame_bytes_per_peer = 1048576")
     assert code == 78, text
     assert "transport.partial_frame_bytes_per_peer" in text
+
+
+def test_replay_memory_cap_comes_from_the_config(tmp_path: Path) -> None:
+    from tnode.node import Node
+
+    node = Node.from_dict({"transport": {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"],
+                                         "replay_memory_bytes": 2 * 1024 * 1024}}, data_dir=tmp_path)
+    guard = node.transport.verifier.replay
+    assert guard.max_bytes == 2 * 1024 * 1024
+    code, text = _validate(tmp_path, "replay_memory_bytes = 1000")
+    assert code == 78 and "transport.replay_memory_bytes" in text
