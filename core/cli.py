@@ -246,9 +246,17 @@ def version() -> None:
     console.print(__version__)
 
 
+# The core's own commands: build_app starts from these, so building the app twice in one process
+# (tests, embedding) adds the plugins' commands once, not a second time that would collide.
+_CORE_COMMANDS = (list(app.registered_commands), list(app.registered_groups))
+
+
 def build_app() -> typer.Typer:
     """The root app with plugin commands added (plugins load once here)."""
     from .pluginmanager import load_plugins
+
+    app.registered_commands[:] = _CORE_COMMANDS[0]
+    app.registered_groups[:] = _CORE_COMMANDS[1]
 
     try:
         manager = load_plugins()

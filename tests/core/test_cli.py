@@ -339,3 +339,11 @@ def test_a_plugin_command_colliding_with_a_core_command_is_refused() -> None:
     app.command()(version)
     with pytest.raises(PluginError, match="command 'version' of plugin 'shadow' collides with the one of the core"):
         add_plugin_commands(app, manager)
+
+
+def test_building_the_app_twice_adds_plugin_commands_once() -> None:
+    from tnode.cli import build_app
+
+    first = sorted(c.name or "" for c in build_app().registered_commands)
+    second = sorted(c.name or "" for c in build_app().registered_commands)
+    assert first == second
