@@ -274,7 +274,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 await legit_for(2.0)  # warm up
                 results["alone"] = await legit_for(args.alone_seconds)
                 attackers = []
-                for kind in ATTACKS:
+                for kind in args.attacks:
                     flag = root / f"ready-{kind}"
                     if kind == "flood":
                         p = spawn("flood", target, "echo", json.dumps(body), str(root / "flood"), str(args.in_flight),
@@ -329,8 +329,9 @@ def report(args: argparse.Namespace, results: dict[str, Any], root: Path) -> Non
     samples = results["samples"]
     rss = [s[1] for s in samples]
     fds = [s[2] for s in samples if s[2] >= 0]
-    print(f"soak: {args.minutes:g} min, node = local chain + libp2p + echo + filters; attackers {', '.join(ATTACKS)}")
-    for kind in ATTACKS:
+    print(f"soak: {args.minutes:g} min, node = local chain + libp2p + echo + filters; "
+          f"attackers {', '.join(args.attacks)}")
+    for kind in args.attacks:
         path = root / f"{kind}.json"
         doc = json.loads(path.read_text()) if path.exists() else {}
         counts = doc.get("counts") or doc.get("codes") or {}
@@ -384,8 +385,14 @@ def main() -> int:
     parser.add_argument("--sample-seconds", type=float, default=2.0, help="RSS / fd sampling period")
     parser.add_argument("--rss-bound", type=float, default=64.0, help="allowed RSS growth, MiB")
     parser.add_argument("--fd-bound", type=int, default=64, help="allowed growth in open descriptors")
+    parser.add_argument("--attacks", default=",".join(ATTACKS),
+                        help=f"comma-separated attackers to run (default all: {','.join(ATTACKS)})")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     args = parser.parse_args()
+    args.attacks = [a for a in args.attacks.split(",") if a]
+    unknown = sorted(set(args.attacks) - set(ATTACKS))
+    if unknown:
+        parser.error(f"--attacks: unknown {', '.join(unknown)} (known: {', '.join(ATTACKS)})")
     args.minutes = args.minutes if args.minutes is not None else (1.0 if args.quick else 5.0)
     args.alone_seconds = args.alone_seconds if args.alone_seconds is not None else (10.0 if args.quick else 30.0)
     os.environ.setdefault("TNODE_DISABLE_PLUGIN_AUTOLOAD", "1")
