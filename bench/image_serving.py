@@ -55,7 +55,7 @@ async def drive(call: Any, n: int, concurrency: int) -> float:
 
 
 def direct(model: Any, images: list[np.ndarray], n: int, concurrency: int) -> float:
-    from tnode.plugins.image.contracts import Corruption
+    from tnode.contracts.image import Corruption
 
     how = Corruption("denoise", sigma=SIGMA)
     start = time.perf_counter()

@@ -1,8 +1,9 @@
-"""The contracts components fulfil, so plugins can use each other without importing each other.
+"""The generic contracts components fulfil, so plugins can use each other without importing each other.
 
 A plugin gets another component from the :class:`tnode.node.Node` (``node.transport``,
 ``node.chain``, ``node.component("models", "small")``) and talks to it through these
-protocols and plain data classes only.
+protocols and plain data classes only. Nothing here knows a modality: the types one modality's
+plugins share (text answers, image truths...) live in :mod:`tnode.contracts`.
 """
 
 from __future__ import annotations
@@ -247,39 +248,6 @@ class ChainBackend(Protocol):
         ...
 
 
-# =========================================================================== data and models
-
-
-class Dataset(Protocol):
-    """Token data with disjoint train / held-out splits, deterministic for a seed."""
-
-    name: str
-    vocab_size: int
-
-    def tokens(self, split: str) -> np.ndarray:
-        """All tokens of ``split`` ("train" or "heldout") as a 1-D int array."""
-        ...
-
-    def sample_windows(self, split: str, count: int, length: int, rng: np.random.Generator) -> np.ndarray:
-        """``count`` random windows of ``length`` tokens from ``split``, shape (count, length)."""
-        ...
-
-
-class LanguageModel(Protocol):
-    """A next-token model over the network's shared tokenizer."""
-
-    name: str
-    vocab_size: int
-
-    def next_token_logprobs(self, tokens: np.ndarray) -> np.ndarray:
-        """Log-probabilities for the next token at every position.
-
-        :param tokens: int array (batch, seq).
-        :returns: float32 array (batch, seq, vocab_size).
-        """
-        ...
-
-
 # =========================================================================== validation
 
 
@@ -292,15 +260,6 @@ class ValidatorTask:
     body: dict[str, Any]
     payload: np.ndarray | bytes | None
     truth: Any
-
-
-@dataclass(frozen=True, slots=True)
-class TopKPrediction:
-    """A parsed, validated next-token answer: per scored position the top-k ids and log-probs."""
-
-    ids: np.ndarray  # int64 (positions, k)
-    logprobs: np.ndarray  # float32 (positions, k)
-    vocab_size: int
 
 
 class ValidatingModality(Protocol):

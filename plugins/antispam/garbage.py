@@ -1,6 +1,6 @@
 """Recognising garbage top-k answers: degenerate, constant, and copies of another miner's answer.
 
-All functions work on :class:`tnode.interfaces.TopKPrediction` (ids and log-probs per position)
+All functions work on :class:`tnode.contracts.text.TopKPrediction` (ids and log-probs per position)
 and are pure, so the scorer wrapper in :mod:`.guard` only has to apply a policy.
 
 Distances between two answers are the L1 distance between their next-token distributions,
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from tnode.interfaces import TopKPrediction
+from tnode.contracts.text import TopKPrediction
 
 # Rule names, used as SpamDetected.kind and as counter keys.
 NON_FINITE = "non_finite"

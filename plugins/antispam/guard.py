@@ -22,8 +22,9 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import structlog
+from tnode.contracts.text import TopKPrediction
 from tnode.errors import ConfigError
-from tnode.interfaces import TopKPrediction, ValidatorTask
+from tnode.interfaces import ValidatorTask
 
 from .common import LOGGER, Reporter, debug_enabled
 from .config import GarbageGuardConfig

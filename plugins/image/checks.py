@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from tnode.contracts.image import CHANNELS, Corruption, ImageAnswer, ImageTruth
 from tnode.errors import TaskError
 
-from .contracts import CHANNELS, Corruption, ImageAnswer, ImageTruth
 from .corrupt import decode_mask
 
 KEYS = {"inpaint": frozenset({"mask"}), "denoise": frozenset({"sigma"}), "upscale": frozenset({"factor"}),

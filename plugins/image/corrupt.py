@@ -11,8 +11,7 @@ import base64
 from typing import Any
 
 import numpy as np
-
-from .contracts import Corruption
+from tnode.contracts.image import Corruption
 
 
 def box_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:

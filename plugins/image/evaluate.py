@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tnode.contracts.image import RESTORATION_TASKS, ImageTruth
 
-from .contracts import RESTORATION_TASKS, ImageTruth
 from .corrupt import corrupt
 from .scoring import psnr, ssim
 

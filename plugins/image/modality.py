@@ -21,13 +21,13 @@ from typing import Any
 
 import anyio
 import numpy as np
+from tnode.contracts.image import Corruption, ImageAnswer, ImageTruth
 from tnode.errors import ConfigError, TaskError
 from tnode.events import TaskReceived
 from tnode.interfaces import Reply, TaskResult, ValidatorTask
 
 from .checks import check_answer, parse_request
 from .config import ImageModalityConfig
-from .contracts import Corruption, ImageAnswer, ImageTruth
 from .corrupt import corrupt, encode_mask
 
 

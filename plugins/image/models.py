@@ -12,10 +12,10 @@ from typing import Any
 
 import anyio
 import numpy as np
+from tnode.contracts.image import Corruption
 from tnode.errors import ConfigError, TaskError
 
 from .config import BlurConfig, ClassicalConfig, ImageGarbageConfig, UNetConfig
-from .contracts import Corruption
 
 BUILTIN_CHECKPOINT = Path(__file__).with_name("checkpoints") / "unet.pt"
 """The U-Net shipped with tnode (``checkpoint = "builtin"``), trained by ``tnode image train`` on shapes."""

@@ -15,10 +15,10 @@ from typing import Any
 import anyio
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from tnode.contracts.image import ImageAnswer, ImageTruth
 from tnode.interfaces import ValidatorTask
 
 from .config import PSNRConfig, SSIMConfig
-from .contracts import ImageAnswer, ImageTruth
 
 COPY_MEAN_ABS = 0.5  # an answer this close to the damaged input (mean |Δ| in grey levels) is a copy
 CONSTANT_STD = 1.0  # an image whose pixels vary less than this is "one colour"

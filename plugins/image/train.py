@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from tnode.contracts.image import RESTORATION_TASKS
 
-from .contracts import RESTORATION_TASKS
 from .corrupt import corrupt
 from .unet import UNet, UNetShape, load_checkpoint, prepare, save_checkpoint
 

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from tnode.contracts.image import Corruption
 from torch import nn
-
-from .contracts import Corruption
 
 CONDITIONS = 3  # mask, sigma, factor planes
 

@@ -1,6 +1,6 @@
 """Probability a top-k answer gives to the true tokens, shared by the scorers.
 
-A :class:`tnode.interfaces.TopKPrediction` names at most k tokens per position with their
+A :class:`tnode.contracts.text.TopKPrediction` names at most k tokens per position with their
 log-probabilities. The rest of the vocabulary shares whatever mass the k do not claim, spread
 uniformly. Claims summing to more than 1 are scaled down to 1 (over-claiming never pays), and
 every probability is raised to a floor so one confident miss costs a bounded loss.
@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from tnode.interfaces import TopKPrediction, ValidatorTask
+from tnode.contracts.text import TopKPrediction
+from tnode.interfaces import ValidatorTask
 
 
 def truth_tokens(task: ValidatorTask) -> np.ndarray:

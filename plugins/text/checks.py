@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from tnode.contracts.text import TopKPrediction
 from tnode.errors import TaskError
-from tnode.interfaces import TopKPrediction
 
 from .tokenizer import VOCAB_SIZE
 

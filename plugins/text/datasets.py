@@ -76,7 +76,7 @@ def stdlib_documents(max_bytes: int, root: Path | None = None) -> list[tuple[str
 
 class TokenDataset:
     """Components ``[datasets.NAME] type = "python_docs" | "text_files"``: a
-    :class:`tnode.interfaces.Dataset` of byte tokens."""
+    :class:`tnode.contracts.text.TokenDataset` of byte tokens."""
 
     vocab_size = VOCAB_SIZE
 

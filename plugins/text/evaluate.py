@@ -1,4 +1,4 @@
-"""Held-out cross-entropy of any :class:`tnode.interfaces.LanguageModel` (numpy only)."""
+"""Held-out cross-entropy of any :class:`tnode.contracts.text.LanguageModel` (numpy only)."""
 
 from __future__ import annotations
 

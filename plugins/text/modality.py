@@ -26,9 +26,10 @@ from typing import Any
 
 import anyio
 import numpy as np
+from tnode.contracts.text import TopKPrediction
 from tnode.errors import ConfigError, TaskError
 from tnode.events import EpochCompleted, TaskReceived
-from tnode.interfaces import Reply, TaskResult, TopKPrediction, ValidatorTask
+from tnode.interfaces import Reply, TaskResult, ValidatorTask
 
 from .batcher import Batcher
 from .checks import check_topk
@@ -122,7 +123,7 @@ class TextModality:
         return self.node.require(kind, name, key_path=f"modalities.{self.name}.{kind}")
 
     def attach_model(self, model: Any) -> None:
-        """Serve ``model`` (a :class:`tnode.interfaces.LanguageModel`); :meth:`run` does this from config."""
+        """Serve ``model`` (a :class:`tnode.contracts.text.LanguageModel`); :meth:`run` does this from config."""
         if getattr(model, "vocab_size", VOCAB_SIZE) != VOCAB_SIZE:
             raise ConfigError(f"model has a vocabulary of {model.vocab_size}, the network's tokenizer {VOCAB_SIZE}",
                               key_path=f"modalities.{self.name}.model")

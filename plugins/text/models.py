@@ -82,7 +82,7 @@ class NgramModel:
                                       types.astype(np.float64)))
 
     def next_token_logprobs(self, tokens: np.ndarray) -> np.ndarray:
-        """float32 (batch, seq, 256) log-probabilities; see :class:`tnode.interfaces.LanguageModel`."""
+        """float32 (batch, seq, 256) log-probabilities; see :class:`tnode.contracts.text.LanguageModel`."""
         if self.unigram is None:
             raise RuntimeError(f"n-gram model {self.name!r} is not fit yet")
         toks = np.asarray(tokens, dtype=np.int64)

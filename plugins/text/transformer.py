@@ -154,7 +154,7 @@ BUILTIN_CHECKPOINT = Path(__file__).with_name("checkpoints") / "byte-transformer
 
 
 class TransformerModel:
-    """Component ``[models.NAME] type = "transformer"``: a :class:`tnode.interfaces.LanguageModel`."""
+    """Component ``[models.NAME] type = "transformer"``: a :class:`tnode.contracts.text.LanguageModel`."""
 
     vocab_size = VOCAB_SIZE
 
@@ -202,7 +202,7 @@ class TransformerModel:
             raise ConfigError(str(exc), key_path=key) from None
 
     def next_token_logprobs(self, tokens: np.ndarray) -> np.ndarray:
-        """float32 (batch, seq, 256) log-probabilities; see :class:`tnode.interfaces.LanguageModel`."""
+        """float32 (batch, seq, 256) log-probabilities; see :class:`tnode.contracts.text.LanguageModel`."""
         if self.model is None:
             self.load()
         assert self.model is not None

@@ -14,8 +14,9 @@ import anyio
 import numpy as np
 import tnode
 from tnode.config import option
+from tnode.contracts.text import TopKPrediction
 from tnode.errors import ChainError
-from tnode.interfaces import InboundRequest, Metagraph, Neuron, PeerInfo, TopKPrediction, ValidatorTask
+from tnode.interfaces import InboundRequest, Metagraph, Neuron, PeerInfo, ValidatorTask
 from tnode.keys import Keypair
 from tnode.node import Node
 from tnode.pluginmanager import PluginManager, load_plugins

@@ -8,9 +8,9 @@ import anyio
 import numpy as np
 import pytest
 from antispam_fakes import VOCAB, make_node, model_answer, text_task
+from tnode.contracts.text import TopKPrediction
 from tnode.errors import ConfigError
 from tnode.events import SpamDetected
-from tnode.interfaces import TopKPrediction
 from tnode.node import Node
 from tnode.plugins.antispam.garbage import (
     CONSTANT,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tnode.contracts.image import Corruption
 from tnode.plugins.image.config import ShapesConfig, UNetConfig
-from tnode.plugins.image.contracts import Corruption
 from tnode.plugins.image.datasets import ShapesDataset
 from tnode.plugins.image.evaluate import eval_tasks, evaluate
 from tnode.plugins.image.models import BUILTIN_CHECKPOINT, UNetModel
@@ -37,9 +37,9 @@ def test_baselines_are_ordered_on_held_out_images(results: dict[str, dict[str, f
 
 
 def test_generate_makes_images_of_the_asked_class_and_is_scored_against_references() -> None:
+    from tnode.contracts.image import ImageAnswer, ImageTruth
     from tnode.interfaces import ValidatorTask
     from tnode.plugins.image.config import BlurConfig, ClassicalConfig, ImageGarbageConfig, PSNRConfig
-    from tnode.plugins.image.contracts import ImageAnswer, ImageTruth
     from tnode.plugins.image.models import BlurModel, ClassicalModel, ImageGarbageModel
     from tnode.plugins.image.scoring import PSNRScorer
 

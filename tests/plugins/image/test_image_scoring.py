@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from tnode.contracts.image import Corruption, ImageAnswer, ImageTruth
 from tnode.interfaces import ValidatorTask
 from tnode.plugins.image.config import PSNRConfig, SSIMConfig
-from tnode.plugins.image.contracts import Corruption, ImageAnswer, ImageTruth
 from tnode.plugins.image.corrupt import downscale
 from tnode.plugins.image.scenes import render_scene
 from tnode.plugins.image.scoring import PSNRScorer, SSIMScorer, psnr, ssim

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 from image_helpers import image_doc, transport
+from tnode.contracts.image import ImageAnswer
 from tnode.errors import TaskError
 from tnode.node import Node
-from tnode.plugins.image.contracts import ImageAnswer
 from tnode.plugins.image.corrupt import encode_mask
 
 pytestmark = pytest.mark.anyio

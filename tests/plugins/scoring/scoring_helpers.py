@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from tnode.interfaces import TopKPrediction, ValidatorTask
+from tnode.contracts.text import TopKPrediction
+from tnode.interfaces import ValidatorTask
 from tnode.pluginmanager import PluginManager, load_plugins
 
 V = 256

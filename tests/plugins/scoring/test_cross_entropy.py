@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from scoring_helpers import V, confident, only_scoring_plugins, task, uniform
-from tnode.interfaces import TopKPrediction
+from tnode.contracts.text import TopKPrediction
 from tnode.node import Node
 from tnode.plugins.scoring.config import CrossEntropyConfig
 from tnode.plugins.scoring.cross_entropy import CrossEntropyScorer

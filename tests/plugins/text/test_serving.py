@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import trio
 from text_helpers import task, text_doc, write_corpus
+from tnode.contracts.text import TopKPrediction
 from tnode.errors import TaskError
 from tnode.events import TaskCompleted, TaskReceived
-from tnode.interfaces import Reply, TaskResult, TopKPrediction, ValidatorTask
+from tnode.interfaces import Reply, TaskResult, ValidatorTask
 from tnode.node import Node
 from tnode.plugins.text.checks import check_topk
 from tnode.plugins.text.modality import TextModality

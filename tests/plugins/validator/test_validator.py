@@ -197,7 +197,7 @@ async def test_scorers_are_combined_by_weight(tmp_path) -> None:
     from validator_fakes import FakeModality
     modality = FakeModality(None, "fake", None)
     task = modality.make_task(np.random.default_rng(0))
-    from tnode.interfaces import TopKPrediction
+    from tnode.contracts.text import TopKPrediction
 
     targets = np.asarray(task.truth)
     pred = TopKPrediction(targets[:, None], np.log(np.full((len(targets), 1), 0.9, dtype=np.float32)), 64)

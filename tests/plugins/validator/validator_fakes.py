@@ -16,10 +16,11 @@ import anyio
 import numpy as np
 import tnode
 from tnode.config import option
+from tnode.contracts.text import TopKPrediction
 from tnode.errors import ChainError, TaskError
 from tnode.events import TaskReceived
 from tnode.hyperparameters import Hyperparameters
-from tnode.interfaces import Metagraph, Neuron, PeerInfo, Reply, TaskResult, TopKPrediction, ValidatorTask
+from tnode.interfaces import Metagraph, Neuron, PeerInfo, Reply, TaskResult, ValidatorTask
 from tnode.keys import Keypair
 from tnode.pluginmanager import PluginManager, load_plugins
 from tnode.weights import WeightVector

@@ -1,7 +1,8 @@
-"""Image-only shared types: what image datasets and models provide, and what validators keep back.
+"""The image modality's contract (``tnode.contracts.image``): the types image plugins share.
 
-These are the image modality's contracts until modality contracts move into the core; other
-plugins rely on them through duck typing, never by importing this module.
+What image datasets and models provide, what a validator keeps back (:class:`ImageTruth`) and what
+it parses a miner's answer into (:class:`ImageAnswer`). The image modality, image scorers and any
+filter that inspects image answers import these from here, never from each other.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from typing import Any, Protocol
 import numpy as np
 
 TASKS = ("inpaint", "denoise", "upscale", "generate")
+"""Every image task name a validator may send."""
 RESTORATION_TASKS = ("inpaint", "denoise", "upscale")
+"""The tasks with a hidden original to score against (``generate`` has none)."""
 CHANNELS = (1, 3)
+"""Channel counts an image may have: grey or RGB."""
 
 
 @dataclass(frozen=True)
