@@ -219,19 +219,12 @@ def orchestrate(args: argparse.Namespace) -> int:
     soak_seconds = args.minutes * 60
     procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(*argv: str) -> subprocess.Popen[bytes]:
-        name = f"{argv[0]}-{argv[1]}" if argv[0] == "attack" else argv[0]
-        with open(root / f"{name}-{len(procs)}.log", "wb") as log:
-            p = subprocess.Popen([sys.executable, str(HERE), *argv], stdout=subprocess.DEVNULL, stderr=log)
-        procs.append(p)
-        return p
+    children = sf.Children(root, HERE, procs)
 
-    def wait_for(path: Path, proc: subprocess.Popen[bytes], what: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not path.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{what} did not start; see the logs in {root}")
-            time.sleep(0.05)
+    def spawn(*argv: str) -> subprocess.Popen[bytes]:
+        return children.spawn(*argv, label=f"{argv[0]}-{argv[1]}" if argv[0] == "attack" else argv[0])
+
+    wait_for = children.wait_for
 
     ready, stats_file, stop = root / "ready.json", root / "stats.json", root / "stop"
     server = spawn("serve", str(config), str(ready), str(stats_file), str(stop), str(soak_seconds * 2 + 300), "")

@@ -311,6 +311,28 @@ register = true
     return path
 
 
+# ============================================================================ child processes
+class Children:
+    """Starts this bench's child processes (each logging to its own file under ``root``) and waits for them."""
+
+    def __init__(self, root: Path, script: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+        self.root, self.script, self.procs = root, script, procs
+
+    def spawn(self, *argv: str, label: str = "") -> subprocess.Popen[bytes]:
+        with open(self.root / f"{label or argv[0]}-{len(self.procs)}.log", "wb") as log:  # the child keeps a copy
+            p = subprocess.Popen([sys.executable, str(self.script), *argv], stdout=subprocess.DEVNULL, stderr=log)
+        self.procs.append(p)
+        return p
+
+    def wait_for(self, path: Path, proc: subprocess.Popen[bytes], what: str, timeout: float = 60.0) -> None:
+        """Wait until ``proc`` writes ``path``; exit with a pointer to the logs if it dies or takes too long."""
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{what} did not start; see the logs in {self.root}")
+            time.sleep(0.05)
+
+
 # ============================================================================ orchestration
 def orchestrate(args: argparse.Namespace) -> int:
     import trio
@@ -329,18 +351,8 @@ def orchestrate(args: argparse.Namespace) -> int:
     limit = args.seconds * 3 + 120
     profile = root / "serve.prof" if args.profile else None
 
-    def spawn(*argv: str) -> subprocess.Popen[bytes]:
-        with open(root / f"{argv[0]}-{len(procs)}.log", "wb") as log:  # the child keeps its own copy
-            p = subprocess.Popen([sys.executable, str(HERE), *argv], stdout=subprocess.DEVNULL, stderr=log)
-        procs.append(p)
-        return p
-
-    def wait_for(path: Path, proc: subprocess.Popen[bytes], what: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not path.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{what} did not start; see the logs in {root}")
-            time.sleep(0.05)
+    children = Children(root, HERE, procs)
+    spawn, wait_for = children.spawn, children.wait_for
 
     ready, stats_file, stop = root / "ready.json", root / "stats.json", root / "stop"
     server = spawn("serve", str(config), str(ready), str(stats_file), str(stop), str(limit), str(profile or ""))
