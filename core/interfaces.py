@@ -190,12 +190,19 @@ class Metagraph:
 class ChainBackend(Protocol):
     """What a node needs from any chain. Amounts are integer base units (1 token = 10^9).
 
+    A chain holds one or more subnets, each identified by its ``netuid`` and serving one modality
+    (:meth:`subnets`), with its own hyperparameters, uids, weights, bonds and epoch; every
+    subnet-scoped method takes a keyword ``netuid`` (``None``: the node's ``[node] netuid``).
+    Balances and stake belong to keys, not subnets: a hotkey's stake counts in every subnet it is
+    registered in.
+
     Weights travel as :class:`tnode.weights.WeightVector` (u16, max-upscaled). A subnet takes them
     either with :meth:`set_weights` or, when ``Hyperparameters.commit_reveal_weights_enabled``, as
     :meth:`commit_weights` of ``vector.commit_hash(hotkey, salt, version_key)`` followed, from
     ``commit_reveal_period`` blocks later and for ``commit_reveal_window`` blocks, by
     :meth:`reveal_weights` of the same vector, salt and version key. Refusals raise
-    :class:`tnode.errors.ChainError` with the rule's code (see :mod:`tnode.weights`).
+    :class:`tnode.errors.ChainError` with the rule's code (see :mod:`tnode.weights`); a netuid the
+    chain does not have is refused with ``unknown_subnet``.
     """
 
     async def block_number(self) -> int: ...
@@ -204,48 +211,75 @@ class ChainBackend(Protocol):
         """Hex hash of block ``number`` (latest when ``None``)."""
         ...
 
-    async def hyperparameters(self) -> Hyperparameters:
+    async def subnets(self) -> dict[int, str]:
+        """Every subnet of the chain: netuid → the wire name of the modality it serves ("" for any)."""
+        ...
+
+    async def hyperparameters(self, *, netuid: int | None = None) -> Hyperparameters:
         """The subnet's rules now (current difficulty and burn)."""
         ...
 
-    async def metagraph(self, block: int | None = None) -> Metagraph: ...
+    async def metagraph(self, block: int | None = None, *, netuid: int | None = None) -> Metagraph: ...
 
-    async def difficulty(self) -> int:
-        """Current proof-of-work registration difficulty."""
+    async def difficulty(self, *, netuid: int | None = None) -> int:
+        """Current proof-of-work registration difficulty of the subnet."""
         ...
 
-    async def register(self, hotkey: Keypair, coldkey: str, *, block: int, nonce: int) -> int:
-        """Register ``hotkey`` (owned by ``coldkey`` public key hex) with a PoW seal over the hash of
-        block ``block``; returns the uid."""
+    async def register(self, hotkey: Keypair, coldkey: str, *, block: int, nonce: int,
+                       netuid: int | None = None) -> int:
+        """Register ``hotkey`` (owned by ``coldkey`` public key hex) in the subnet with a PoW seal over
+        the hash of block ``block``; returns the uid. One hotkey may hold a uid in several subnets."""
         ...
 
-    async def burned_register(self, hotkey: Keypair, coldkey: Keypair) -> int:
-        """Register by burning the current burn cost from ``coldkey``'s balance; returns the uid."""
+    async def burned_register(self, hotkey: Keypair, coldkey: Keypair, *, netuid: int | None = None) -> int:
+        """Register in the subnet by burning its current burn cost from ``coldkey``'s balance; returns the uid."""
         ...
 
     async def balance(self, coldkey: str) -> int: ...
 
     async def transfer(self, coldkey: Keypair, dest: str, amount: int) -> None: ...
 
-    async def add_stake(self, coldkey: Keypair, hotkey: str, amount: int) -> None: ...
+    async def add_stake(self, coldkey: Keypair, hotkey: str, amount: int) -> None:
+        """Stake on ``hotkey`` (counted in every subnet the hotkey is registered in)."""
+        ...
 
     async def remove_stake(self, coldkey: Keypair, hotkey: str, amount: int) -> None: ...
 
-    async def set_weights(self, hotkey: Keypair, weights: WeightVector, version_key: int = 0) -> None:
-        """Set ``hotkey``'s weights (subnets without commit-reveal)."""
+    async def set_weights(self, hotkey: Keypair, weights: WeightVector, version_key: int = 0, *,
+                          netuid: int | None = None) -> None:
+        """Set ``hotkey``'s weights in the subnet (subnets without commit-reveal)."""
         ...
 
-    async def commit_weights(self, hotkey: Keypair, commit_hash: str) -> None:
+    async def commit_weights(self, hotkey: Keypair, commit_hash: str, *, netuid: int | None = None) -> None:
         """Commit to weights revealed later: ``commit_hash`` is :meth:`WeightVector.commit_hash`."""
         ...
 
-    async def reveal_weights(self, hotkey: Keypair, weights: WeightVector, salt: str, version_key: int = 0) -> None:
+    async def reveal_weights(self, hotkey: Keypair, weights: WeightVector, salt: str, version_key: int = 0, *,
+                             netuid: int | None = None) -> None:
         """Reveal a committed vector; the chain recomputes its commit hash and must find the commit."""
         ...
 
-    async def publish_addrs(self, hotkey: Keypair, addrs: Sequence[str], peer_id: str) -> None:
-        """Publish the node's transport addresses so peers can find it by uid."""
+    async def publish_addrs(self, hotkey: Keypair, addrs: Sequence[str], peer_id: str, *,
+                            netuid: int | None = None) -> None:
+        """Publish the node's transport addresses in the subnet so peers can find it by uid."""
         ...
+
+
+def subnet_for_modality(subnets: Mapping[int, str], modality: str, default: int) -> int:
+    """The netuid serving ``modality``: the subnet named for it; else ``default`` when that subnet
+    takes any modality (""), so single-subnet chains keep working.
+
+    Raises :class:`tnode.errors.ChainError` (``unknown_subnet``) when no subnet fits.
+    """
+    from .errors import ChainError
+
+    for netuid, name in subnets.items():
+        if name == modality:
+            return netuid
+    if not subnets or subnets.get(default) == "":
+        return default
+    listed = ", ".join(f"{n} ({m or 'any'})" for n, m in subnets.items())
+    raise ChainError("unknown_subnet", f"no subnet serves modality {modality!r} (subnets: {listed})")
 
 
 # =========================================================================== validation

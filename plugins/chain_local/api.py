@@ -64,26 +64,34 @@ class Query:
     decode: Callable[[Any], Any] = _same
 
 
+def _netuid(p: dict[str, Any]) -> int | None:
+    """The subnet a read names (absent: the chain's first subnet)."""
+    return _int(p, "netuid", optional=True)
+
+
 def _metagraph(ledger: Ledger, p: dict[str, Any]) -> Any:
-    return ledger.metagraph(_int(p, "block", optional=True), matrices=bool(p.get("matrices", False)))
+    return ledger.metagraph(_int(p, "block", optional=True), matrices=bool(p.get("matrices", False)),
+                            netuid=_netuid(p))
 
 
 QUERIES: dict[str, Query] = {
     "info": Query(lambda ledger, p: {"genesis_hash": ledger.genesis_hash, "netuid": ledger.netuid,
-                                     "block_time": ledger.block_time, "head": ledger.head().to_wire()}),
+                                     "block_time": ledger.block_time, "head": ledger.head().to_wire(),
+                                     "subnets": ledger.subnet_list()}),
+    "subnets": Query(lambda ledger, p: ledger.subnet_list()),
     "head": Query(lambda ledger, p: ledger.head(), BlockHeader.to_wire, BlockHeader.from_wire),
     "block": Query(lambda ledger, p: ledger.block(_int(p, "number") or 0), _header_or_none, _header_from),
-    "hyperparameters": Query(lambda ledger, p: ledger.hyperparameters(), Hyperparameters.to_dict,
+    "hyperparameters": Query(lambda ledger, p: ledger.hyperparameters(_netuid(p)), Hyperparameters.to_dict,
                              hyperparameters_from_wire),
     "metagraph": Query(_metagraph, metagraph_to_wire, metagraph_from_wire),
-    "difficulty": Query(lambda ledger, p: ledger.difficulty()),
-    "burn": Query(lambda ledger, p: ledger.burn()),
+    "difficulty": Query(lambda ledger, p: ledger.difficulty(_netuid(p))),
+    "burn": Query(lambda ledger, p: ledger.burn(_netuid(p))),
     "nonce": Query(lambda ledger, p: ledger.nonce(public_key_field(p, "account"))),
     "balance": Query(lambda ledger, p: ledger.balance(public_key_field(p, "account"))),
     "stake": Query(lambda ledger, p: ledger.stake(public_key_field(p, "coldkey"), public_key_field(p, "hotkey"))),
     "total_stake": Query(lambda ledger, p: ledger.total_stake(public_key_field(p, "hotkey"))),
     "owner": Query(lambda ledger, p: ledger.owner(public_key_field(p, "hotkey"))),
-    "commits": Query(lambda ledger, p: ledger.commits(public_key_field(p, "hotkey"))),
+    "commits": Query(lambda ledger, p: ledger.commits(public_key_field(p, "hotkey"), _netuid(p))),
     "totals": Query(lambda ledger, p: ledger.totals()),
     "tx_status": Query(lambda ledger, p: ledger.transaction_status(_hash(p))),
 }

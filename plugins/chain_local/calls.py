@@ -37,7 +37,7 @@ def _amount(args: dict[str, Any]) -> int:
 def _uid(st: State, hotkey: str) -> int:
     uid = st.uid_of(hotkey)
     if uid is None:
-        raise ChainError("not_registered", f"hotkey {hotkey[:16]}… has no uid on this subnet")
+        raise ChainError("not_registered", f"hotkey {hotkey[:16]}… has no uid on subnet {st.netuid}")
     return uid
 
 
@@ -49,7 +49,7 @@ def _int_list(args: dict[str, Any], name: str) -> list[int]:
 
 
 def _rate_limit(st: State, uid: int, column: str, limit: int, current: int, what: str) -> None:
-    last = st.conn.execute(f"SELECT {column} FROM neurons WHERE uid = ?", (uid,)).fetchone()[0]
+    last = st.conn.execute(f"SELECT {column} FROM neurons WHERE netuid = ? AND uid = ?", (st.netuid, uid)).fetchone()[0]
     if last is not None and current - int(last) < limit:
         raise ChainError("rate_limited",
                          f"{what} at most every {limit} blocks; last at block {last}, next allowed at {int(last) + limit}")
@@ -89,11 +89,11 @@ def _pack_u16(values: tuple[int, ...]) -> bytes:
 
 def _store_weights(st: State, uid: int, stored: WeightVector, current: int) -> None:
     st.conn.execute(
-        "INSERT INTO weights (uid, uids, vals) VALUES (?, ?, ?) "
-        "ON CONFLICT(uid) DO UPDATE SET uids = excluded.uids, vals = excluded.vals",
-        (uid, _pack_u16(stored.uids), _pack_u16(stored.values)),
+        "INSERT INTO weights (netuid, uid, uids, vals) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(netuid, uid) DO UPDATE SET uids = excluded.uids, vals = excluded.vals",
+        (st.netuid, uid, _pack_u16(stored.uids), _pack_u16(stored.values)),
     )
-    st.conn.execute("UPDATE neurons SET last_update = ? WHERE uid = ?", (current, uid))
+    st.conn.execute("UPDATE neurons SET last_update = ? WHERE netuid = ? AND uid = ?", (current, st.netuid, uid))
     st.mark_dirty(uid)
 
 
@@ -120,7 +120,7 @@ def set_weights(st: State, hp: Hyperparameters, current: int, signer: str, args:
     _rate_limit(st, uid, "weights_set_at", hp.weights_rate_limit, current, "weights may be set")
     stored = _checked(st, hp, vector, version_key)
     _store_weights(st, uid, stored, current)
-    st.conn.execute("UPDATE neurons SET weights_set_at = ? WHERE uid = ?", (current, uid))
+    st.conn.execute("UPDATE neurons SET weights_set_at = ? WHERE netuid = ? AND uid = ?", (current, st.netuid, uid))
     return {"uid": uid, "count": len(stored.uids)}
 
 
@@ -136,12 +136,13 @@ def commit_weights(st: State, hp: Hyperparameters, current: int, signer: str, ar
     except ValueError:
         raise ChainError("invalid_args", "hash must be 64 lowercase hex characters") from None
     _rate_limit(st, uid, "weights_set_at", hp.weights_rate_limit, current, "weights may be committed")
-    live = st.conn.execute("SELECT COUNT(*) FROM commits WHERE hotkey = ? AND block + ? > ?",
-                           (signer, hp.commit_reveal_period + hp.commit_reveal_window, current)).fetchone()[0]
+    live = st.conn.execute("SELECT COUNT(*) FROM commits WHERE netuid = ? AND hotkey = ? AND block + ? > ?",
+                           (st.netuid, signer, hp.commit_reveal_period + hp.commit_reveal_window, current)).fetchone()[0]
     if live >= MAX_COMMITS:
         raise ChainError("too_many_commits", f"at most {MAX_COMMITS} unrevealed commits per hotkey")
-    st.conn.execute("INSERT INTO commits (hotkey, hash, block) VALUES (?, ?, ?)", (signer, digest, current))
-    st.conn.execute("UPDATE neurons SET weights_set_at = ? WHERE uid = ?", (current, uid))
+    st.conn.execute("INSERT INTO commits (netuid, hotkey, hash, block) VALUES (?, ?, ?, ?)",
+                    (st.netuid, signer, digest, current))
+    st.conn.execute("UPDATE neurons SET weights_set_at = ? WHERE netuid = ? AND uid = ?", (current, st.netuid, uid))
     return {"uid": uid, "reveal_from": current + hp.commit_reveal_period,
             "reveal_until": current + hp.commit_reveal_period + hp.commit_reveal_window - 1}
 
@@ -155,10 +156,11 @@ def reveal_weights(st: State, hp: Hyperparameters, current: int, signer: str, ar
     if not isinstance(salt, str):
         raise ChainError("invalid_args", "salt must be a string")
     digest = vector.commit_hash(signer, salt, version_key)
-    rows = st.conn.execute("SELECT id, block FROM commits WHERE hotkey = ? AND hash = ? ORDER BY block",
-                           (signer, digest)).fetchall()
+    rows = st.conn.execute("SELECT id, block FROM commits WHERE netuid = ? AND hotkey = ? AND hash = ? ORDER BY block",
+                           (st.netuid, signer, digest)).fetchall()
     if not rows:
-        has_any = st.conn.execute("SELECT 1 FROM commits WHERE hotkey = ?", (signer,)).fetchone()
+        has_any = st.conn.execute("SELECT 1 FROM commits WHERE netuid = ? AND hotkey = ?",
+                                  (st.netuid, signer)).fetchone()
         if has_any:
             raise ChainError("commit_mismatch",
                              "no commit of this hotkey matches these uids, weights, salt and version_key")
@@ -185,22 +187,28 @@ def publish_addrs(st: State, hp: Hyperparameters, current: int, signer: str, arg
     if not isinstance(peer_id, str) or len(peer_id) > 128:
         raise ChainError("invalid_args", "peer_id must be a string of at most 128 characters")
     _rate_limit(st, uid, "addrs_set_at", hp.serving_rate_limit, current, "addresses may be published")
-    st.conn.execute("UPDATE neurons SET addrs = ?, peer_id = ?, addrs_set_at = ? WHERE uid = ?",
-                    (orjson.dumps(addrs).decode(), peer_id, current, uid))
+    st.conn.execute("UPDATE neurons SET addrs = ?, peer_id = ?, addrs_set_at = ? WHERE netuid = ? AND uid = ?",
+                    (orjson.dumps(addrs).decode(), peer_id, current, st.netuid, uid))
     st.mark_dirty(uid)
     return {"uid": uid}
 
 
+SUBNET_CALLS = frozenset({"register", "burned_register", "set_weights", "commit_weights", "reveal_weights",
+                          "publish_addrs"})
+"""Calls that act on one subnet: they take an optional ``netuid`` argument (absent: the chain's first
+subnet, so transactions written before subnets keep their meaning). Balances and stake are per key,
+shared by every subnet."""
+
 ARGS: dict[str, frozenset[str]] = {
-    "register": frozenset({"coldkey", "block", "nonce"}),
-    "burned_register": frozenset({"hotkey"}),
+    "register": frozenset({"coldkey", "block", "nonce", "netuid"}),
+    "burned_register": frozenset({"hotkey", "netuid"}),
     "transfer": frozenset({"dest", "amount"}),
     "add_stake": frozenset({"hotkey", "amount"}),
     "remove_stake": frozenset({"hotkey", "amount"}),
-    "set_weights": frozenset({"uids", "weights", "version_key"}),
-    "commit_weights": frozenset({"hash"}),
-    "reveal_weights": frozenset({"uids", "weights", "salt", "version_key"}),
-    "publish_addrs": frozenset({"addrs", "peer_id"}),
+    "set_weights": frozenset({"uids", "weights", "version_key", "netuid"}),
+    "commit_weights": frozenset({"hash", "netuid"}),
+    "reveal_weights": frozenset({"uids", "weights", "salt", "version_key", "netuid"}),
+    "publish_addrs": frozenset({"addrs", "peer_id", "netuid"}),
 }
 """The arguments each call accepts; anything else is refused (``invalid_args``)."""
 

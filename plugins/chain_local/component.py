@@ -52,7 +52,7 @@ class LocalChain:
         self._head_changed = anyio.Event()
         self._nonces: dict[str, int] = {}
         self._signer_locks: dict[str, anyio.Lock] = {}
-        self._tempo = 0
+        self._tempos: dict[int, int] = {}  # netuid → tempo, to see epochs go by (client mode)
 
     # ================================================================== lifecycle
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -74,7 +74,7 @@ class LocalChain:
             backend = LocalBackend(self.ledger)
             self._backend = backend
             self.genesis_hash = self.ledger.genesis_hash
-            self._tempo = self.ledger.hp.tempo
+            self._tempos = {n: sub.hp.tempo for n, sub in self.ledger.subnets.items()}
             self._set_head(self.ledger.head())
             async with anyio.create_task_group() as tg:
                 tg.start_soon(backend.commit_loop)
@@ -102,9 +102,13 @@ class LocalChain:
         self._backend = backend
         info = await backend.query("info")
         self.genesis_hash = str(info["genesis_hash"])
-        self.netuid = int(info["netuid"])
-        hp: Hyperparameters = await backend.query("hyperparameters")
-        self._tempo = hp.tempo
+        netuids = [int(sub["netuid"]) for sub in info.get("subnets") or [{"netuid": info["netuid"]}]]
+        if self.netuid not in netuids:
+            raise ChainError("unknown_subnet", f"[node] netuid {self.netuid} is not a subnet of the chain at "
+                                               f"{self.config.authority} (subnets: {', '.join(map(str, netuids))})")
+        for number in netuids:
+            hp: Hyperparameters = await backend.query("hyperparameters", {"netuid": number})
+            self._tempos[number] = hp.tempo
         block_time = float(info.get("block_time") or 1.0)
         self._set_head(BlockHeader.from_wire(info["head"]))
         self.node.log.info("chain client connected", authority=peer, genesis=self.genesis_hash[:16])
@@ -151,10 +155,9 @@ class LocalChain:
         await bus.publish(BlockProduced(h.number, h.hash.hex(), h.timestamp_ms / 1000.0, h.tx_count))
         for reg in outcome.registered:
             await bus.publish(NeuronRegistered(h.number, reg.uid, reg.hotkey, reg.replaced))
-        if outcome.epoch is not None:
-            e = outcome.epoch
+        for e in outcome.epochs:
             await bus.publish(EpochCompleted(
-                block=e.block, netuid=self.netuid, incentive=e.incentive, dividends=e.dividends,
+                block=e.block, netuid=e.netuid, incentive=e.incentive, dividends=e.dividends,
                 emission=tuple(x / TOKEN for x in e.emission), consensus=e.consensus, trust=e.trust,
                 validator_trust=e.validator_trust,
             ))
@@ -175,16 +178,19 @@ class LocalChain:
             self._set_head(head)
             await self.node.bus.publish(BlockProduced(head.number, head.hash.hex(), head.timestamp_ms / 1000.0,
                                                       head.tx_count))
-            if last is not None and self._tempo and head.number // self._tempo > last.number // self._tempo:
-                await self._publish_client_epoch()
+            if last is None:
+                continue
+            for netuid, tempo in self._tempos.items():
+                if tempo and head.number // tempo > last.number // tempo:
+                    await self._publish_client_epoch(netuid, tempo)
 
-    async def _publish_client_epoch(self) -> None:
+    async def _publish_client_epoch(self, netuid: int, tempo: int) -> None:
         try:
-            mg = await self.metagraph()
+            mg = await self.metagraph(netuid=netuid)
         except ChainError as exc:
-            self.node.log.warning("cannot read the metagraph after an epoch", error=str(exc))
+            self.node.log.warning("cannot read the metagraph after an epoch", netuid=netuid, error=str(exc))
             return
-        epoch_block = mg.block - mg.block % self._tempo
+        epoch_block = mg.block - mg.block % tempo
         ns = mg.neurons
         await self.node.bus.publish(EpochCompleted(
             block=epoch_block, netuid=mg.netuid, incentive=tuple(n.incentive for n in ns),
@@ -287,24 +293,36 @@ class LocalChain:
             raise ChainError("unknown_block", f"block {number} does not exist")
         return header.hash.hex()
 
-    async def hyperparameters(self) -> Hyperparameters:
+    def _netuid(self, netuid: int | None) -> int:
+        return self.netuid if netuid is None else int(netuid)
+
+    async def subnets(self) -> dict[int, str]:
+        """Every subnet of the chain: netuid → the modality it serves ("" for any)."""
+        return {int(s["netuid"]): str(s["modality"]) for s in await self._query("subnets")}
+
+    async def subnet_info(self) -> list[dict[str, Any]]:
+        """Every subnet with its modality, emission share and uid count."""
+        return list(await self._query("subnets"))
+
+    async def hyperparameters(self, *, netuid: int | None = None) -> Hyperparameters:
         """Subnet rules with the current difficulty and burn (in tokens)."""
-        hp: Hyperparameters = await self._query("hyperparameters")
+        hp: Hyperparameters = await self._query("hyperparameters", netuid=self._netuid(netuid))
         return hp
 
-    async def metagraph(self, block: int | None = None, *, matrices: bool = False) -> Metagraph:
+    async def metagraph(self, block: int | None = None, *, matrices: bool = False,
+                        netuid: int | None = None) -> Metagraph:
         """The subnet now (``block=None``) or as sealed in ``block``; ``matrices`` adds weights and bonds."""
-        params: dict[str, Any] = {"matrices": matrices}
+        params: dict[str, Any] = {"matrices": matrices, "netuid": self._netuid(netuid)}
         if block is not None:
             params["block"] = block
         return await self._query("metagraph", **params)
 
-    async def difficulty(self) -> int:
-        return int(await self._query("difficulty"))
+    async def difficulty(self, *, netuid: int | None = None) -> int:
+        return int(await self._query("difficulty", netuid=self._netuid(netuid)))
 
-    async def burn_cost(self) -> int:
+    async def burn_cost(self, *, netuid: int | None = None) -> int:
         """Current burn-registration cost in base units."""
-        return int(await self._query("burn"))
+        return int(await self._query("burn", netuid=self._netuid(netuid)))
 
     async def balance(self, coldkey: str) -> int:
         return int(await self._query("balance", account=coldkey))
@@ -322,9 +340,9 @@ class LocalChain:
     async def owner(self, hotkey: str) -> str | None:
         return await self._query("owner", hotkey=hotkey)
 
-    async def commits(self, hotkey: str) -> list[dict[str, Any]]:
+    async def commits(self, hotkey: str, *, netuid: int | None = None) -> list[dict[str, Any]]:
         """Unrevealed weight commits of ``hotkey``: hash, block, reveal_from, reveal_until, status."""
-        return list(await self._query("commits", hotkey=hotkey))
+        return list(await self._query("commits", hotkey=hotkey, netuid=self._netuid(netuid)))
 
     async def totals(self) -> dict[str, int]:
         """Issuance, pending emission, total balances and total stake in base units."""
@@ -339,13 +357,16 @@ class LocalChain:
         return await self._query("tx_status", hash=tx_hash)
 
     # ================================================================== ChainBackend: writes
-    async def register(self, hotkey: Keypair, coldkey: str, *, block: int, nonce: int) -> int:
-        result = await self._sign_and_submit(hotkey, "register", {"coldkey": coldkey, "block": block, "nonce": nonce})
+    async def register(self, hotkey: Keypair, coldkey: str, *, block: int, nonce: int,
+                       netuid: int | None = None) -> int:
+        args = {"coldkey": coldkey, "block": block, "nonce": nonce, "netuid": self._netuid(netuid)}
+        result = await self._sign_and_submit(hotkey, "register", args)
         return int(result["uid"])
 
-    async def burned_register(self, hotkey: Keypair | str, coldkey: Keypair) -> int:
+    async def burned_register(self, hotkey: Keypair | str, coldkey: Keypair, *, netuid: int | None = None) -> int:
         hot = hotkey if isinstance(hotkey, str) else hotkey.public_hex
-        result = await self._sign_and_submit(coldkey, "burned_register", {"hotkey": hot})
+        result = await self._sign_and_submit(coldkey, "burned_register", {"hotkey": hot,
+                                                                          "netuid": self._netuid(netuid)})
         return int(result["uid"])
 
     async def transfer(self, coldkey: Keypair, dest: str, amount: int) -> None:
@@ -357,19 +378,24 @@ class LocalChain:
     async def remove_stake(self, coldkey: Keypair, hotkey: str, amount: int) -> None:
         await self._sign_and_submit(coldkey, "remove_stake", {"hotkey": hotkey, "amount": amount})
 
-    async def set_weights(self, hotkey: Keypair, weights: WeightVector, version_key: int = 0) -> None:
-        args = {**_weights_args(weights), "version_key": int(version_key)}
+    async def set_weights(self, hotkey: Keypair, weights: WeightVector, version_key: int = 0, *,
+                          netuid: int | None = None) -> None:
+        args = {**_weights_args(weights), "version_key": int(version_key), "netuid": self._netuid(netuid)}
         await self._sign_and_submit(hotkey, "set_weights", args)
 
-    async def commit_weights(self, hotkey: Keypair, commit_hash: str) -> None:
-        await self._sign_and_submit(hotkey, "commit_weights", {"hash": commit_hash})
+    async def commit_weights(self, hotkey: Keypair, commit_hash: str, *, netuid: int | None = None) -> None:
+        await self._sign_and_submit(hotkey, "commit_weights", {"hash": commit_hash, "netuid": self._netuid(netuid)})
 
-    async def reveal_weights(self, hotkey: Keypair, weights: WeightVector, salt: str, version_key: int = 0) -> None:
-        args = {**_weights_args(weights), "salt": salt, "version_key": int(version_key)}
+    async def reveal_weights(self, hotkey: Keypair, weights: WeightVector, salt: str, version_key: int = 0, *,
+                             netuid: int | None = None) -> None:
+        args = {**_weights_args(weights), "salt": salt, "version_key": int(version_key),
+                "netuid": self._netuid(netuid)}
         await self._sign_and_submit(hotkey, "reveal_weights", args)
 
-    async def publish_addrs(self, hotkey: Keypair, addrs: Sequence[str], peer_id: str) -> None:
-        await self._sign_and_submit(hotkey, "publish_addrs", {"addrs": list(addrs), "peer_id": peer_id})
+    async def publish_addrs(self, hotkey: Keypair, addrs: Sequence[str], peer_id: str, *,
+                            netuid: int | None = None) -> None:
+        await self._sign_and_submit(hotkey, "publish_addrs", {"addrs": list(addrs), "peer_id": peer_id,
+                                                              "netuid": self._netuid(netuid)})
 
 
 def _weights_args(weights: WeightVector) -> dict[str, Any]:

@@ -29,6 +29,18 @@ class GenesisSection:
 
 
 @dataclass(frozen=True)
+class SubnetSection:
+    """One subnet: ``[[chain.subnets]]`` with its own rules, uids, weights and epoch."""
+
+    netuid: int = option(doc="The subnet's id (what [node] netuid and --netuid name).", ge=0, le=65535)
+    modality: str = option("", "Wire name of the modality the subnet serves and validates (e.g. \"image\").")
+    emission_share: float = option(1.0, "Share of each block's emission this subnet receives; shares sum to 1.",
+                                   ge=0.0, le=1.0)
+    hyperparameters: Hyperparameters = option(Hyperparameters(),
+                                              "The subnet's rules ([chain.subnets.hyperparameters]).")
+
+
+@dataclass(frozen=True)
 class LocalChainConfig:
     """Embedded chain: a durable hash-chained ledger in one node (authority), used by others over libp2p."""
 
@@ -43,9 +55,29 @@ class LocalChainConfig:
         0, "Keep per-block metagraph history for this many blocks (0 = keep everything).", ge=0
     )
     genesis: GenesisSection = option(GenesisSection(), "Genesis allocations ([chain.genesis]).")
-    hyperparameters: Hyperparameters = option(Hyperparameters(), "Subnet rules ([chain.hyperparameters]).")
+    hyperparameters: Hyperparameters = option(
+        Hyperparameters(), "Rules of the [node] netuid subnet when no [[chain.subnets]] are given; with "
+        "subnets, its block_emission and max_supply are the chain's.")
+    subnets: list[SubnetSection] = option(
+        [], "Subnets ([[chain.subnets]]); empty: one subnet, [node] netuid, ruled by [chain.hyperparameters].")
 
     def check(self) -> Iterator[tuple[str, str]]:
-        """A client must know whom to ask."""
+        """A client must know whom to ask; subnets have distinct ids and modalities and shares summing to 1."""
         if self.mode == "client" and "/p2p/" not in self.authority:
             yield "authority", "client mode needs the authority's multiaddr ending in /p2p/<peer id>"
+        if not self.subnets:
+            return
+        seen: dict[int, int] = {}
+        modalities: dict[str, int] = {}
+        for i, sub in enumerate(self.subnets):
+            if sub.netuid in seen:
+                yield f"subnets[{i}].netuid", f"netuid {sub.netuid} is already subnets[{seen[sub.netuid]}]"
+            seen.setdefault(sub.netuid, i)
+            if sub.modality and sub.modality in modalities:
+                yield (f"subnets[{i}].modality",
+                       f"modality {sub.modality!r} is already served by subnets[{modalities[sub.modality]}]")
+            modalities.setdefault(sub.modality, i)
+        total = sum(sub.emission_share for sub in self.subnets)
+        if abs(total - 1.0) > 1e-9:
+            shares = " + ".join(f"{sub.emission_share:g}" for sub in self.subnets)
+            yield "subnets", f"emission_share of the subnets must sum to 1, got {shares} = {total:g}"

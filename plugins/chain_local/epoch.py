@@ -36,6 +36,7 @@ class EpochOutcome:
     validator_trust: tuple[float, ...]
     rank: tuple[float, ...]
     validator_permit: tuple[bool, ...]
+    netuid: int = 0
 
 
 def validator_permits(stake: np.ndarray, k: int) -> np.ndarray:
@@ -52,7 +53,7 @@ def _load_rows(st: State, table: str, rows: np.ndarray, n: int) -> np.ndarray:
     index = {int(uid): i for i, uid in enumerate(rows)}
     out = np.zeros((len(rows), n), dtype=np.float32)
     vdtype = "<u2" if table == "weights" else "<f8"
-    for uid, ublob, vblob in st.conn.execute(f"SELECT uid, uids, vals FROM {table}"):
+    for uid, ublob, vblob in st.conn.execute(f"SELECT uid, uids, vals FROM {table} WHERE netuid = ?", (st.netuid,)):
         i = index.get(int(uid))
         if i is None:
             continue
@@ -136,12 +137,12 @@ def run_epoch(st: State, hp: Hyperparameters, number: int) -> EpochOutcome | Non
     vtrust = np.asarray(result.validator_trust, dtype=np.float64)
     st.conn.executemany(
         "UPDATE neurons SET rank = ?, trust = ?, consensus = ?, incentive = ?, dividends = ?, emission = ?, "
-        "validator_trust = ?, validator_permit = ? WHERE uid = ?",
+        "validator_trust = ?, validator_permit = ? WHERE netuid = ? AND uid = ?",
         [(float(rank[u]), float(trust[u]), float(consensus[u]), float(incentive[u]), float(dividends[u]),
-          int(emission[u]), float(vtrust[u]), int(permit[u]), u) for u in range(n)],
+          int(emission[u]), float(vtrust[u]), int(permit[u]), st.netuid, u) for u in range(n)],
     )
     _store_bonds(st, rows, np.asarray(result.bonds, dtype=np.float64))
-    st.conn.executemany("INSERT OR IGNORE INTO dirty (uid) VALUES (?)", [(u,) for u in range(n)])
+    st.conn.executemany("INSERT OR IGNORE INTO dirty (netuid, uid) VALUES (?, ?)", [(st.netuid, u) for u in range(n)])
     return EpochOutcome(
         block=number,
         incentive=tuple(float(x) for x in incentive),
@@ -152,15 +153,16 @@ def run_epoch(st: State, hp: Hyperparameters, number: int) -> EpochOutcome | Non
         validator_trust=tuple(float(x) for x in vtrust),
         rank=tuple(float(x) for x in rank),
         validator_permit=tuple(bool(x) for x in permit),
+        netuid=st.netuid,
     )
 
 
 def _store_bonds(st: State, rows: np.ndarray, bonds: np.ndarray) -> None:
-    st.conn.execute("DELETE FROM bonds")
+    st.conn.execute("DELETE FROM bonds WHERE netuid = ?", (st.netuid,))
     records = []
     for i, uid in enumerate(rows):
         row = bonds[i]
         cols = np.flatnonzero(row > 0)
         if len(cols):
-            records.append((int(uid), cols.astype("<u2").tobytes(), row[cols].astype("<f8").tobytes()))
-    st.conn.executemany("INSERT INTO bonds (uid, uids, vals) VALUES (?, ?, ?)", records)
+            records.append((st.netuid, int(uid), cols.astype("<u2").tobytes(), row[cols].astype("<f8").tobytes()))
+    st.conn.executemany("INSERT INTO bonds (netuid, uid, uids, vals) VALUES (?, ?, ?, ?)", records)

@@ -26,7 +26,7 @@ from tnode.hyperparameters import Hyperparameters
 from tnode.interfaces import Metagraph
 
 from . import registration
-from .calls import ARGS, HANDLERS
+from .calls import ARGS, HANDLERS, SUBNET_CALLS
 from .codec import TOKEN, BlockHeader, merkle_root, tokens_to_units
 from .epoch import EpochOutcome, run_epoch, validator_permits
 from .genesis import Genesis, hyperparameters_from_units
@@ -40,6 +40,7 @@ class Registered:
     uid: int
     hotkey: str
     replaced: str | None
+    netuid: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,22 @@ class BlockOutcome:
 
     header: BlockHeader
     registered: tuple[Registered, ...] = ()
-    epoch: EpochOutcome | None = None
+    epochs: tuple[EpochOutcome, ...] = ()  # one per subnet whose tempo ends at this block
+
+    @property
+    def epoch(self) -> EpochOutcome | None:
+        """The epoch of the chain's first subnet in this block, if it had one."""
+        return next(iter(self.epochs), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet:
+    """A subnet as the ledger keeps it: id, modality, emission share and genesis rules."""
+
+    netuid: int
+    modality: str
+    emission_share: float
+    hp: Hyperparameters
 
 
 @dataclass
@@ -65,12 +81,19 @@ class Ledger:
         self.block_time = block_time  # informational (clients poll at this pace); not part of genesis
         self._lock = threading.RLock()
         self._conn = connect(self.path)
-        self._st = State(self._conn)
+        self._st = State(self._conn, genesis.netuid)
         self.history_blocks = history_blocks
         self.netuid = genesis.netuid
         with self._lock:
             self._init_genesis(genesis)
-        self.hp = hyperparameters_from_units(self._st.get("hyperparameters"))
+        self.subnets: dict[int, Subnet] = {}
+        for doc in self._st.get("subnets"):
+            number = int(doc["netuid"])
+            rules = hyperparameters_from_units(self._st.subnet(number).get("hyperparameters"))
+            self.subnets[number] = Subnet(number, str(doc["modality"]), float(doc["emission_share"]), rules)
+        self.hp = self.subnets[self.netuid].hp
+        # block_emission and max_supply are the chain's: the first subnet's rules, or [chain.hyperparameters].
+        self._chain_hp = hyperparameters_from_units(self._st.get("chain_hyperparameters"))
         self.genesis_hash: str = self._st.get("genesis_hash")
         self._head = self._load_head()
 
@@ -90,38 +113,47 @@ class Ledger:
         st = self._st
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            hp = genesis.hyperparameters
             st.put("genesis_hash", header.hash.hex())
             st.put("genesis", genesis.document())
-            st.put("hyperparameters", hp)
             st.put("netuid", genesis.netuid)
-            st.put("difficulty", hp["difficulty"])
-            st.put("burn", hp["burn"])
-            st.put("pending_emission", 0)
+            st.put("chain_hyperparameters", genesis.hyperparameters)
+            subnets = genesis.subnet_list()
+            st.put("subnets", [{"netuid": s.netuid, "modality": s.modality, "emission_share": s.emission_share}
+                               for s in subnets])
+            for sub in subnets:
+                sst = st.subnet(sub.netuid)
+                sst.put("hyperparameters", sub.hyperparameters)
+                sst.put("difficulty", sub.hyperparameters["difficulty"])
+                sst.put("burn", sub.hyperparameters["burn"])
+                sst.put("pending_emission", 0)
             issuance = 0
             for a in genesis.allocations:
                 if a.balance:
                     st.credit(a.coldkey, a.balance)
                 if a.hotkey is not None:
                     st.set_owner(a.hotkey, a.coldkey)
-                    if a.register:
-                        uid = st.n()
+                    for number in (a.netuids or (genesis.netuid,)) if a.register else ():
+                        sst = st.subnet(number)
+                        uid = sst.n()
                         self._conn.execute(
-                            "INSERT INTO neurons (uid, hotkey, registered_at, last_update) VALUES (?, ?, 0, 0)",
-                            (uid, a.hotkey),
+                            "INSERT INTO neurons (netuid, uid, hotkey, registered_at, last_update) "
+                            "VALUES (?, ?, ?, 0, 0)", (number, uid, a.hotkey),
                         )
-                        st.mark_dirty(uid)
+                        sst.mark_dirty(uid)
                     if a.stake:
                         st.change_stake(a.coldkey, a.hotkey, a.stake)
                 issuance += a.balance + a.stake
             st.put("issuance", issuance)
-            stake = [st.total_stake(r["hotkey"]) for r in st.neurons()]
-            if stake:
-                import numpy as np
+            import numpy as np
 
-                permits = validator_permits(np.asarray(stake, dtype=float), int(hp["max_allowed_validators"]))
-                self._conn.executemany("UPDATE neurons SET validator_permit = ? WHERE uid = ?",
-                                       [(int(p), uid) for uid, p in enumerate(permits)])
+            for sub in subnets:
+                sst = st.subnet(sub.netuid)
+                stake = [sst.total_stake(r["hotkey"]) for r in sst.neurons()]
+                if stake:
+                    permits = validator_permits(np.asarray(stake, dtype=float),
+                                                int(sub.hyperparameters["max_allowed_validators"]))
+                    self._conn.executemany("UPDATE neurons SET validator_permit = ? WHERE netuid = ? AND uid = ?",
+                                           [(int(p), sub.netuid, uid) for uid, p in enumerate(permits)])
             self._insert_block(header)
             self._snapshot_dirty(0)
             self._conn.execute("COMMIT")
@@ -190,9 +222,25 @@ class Ledger:
         if extra:
             return ChainError("invalid_args", f"{tx.call} takes {', '.join(sorted(ARGS[tx.call]))}; "
                                               f"unexpected: {', '.join(sorted(extra))}")
+        if "netuid" in tx.args:
+            netuid = tx.args["netuid"]
+            if not isinstance(netuid, int) or isinstance(netuid, bool) or netuid not in self.subnets:
+                return self._unknown_subnet(netuid)
         if not tx.signature_valid():
             return ChainError("bad_signature", "the signature does not verify for the signer")
         return None
+
+    def _unknown_subnet(self, netuid: Any) -> ChainError:
+        known = ", ".join(f"{s.netuid} ({s.modality or 'any modality'})" for s in self.subnets.values())
+        return ChainError("unknown_subnet", f"netuid {netuid!r} is not a subnet of this chain (subnets: {known})")
+
+    def _subnet(self, netuid: int | None) -> Subnet:
+        """The subnet ``netuid`` names (``None``: the first); unknown ones are refused."""
+        number = self.netuid if netuid is None else netuid
+        sub = self.subnets.get(number)
+        if sub is None:
+            raise self._unknown_subnet(number)
+        return sub
 
     def _apply(self, tx: Transaction) -> dict[str, Any]:
         st = self._st
@@ -204,7 +252,11 @@ class Ledger:
             code = "stale_nonce" if tx.nonce < expected else "future_nonce"
             raise ChainError(code, f"nonce {tx.nonce} given, the signer's next nonce is {expected}")
         current = self._head.header.number + 1
-        result = HANDLERS[tx.call](st, self.hp, current, tx.signer, dict(tx.args))
+        args = dict(tx.args)
+        sub = self._subnet(args.pop("netuid", None)) if tx.call in SUBNET_CALLS else self.subnets[self.netuid]
+        result = HANDLERS[tx.call](st.subnet(sub.netuid), sub.hp, current, tx.signer, args)
+        if tx.call in ("register", "burned_register"):
+            result["netuid"] = sub.netuid
         st.bump_nonce(tx.signer)
         self._conn.execute(
             "INSERT INTO txs (hash, signer, nonce, call, args, signature, block, result) "
@@ -229,7 +281,7 @@ class Ledger:
                 ).fetchall()
                 header = BlockHeader.make(number, prev.hash, now, merkle_root([bytes(r[0]) for r in pending]),
                                           len(pending))
-                epoch = self._end_of_block(number)
+                epochs = self._end_of_block(number)
                 self._insert_block(header)
                 self._conn.execute("UPDATE txs SET block = ? WHERE block IS NULL", (number,))
                 self._snapshot_dirty(number)
@@ -242,45 +294,62 @@ class Ledger:
         for _, call, result in pending:
             if call in ("register", "burned_register"):
                 doc = orjson.loads(result)
-                registered.append(Registered(int(doc["uid"]), str(doc["hotkey"]), doc.get("replaced")))
-        return BlockOutcome(header, tuple(registered), epoch)
+                registered.append(Registered(int(doc["uid"]), str(doc["hotkey"]), doc.get("replaced"),
+                                             int(doc.get("netuid", self.netuid))))
+        return BlockOutcome(header, tuple(registered), tuple(epochs))
 
-    def _end_of_block(self, number: int) -> EpochOutcome | None:
-        st, hp = self._st, self.hp
+    def _end_of_block(self, number: int) -> list[EpochOutcome]:
+        st, chain_hp = self._st, self._chain_hp
         issuance = int(st.get("issuance", 0))
-        mint = max(0, min(tokens_to_units(hp.block_emission), tokens_to_units(hp.max_supply) - issuance))
+        mint = max(0, min(tokens_to_units(chain_hp.block_emission), tokens_to_units(chain_hp.max_supply) - issuance))
         if mint:
             st.put("issuance", issuance + mint)
-            st.add("pending_emission", mint)
-        registration.on_block(st, hp, number)
-        # Expired commits are kept one extra window so a late reveal is told "commit_expired".
-        self._conn.execute("DELETE FROM commits WHERE block + ? <= ?",
-                           (hp.commit_reveal_period + 2 * hp.commit_reveal_window, number))
-        if number % hp.tempo == 0:
-            return run_epoch(st, hp, number)
-        return None
+            # Cumulative flooring: the parts add up to the mint exactly, whatever the shares.
+            cumulative, given = 0.0, 0
+            for sub in self.subnets.values():
+                cumulative += sub.emission_share
+                part = min(mint, int(mint * cumulative + 1e-9)) - given
+                given += part
+                st.subnet(sub.netuid).add("pending_emission", part)
+            if given < mint:  # shares that sum to a little under 1: the rest goes to the first subnet
+                st.add("pending_emission", mint - given)
+        epochs = []
+        for sub in self.subnets.values():
+            sst, hp = st.subnet(sub.netuid), sub.hp
+            registration.on_block(sst, hp, number)
+            # Expired commits are kept one extra window so a late reveal is told "commit_expired".
+            self._conn.execute("DELETE FROM commits WHERE netuid = ? AND block + ? <= ?",
+                               (sub.netuid, hp.commit_reveal_period + 2 * hp.commit_reveal_window, number))
+            if number % hp.tempo == 0:
+                outcome = run_epoch(sst, hp, number)
+                if outcome is not None:
+                    epochs.append(outcome)
+        return epochs
 
     def _snapshot_dirty(self, number: int) -> None:
         st = self._st
         cols = ", ".join(f"n.{c}" for c in NEURON_COLUMNS)
         rows = self._conn.execute(
-            f"SELECT {cols}, COALESCE(o.coldkey, ''), COALESCE(s.total, 0) "
-            "FROM dirty d JOIN neurons n ON n.uid = d.uid LEFT JOIN owners o ON o.hotkey = n.hotkey "
+            f"SELECT n.netuid, {cols}, COALESCE(o.coldkey, ''), COALESCE(s.total, 0) "
+            "FROM dirty d JOIN neurons n ON n.netuid = d.netuid AND n.uid = d.uid "
+            "LEFT JOIN owners o ON o.hotkey = n.hotkey "
             "LEFT JOIN (SELECT hotkey, SUM(amount) AS total FROM stakes GROUP BY hotkey) s ON s.hotkey = n.hotkey"
         ).fetchall()
         if rows:
             width = len(NEURON_COLUMNS)
-            records = [(int(r[0]), number, history_record(dict(zip(NEURON_COLUMNS, r[:width], strict=True)),
-                                                          str(r[width]), int(r[width + 1]))) for r in rows]
-            self._conn.executemany("INSERT OR REPLACE INTO neuron_history (uid, block, data) VALUES (?, ?, ?)",
-                                   records)
+            records = [(int(r[0]), int(r[1]), number,
+                        history_record(dict(zip(NEURON_COLUMNS, r[1:width + 1], strict=True)), str(r[width + 1]),
+                                       int(r[width + 2]))) for r in rows]
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO neuron_history (netuid, uid, block, data) VALUES (?, ?, ?, ?)", records)
         self._conn.execute("DELETE FROM dirty")
         if self.history_blocks and number % max(1, self.hp.tempo) == 0:
             cutoff = number - self.history_blocks
             # Keep, per uid, the newest record at or before the cutoff: it still describes later blocks.
             self._conn.execute(
                 "DELETE FROM neuron_history WHERE block < ? AND block < "
-                "(SELECT MAX(h.block) FROM neuron_history h WHERE h.uid = neuron_history.uid AND h.block <= ?)",
+                "(SELECT MAX(h.block) FROM neuron_history h WHERE h.netuid = neuron_history.netuid "
+                "AND h.uid = neuron_history.uid AND h.block <= ?)",
                 (cutoff, cutoff),
             )
             st.put("history_from", max(0, cutoff))
@@ -336,13 +405,19 @@ class Ledger:
         with self._lock:
             return self._st.owner(hotkey)
 
-    def difficulty(self) -> int:
+    def difficulty(self, netuid: int | None = None) -> int:
         with self._lock:
-            return int(self._st.get("difficulty"))
+            return int(self._st.subnet(self._subnet(netuid).netuid).get("difficulty"))
 
-    def burn(self) -> int:
+    def burn(self, netuid: int | None = None) -> int:
         with self._lock:
-            return int(self._st.get("burn"))
+            return int(self._st.subnet(self._subnet(netuid).netuid).get("burn"))
+
+    def subnet_list(self) -> list[dict[str, Any]]:
+        """Every subnet: netuid, modality, emission share and its uid count now (the first subnet first)."""
+        with self._lock:
+            return [{"netuid": s.netuid, "modality": s.modality, "emission_share": s.emission_share,
+                     "n": self._st.subnet(s.netuid).n()} for s in self.subnets.values()]
 
     def totals(self) -> dict[str, int]:
         """Issuance, pending emission, and the sums of balances and stakes (base units)."""
@@ -352,13 +427,14 @@ class Ledger:
             return {"issuance": int(self._st.get("issuance", 0)), "pending_emission": int(self._st.get("pending_emission", 0)),
                     "balances": int(balances), "stakes": int(stakes)}
 
-    def commits(self, hotkey: str) -> list[dict[str, Any]]:
-        """Unrevealed weight commits of ``hotkey`` with their reveal window and status."""
-        hp = self.hp
+    def commits(self, hotkey: str, netuid: int | None = None) -> list[dict[str, Any]]:
+        """Unrevealed weight commits of ``hotkey`` in subnet ``netuid`` with their reveal window and status."""
+        sub = self._subnet(netuid)
+        hp = sub.hp
         with self._lock:
             current = self._head.header.number + 1
-            rows = self._conn.execute("SELECT hash, block FROM commits WHERE hotkey = ? ORDER BY block",
-                                      (hotkey,)).fetchall()
+            rows = self._conn.execute("SELECT hash, block FROM commits WHERE netuid = ? AND hotkey = ? ORDER BY block",
+                                      (sub.netuid, hotkey)).fetchall()
         out = []
         for digest, block in rows:
             opens = block + hp.commit_reveal_period
@@ -368,28 +444,31 @@ class Ledger:
                         "status": status})
         return out
 
-    def hyperparameters(self) -> Hyperparameters:
-        """The genesis rules with the current difficulty and burn (in tokens)."""
+    def hyperparameters(self, netuid: int | None = None) -> Hyperparameters:
+        """Subnet ``netuid``'s genesis rules with its current difficulty and burn (in tokens)."""
+        sub = self._subnet(netuid)
         with self._lock:
-            return self.hp.replace(difficulty=int(self._st.get("difficulty")),
-                                   burn=int(self._st.get("burn")) / TOKEN)
+            sst = self._st.subnet(sub.netuid)
+            return sub.hp.replace(difficulty=int(sst.get("difficulty")), burn=int(sst.get("burn")) / TOKEN)
 
-    def metagraph(self, block: int | None = None, *, matrices: bool = False) -> Metagraph:
-        """The subnet at ``block`` (``None``: now, including transactions pending for the next block).
+    def metagraph(self, block: int | None = None, *, matrices: bool = False, netuid: int | None = None) -> Metagraph:
+        """Subnet ``netuid`` at ``block`` (``None``: now, including transactions pending for the next block).
 
         Past blocks are rebuilt from the per-block neuron history; weight and bond matrices are
         available for the current state only.
         """
+        sub = self._subnet(netuid)
+        st, hp = self._st.subnet(sub.netuid), sub.hp
         with self._lock:
             head = self._head.header.number
             if block is None or block == head and self._head.pending == 0:
                 number = head if block is None else block
-                neurons = live_neurons(self._st, number, self.hp.activity_cutoff)
+                neurons = live_neurons(st, number, hp.activity_cutoff)
                 weights = bonds = None
                 if matrices:
-                    weights = dense(self._st, "weights", len(neurons))
-                    bonds = dense(self._st, "bonds", len(neurons))
-                return Metagraph(number, self.netuid, neurons, self.hyperparameters(), weights, bonds)
+                    weights = dense(st, "weights", len(neurons))
+                    bonds = dense(st, "bonds", len(neurons))
+                return Metagraph(number, sub.netuid, neurons, self.hyperparameters(sub.netuid), weights, bonds)
             if not 0 <= block <= head:
                 raise ChainError("unknown_block", f"block {block} does not exist (head is {head})")
             if matrices:
@@ -398,8 +477,8 @@ class Ledger:
             if block < history_from:
                 raise ChainError("history_unavailable",
                                  f"metagraph history before block {history_from} was pruned (history_blocks)")
-            neurons = past_neurons(self._st, block, self.hp.activity_cutoff)
-            return Metagraph(block, self.netuid, neurons, self.hyperparameters())
+            neurons = past_neurons(st, block, hp.activity_cutoff)
+            return Metagraph(block, sub.netuid, neurons, self.hyperparameters(sub.netuid))
 
     # ------------------------------------------------------------------ audit
     def verify_chain(self) -> int:

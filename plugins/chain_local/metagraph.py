@@ -63,9 +63,9 @@ def live_neurons(st: State, block: int, activity_cutoff: int) -> tuple[Neuron, .
 def past_neurons(st: State, block: int, activity_cutoff: int) -> tuple[Neuron, ...]:
     """Neurons as sealed in block ``block``, from the per-block history of changed uids."""
     rows = st.conn.execute(
-        "SELECT h.data FROM neuron_history h WHERE h.block = "
-        "(SELECT MAX(block) FROM neuron_history WHERE uid = h.uid AND block <= ?) ORDER BY h.uid",
-        (block,),
+        "SELECT h.data FROM neuron_history h WHERE h.netuid = ? AND h.block = "
+        "(SELECT MAX(block) FROM neuron_history WHERE netuid = h.netuid AND uid = h.uid AND block <= ?) ORDER BY h.uid",
+        (st.netuid, block),
     ).fetchall()
     return tuple(_neuron(orjson.loads(r[0]), block, activity_cutoff) for r in rows)
 
@@ -74,7 +74,7 @@ def dense(st: State, table: str, n: int) -> np.ndarray:
     """Dense (n, n) float32 matrix of the weights or bonds table."""
     out = np.zeros((n, n), dtype=np.float32)
     vdtype = "<u2" if table == "weights" else "<f8"
-    for uid, ublob, vblob in st.conn.execute(f"SELECT uid, uids, vals FROM {table}"):
+    for uid, ublob, vblob in st.conn.execute(f"SELECT uid, uids, vals FROM {table} WHERE netuid = ?", (st.netuid,)):
         if uid >= n:
             continue
         cols = np.frombuffer(ublob, dtype="<u2").astype(np.int64)

@@ -32,7 +32,8 @@ def _check_rate(st: State, hp: Hyperparameters) -> None:
 
 def _check_hotkey(st: State, hotkey: str, coldkey: str) -> None:
     if st.uid_of(hotkey) is not None:
-        raise ChainError("already_registered", f"hotkey {hotkey[:16]}… already has uid {st.uid_of(hotkey)}")
+        raise ChainError("already_registered",
+                         f"hotkey {hotkey[:16]}… already has uid {st.uid_of(hotkey)} on subnet {st.netuid}")
     owner = st.owner(hotkey)
     if owner is not None and owner != coldkey:
         raise ChainError("hotkey_owned", "this hotkey belongs to another coldkey")
@@ -62,10 +63,11 @@ def register_pow(st: State, hp: Hyperparameters, current: int, hotkey: str, args
     difficulty = int(st.get("difficulty"))
     if not pow_.verify(bytes(row[0]), bytes.fromhex(hotkey), nonce, difficulty):
         raise ChainError("invalid_seal", f"the seal does not meet difficulty {difficulty} for this hotkey and block")
-    if st.conn.execute("SELECT 1 FROM used_seals WHERE hotkey = ? AND block = ? AND nonce = ?",
-                       (hotkey, block, stored_nonce)).fetchone():
+    if st.conn.execute("SELECT 1 FROM used_seals WHERE netuid = ? AND hotkey = ? AND block = ? AND nonce = ?",
+                       (st.netuid, hotkey, block, stored_nonce)).fetchone():
         raise ChainError("seal_used", "this seal was already used")
-    st.conn.execute("INSERT INTO used_seals (hotkey, block, nonce) VALUES (?, ?, ?)", (hotkey, block, stored_nonce))
+    st.conn.execute("INSERT INTO used_seals (netuid, hotkey, block, nonce) VALUES (?, ?, ?, ?)",
+                    (st.netuid, hotkey, block, stored_nonce))
     st.add("pow_regs_interval", 1)
     return place(st, hp, current, hotkey, str(coldkey))
 
@@ -89,8 +91,9 @@ def register_burn(st: State, hp: Hyperparameters, current: int, coldkey: str, ar
 def prune_candidate(st: State, hp: Hyperparameters, current: int) -> int | None:
     """The uid a registration replaces in a full subnet, or ``None`` when every uid is immune."""
     row = st.conn.execute(
-        "SELECT uid FROM neurons WHERE registered_at <= ? ORDER BY emission ASC, registered_at ASC, uid ASC LIMIT 1",
-        (current - hp.immunity_period,),
+        "SELECT uid FROM neurons WHERE netuid = ? AND registered_at <= ? "
+        "ORDER BY emission ASC, registered_at ASC, uid ASC LIMIT 1",
+        (st.netuid, current - hp.immunity_period),
     ).fetchone()
     return None if row is None else int(row[0])
 
@@ -99,7 +102,7 @@ def _strip_column(st: State, table: str, uid: int) -> None:
     """Remove ``uid`` from every row of a sparse (weights or bonds) table."""
     import numpy as np
 
-    rows = st.conn.execute(f"SELECT uid, uids, vals FROM {table}").fetchall()
+    rows = st.conn.execute(f"SELECT uid, uids, vals FROM {table} WHERE netuid = ?", (st.netuid,)).fetchall()
     for row_uid, ublob, vblob in rows:
         uids = np.frombuffer(ublob, dtype="<u2")
         keep = uids != uid
@@ -107,8 +110,8 @@ def _strip_column(st: State, table: str, uid: int) -> None:
             continue
         vdtype = "<u2" if table == "weights" else "<f8"
         vals = np.frombuffer(vblob, dtype=vdtype)
-        st.conn.execute(f"UPDATE {table} SET uids = ?, vals = ? WHERE uid = ?",
-                        (uids[keep].tobytes(), vals[keep].tobytes(), row_uid))
+        st.conn.execute(f"UPDATE {table} SET uids = ?, vals = ? WHERE netuid = ? AND uid = ?",
+                        (uids[keep].tobytes(), vals[keep].tobytes(), st.netuid, row_uid))
 
 
 def place(st: State, hp: Hyperparameters, current: int, hotkey: str, coldkey: str) -> dict[str, Any]:
@@ -123,16 +126,17 @@ def place(st: State, hp: Hyperparameters, current: int, hotkey: str, coldkey: st
             raise ChainError("subnet_full",
                              f"all {n} uids are within their immunity period ({hp.immunity_period} blocks)")
         uid = found
-        replaced = str(st.conn.execute("SELECT hotkey FROM neurons WHERE uid = ?", (uid,)).fetchone()[0])
-        st.conn.execute("DELETE FROM neurons WHERE uid = ?", (uid,))
-        st.conn.execute("DELETE FROM weights WHERE uid = ?", (uid,))
-        st.conn.execute("DELETE FROM bonds WHERE uid = ?", (uid,))
-        st.conn.execute("DELETE FROM commits WHERE hotkey = ?", (replaced,))
+        key = (st.netuid, uid)
+        replaced = str(st.conn.execute("SELECT hotkey FROM neurons WHERE netuid = ? AND uid = ?", key).fetchone()[0])
+        st.conn.execute("DELETE FROM neurons WHERE netuid = ? AND uid = ?", key)
+        st.conn.execute("DELETE FROM weights WHERE netuid = ? AND uid = ?", key)
+        st.conn.execute("DELETE FROM bonds WHERE netuid = ? AND uid = ?", key)
+        st.conn.execute("DELETE FROM commits WHERE netuid = ? AND hotkey = ?", (st.netuid, replaced))
         _strip_column(st, "weights", uid)
         _strip_column(st, "bonds", uid)
     st.conn.execute(
-        "INSERT INTO neurons (uid, hotkey, registered_at, last_update) VALUES (?, ?, ?, ?)",
-        (uid, hotkey, current, current),
+        "INSERT INTO neurons (netuid, uid, hotkey, registered_at, last_update) VALUES (?, ?, ?, ?, ?)",
+        (st.netuid, uid, hotkey, current, current),
     )
     st.set_owner(hotkey, coldkey)
     st.mark_dirty(uid)
@@ -155,7 +159,7 @@ def adjust(current: int, registrations: int, hp: Hyperparameters, lo: int, hi: i
 def on_block(st: State, hp: Hyperparameters, number: int) -> None:
     """Per-block bookkeeping at the end of block ``number``."""
     st.put("regs_block", 0)
-    st.conn.execute("DELETE FROM used_seals WHERE block < ?", (number - hp.pow_block_window,))
+    st.conn.execute("DELETE FROM used_seals WHERE netuid = ? AND block < ?", (st.netuid, number - hp.pow_block_window))
     if number % hp.adjustment_interval == 0:
         pow_regs = int(st.get("pow_regs_interval", 0))
         burn_regs = int(st.get("burn_regs_interval", 0))

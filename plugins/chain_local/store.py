@@ -14,7 +14,12 @@ from typing import Any
 import orjson
 from tnode.errors import ChainError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: one subnet (no ``netuid`` columns); 2: subnets — every per-uid table is keyed by ``netuid``."""
+
+SUBNET_KEYS = frozenset({"hyperparameters", "difficulty", "burn", "pending_emission", "regs_block",
+                         "pow_regs_interval", "burn_regs_interval"})
+"""Meta keys that every subnet keeps for itself (stored as ``key@netuid``)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,22 +38,28 @@ CREATE TABLE IF NOT EXISTS stakes (
     coldkey TEXT NOT NULL, hotkey TEXT NOT NULL, amount INTEGER NOT NULL, PRIMARY KEY (coldkey, hotkey));
 CREATE INDEX IF NOT EXISTS stakes_hotkey ON stakes (hotkey);
 CREATE TABLE IF NOT EXISTS neurons (
-    uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL UNIQUE, registered_at INTEGER NOT NULL,
+    netuid INTEGER NOT NULL, uid INTEGER NOT NULL, hotkey TEXT NOT NULL, registered_at INTEGER NOT NULL,
     last_update INTEGER NOT NULL, weights_set_at INTEGER, addrs_set_at INTEGER,
     rank REAL NOT NULL DEFAULT 0, trust REAL NOT NULL DEFAULT 0, consensus REAL NOT NULL DEFAULT 0,
     incentive REAL NOT NULL DEFAULT 0, dividends REAL NOT NULL DEFAULT 0, emission INTEGER NOT NULL DEFAULT 0,
     validator_trust REAL NOT NULL DEFAULT 0, validator_permit INTEGER NOT NULL DEFAULT 0,
-    addrs TEXT NOT NULL DEFAULT '[]', peer_id TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS weights (uid INTEGER PRIMARY KEY, uids BLOB NOT NULL, vals BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS bonds (uid INTEGER PRIMARY KEY, uids BLOB NOT NULL, vals BLOB NOT NULL);
+    addrs TEXT NOT NULL DEFAULT '[]', peer_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (netuid, uid), UNIQUE (netuid, hotkey));
+CREATE INDEX IF NOT EXISTS neurons_hotkey ON neurons (hotkey);
+CREATE TABLE IF NOT EXISTS weights (netuid INTEGER NOT NULL, uid INTEGER NOT NULL, uids BLOB NOT NULL,
+    vals BLOB NOT NULL, PRIMARY KEY (netuid, uid));
+CREATE TABLE IF NOT EXISTS bonds (netuid INTEGER NOT NULL, uid INTEGER NOT NULL, uids BLOB NOT NULL,
+    vals BLOB NOT NULL, PRIMARY KEY (netuid, uid));
 CREATE TABLE IF NOT EXISTS commits (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, hotkey TEXT NOT NULL, hash TEXT NOT NULL, block INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS commits_hotkey ON commits (hotkey);
-CREATE TABLE IF NOT EXISTS used_seals (hotkey TEXT NOT NULL, block INTEGER NOT NULL, nonce INTEGER NOT NULL,
-    PRIMARY KEY (hotkey, block, nonce));
-CREATE TABLE IF NOT EXISTS dirty (uid INTEGER PRIMARY KEY);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, netuid INTEGER NOT NULL, hotkey TEXT NOT NULL, hash TEXT NOT NULL,
+    block INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS commits_hotkey ON commits (netuid, hotkey);
+CREATE TABLE IF NOT EXISTS used_seals (netuid INTEGER NOT NULL, hotkey TEXT NOT NULL, block INTEGER NOT NULL,
+    nonce INTEGER NOT NULL, PRIMARY KEY (netuid, hotkey, block, nonce));
+CREATE TABLE IF NOT EXISTS dirty (netuid INTEGER NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (netuid, uid));
 CREATE TABLE IF NOT EXISTS neuron_history (
-    uid INTEGER NOT NULL, block INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (uid, block));
+    netuid INTEGER NOT NULL, uid INTEGER NOT NULL, block INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (netuid, uid, block));
 """
 
 NEURON_COLUMNS = (
@@ -67,25 +78,54 @@ def connect(path: Path) -> sqlite3.Connection:
         raise ChainError("storage", f"{path}: cannot switch the ledger to WAL mode (got {mode!r})")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=OFF")
+    _check_format(conn, path)
     conn.executescript(SCHEMA)
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     return conn
+
+
+def _check_format(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a ledger written in another format instead of misreading it."""
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(neurons)").fetchall()]
+    if columns and "netuid" not in columns:
+        conn.close()
+        raise ChainError("ledger_format",
+                         f"{path} is a ledger of format 1 (one subnet, before subnets); this tnode reads format "
+                         f"{SCHEMA_VERSION}. Keep running it with the tnode that wrote it, or start a new chain: "
+                         f"move the file away or point [node] data_dir / [chain] db at a new one")
+    if not columns:
+        return
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = int(orjson.loads(row[0])) if row else SCHEMA_VERSION
+    if version != SCHEMA_VERSION:
+        conn.close()
+        raise ChainError("ledger_format", f"{path} is a ledger of format {version}; this tnode reads format "
+                                          f"{SCHEMA_VERSION} (use the tnode that wrote it, or start a new chain)")
 
 
 class State:
     """Reads and writes of the state tables (no transaction control: the caller holds one)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, netuid: int = 0) -> None:
         self.conn = conn
+        self.netuid = netuid  # the subnet this view's neuron tables and subnet keys refer to
+
+    def subnet(self, netuid: int) -> State:
+        """The same state seen from subnet ``netuid``."""
+        return State(self.conn, netuid)
 
     # ------------------------------------------------------------------ meta
+    def _key(self, key: str) -> str:
+        return f"{key}@{self.netuid}" if key in SUBNET_KEYS else key
+
     def get(self, key: str, default: Any = None) -> Any:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (self._key(key),)).fetchone()
         return default if row is None else orjson.loads(row[0])
 
     def put(self, key: str, value: Any) -> None:
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, orjson.dumps(value).decode()),
+            (self._key(key), orjson.dumps(value).decode()),
         )
 
     def add(self, key: str, delta: int) -> int:
@@ -146,9 +186,9 @@ class State:
                 "ON CONFLICT(coldkey, hotkey) DO UPDATE SET amount = excluded.amount",
                 (coldkey, hotkey, new),
             )
-        uid = self.uid_of(hotkey)
-        if uid is not None:
-            self.mark_dirty(uid)
+        # Stake is per hotkey, shared by every subnet the hotkey is registered in.
+        self.conn.execute("INSERT OR IGNORE INTO dirty (netuid, uid) SELECT netuid, uid FROM neurons WHERE hotkey = ?",
+                          (hotkey,))
 
     def total_stake(self, hotkey: str) -> int:
         row = self.conn.execute("SELECT COALESCE(SUM(amount), 0) FROM stakes WHERE hotkey = ?", (hotkey,)).fetchone()
@@ -166,19 +206,22 @@ class State:
 
     # ------------------------------------------------------------------ neurons
     def n(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM neurons").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM neurons WHERE netuid = ?", (self.netuid,)).fetchone()[0])
 
     def uid_of(self, hotkey: str) -> int | None:
-        row = self.conn.execute("SELECT uid FROM neurons WHERE hotkey = ?", (hotkey,)).fetchone()
+        row = self.conn.execute("SELECT uid FROM neurons WHERE netuid = ? AND hotkey = ?",
+                                (self.netuid, hotkey)).fetchone()
         return None if row is None else int(row[0])
 
     def neuron(self, uid: int) -> dict[str, Any] | None:
-        row = self.conn.execute(f"SELECT {', '.join(NEURON_COLUMNS)} FROM neurons WHERE uid = ?", (uid,)).fetchone()
+        row = self.conn.execute(f"SELECT {', '.join(NEURON_COLUMNS)} FROM neurons WHERE netuid = ? AND uid = ?",
+                                (self.netuid, uid)).fetchone()
         return None if row is None else dict(zip(NEURON_COLUMNS, row, strict=True))
 
     def neurons(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute(f"SELECT {', '.join(NEURON_COLUMNS)} FROM neurons ORDER BY uid").fetchall()
+        rows = self.conn.execute(f"SELECT {', '.join(NEURON_COLUMNS)} FROM neurons WHERE netuid = ? ORDER BY uid",
+                                 (self.netuid,)).fetchall()
         return [dict(zip(NEURON_COLUMNS, row, strict=True)) for row in rows]
 
     def mark_dirty(self, uid: int) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO dirty (uid) VALUES (?)", (uid,))
+        self.conn.execute("INSERT OR IGNORE INTO dirty (netuid, uid) VALUES (?, ?)", (self.netuid, uid))
