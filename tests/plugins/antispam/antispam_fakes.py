@@ -1,96 +1,37 @@
-"""Small stand-ins for the anti-spam tests: an in-memory metagraph source and a do-nothing transport.
+"""Helpers of the anti-spam tests, on tnode.testing's in-memory chain and loopback transport.
 
 The filters only need ``node.chain.metagraph()`` and the bus; the real chain is exercised in
-test_registered_only.py and the real transport by bench/spam_flood.py.
+test_registered_only.py and the real transport by test_transport_priority.py and bench/spam_flood.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import numpy as np
-import tnode
-from tnode.config import option
 from tnode.contracts.text import TopKPrediction
-from tnode.errors import ChainError
-from tnode.interfaces import InboundRequest, Metagraph, Neuron, PeerInfo, ValidatorTask
+from tnode.interfaces import InboundRequest, ValidatorTask
 from tnode.keys import Keypair
 from tnode.node import Node
-from tnode.pluginmanager import PluginManager, load_plugins
+from tnode.pluginmanager import PluginManager
+from tnode.testing import MemoryChain, plugin_manager
+
+UNDER_TEST = ("antispam", "scoring")
 
 
-@dataclass(frozen=True)
-class Empty:
-    """No options."""
-
-    note: str = option("", "Unused.")
-
-
-class FakeChain:
-    """A metagraph held in memory; counts reads so tests can check the cache."""
-
-    def __init__(self, node: Any, name: str, config: Any) -> None:
-        self.name = name
-        self.block = 1
-        self.neurons: list[Neuron] = []
-        self.reads = 0
-        self.fail = False
-
-    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await anyio.sleep_forever()
-
-    async def metagraph(self, block: int | None = None) -> Metagraph:
-        self.reads += 1
-        if self.fail:
-            raise ChainError("unreachable", "authority down (test)")
-        return Metagraph(self.block, 1, tuple(self.neurons))
-
-    def add(self, hotkey: str, stake: float = 0.0, *, permit: bool = False) -> int:
-        uid = len(self.neurons)
-        self.neurons.append(Neuron(uid=uid, hotkey=hotkey, coldkey="00" * 32, stake=stake,
-                                   validator_permit=permit))
-        return uid
-
-
-class NullTransport:
-    """Satisfies the topology check (spam filters need a transport); sends nothing."""
-
-    def __init__(self, node: Any, name: str, config: Any) -> None:
-        self.name = name
-
-    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await anyio.sleep_forever()
-
-    def peers(self) -> list[PeerInfo]:
-        return []
-
-
-class FakesPlugin:
-    @tnode.hookimpl
-    def tnode_register_components(self, register: Any) -> None:
-        register(kind="chain", type="fake", factory=FakeChain, schema=Empty)
-        register(kind="transport", type="null", factory=NullTransport, schema=Empty)
-
-
-def plugins(*keep: str) -> PluginManager:
-    """The antispam and scoring plugins (plus those in ``keep``) and the fakes."""
-    others = [p for p in ("echo", "libp2p", "chain_local", "text", "validator") if p not in keep]
-    manager = load_plugins(block=others, autoload_external=False)
-    manager.register(FakesPlugin(), name="antispam_test_fakes")
-    manager.validate()
-    return manager
+def plugins(*keep: str, chain: MemoryChain | None = None) -> PluginManager:
+    """The antispam and scoring plugins (plus those in ``keep``) and the kit's memory chain and loopback."""
+    chain = chain or MemoryChain()
+    chain.advance(1)  # the filters' tests start at block 1
+    return plugin_manager(*UNDER_TEST, *keep, chain=chain)
 
 
 def make_node(tmp_path: Path, spam: dict[str, Any] | None = None, *, chain: bool = True,
               scorers: dict[str, Any] | None = None) -> Node:
-    doc: dict[str, Any] = {"transport": {"type": "null"}}
+    doc: dict[str, Any] = {"transport": {"type": "loopback"}}
     if chain:
-        doc["chain"] = {"type": "fake"}
+        doc["chain"] = {"type": "memory"}
     if spam:
         doc["spam"] = spam
     if scorers:

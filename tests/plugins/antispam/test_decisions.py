@@ -40,7 +40,7 @@ async def test_each_filter_counts_and_logs_admissions_and_refusals(tmp_path, deb
         "rate": {"type": "token_bucket", "rate": 0.0, "burst": 1.0},
         "prio": {"type": "stake_priority", "max_concurrent": 1, "max_queue": 0},
     })
-    node.chain.add(STAKED, stake=10.0)
+    node.chain.add_neuron(STAKED, stake=10.0)
     async with node.running():
         f = node.components_of("spam_filter")
         await f["size"].admit(request(STAKED, body={"k": 8}))

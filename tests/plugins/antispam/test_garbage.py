@@ -140,9 +140,9 @@ async def collect(node: Node) -> list[SpamDetected]:
 
 async def test_copier_scores_zero_and_the_original_keeps_its_score(tmp_path) -> None:
     node = guard_node(tmp_path)
-    node.chain.add("aa" * 32)
-    node.chain.add("bb" * 32)
-    node.chain.add("cc" * 32)
+    node.chain.add_neuron("aa" * 32)
+    node.chain.add_neuron("bb" * 32)
+    node.chain.add_neuron("cc" * 32)
     seen = await collect(node)
     task = text_task()
     original, other = model_answer(task, seed=1), model_answer(task, seed=2)
@@ -185,8 +185,8 @@ async def test_policy_both_and_off(tmp_path) -> None:
 
 async def test_policy_lower_stake_keeps_the_staked_member(tmp_path) -> None:
     node = guard_node(tmp_path, duplicates="lower_stake")
-    node.chain.add("aa" * 32, stake=1.0)
-    node.chain.add("bb" * 32, stake=500.0)
+    node.chain.add_neuron("aa" * 32, stake=1.0)
+    node.chain.add_neuron("bb" * 32, stake=500.0)
     task = text_task()
     a = model_answer(task, seed=1)
     async with node.running():

@@ -38,9 +38,9 @@ def flood_node(tmp_path) -> Node:
         "rate": {"type": "token_bucket", "rate": 1000.0, "burst": 1000.0},
         "prio": {"type": "stake_priority", "max_concurrent": 2, "max_queue": 4, "max_wait": 2.0},
     })
-    node.chain.add(VALIDATOR, stake=100.0)
+    node.chain.add_neuron(VALIDATOR, stake=100.0)
     for i in range(5):
-        node.chain.add(hotkey(f"miner-{i}"), stake=0.0)
+        node.chain.add_neuron(hotkey(f"miner-{i}"), stake=0.0)
     return node
 
 

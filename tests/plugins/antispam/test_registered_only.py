@@ -26,7 +26,7 @@ async def settle(node: Node, reads: int) -> None:
 
 async def test_registered_sender_is_admitted_and_unregistered_refused(tmp_path) -> None:
     node = make_node(tmp_path, {"reg": {"type": "registered_only"}})
-    node.chain.add(ALICE)
+    node.chain.add_neuron(ALICE)
     async with node.running():
         flt = node.component("spam_filter", "reg")
         assert await flt.admit(request(ALICE)) is None
@@ -56,9 +56,9 @@ async def test_min_stake_and_validator_permit(tmp_path) -> None:
     bob, carol = hotkey("bob"), hotkey("carol")
     node = make_node(tmp_path, {"reg": {"type": "registered_only", "min_stake": 10.0,
                                         "validator_permit_only": True}})
-    node.chain.add(ALICE, stake=100.0, permit=True)
-    node.chain.add(bob, stake=1.0, permit=True)
-    node.chain.add(carol, stake=100.0, permit=False)
+    node.chain.add_neuron(ALICE, stake=100.0, permit=True)
+    node.chain.add_neuron(bob, stake=1.0, permit=True)
+    node.chain.add_neuron(carol, stake=100.0, permit=False)
     async with node.running():
         flt = node.component("spam_filter", "reg")
         await flt.admit(request(ALICE))
@@ -77,7 +77,7 @@ async def test_view_refreshes_at_most_once_per_block(tmp_path) -> None:
         assert chain.reads == 1  # loaded once at start
         with pytest.raises(TaskError):
             await flt.admit(request(MALLORY))
-        chain.add(MALLORY)  # registers in block 2: not visible until that block is announced
+        chain.add_neuron(MALLORY)  # registers in block 2: not visible until that block is announced
         with pytest.raises(TaskError):
             await flt.admit(request(MALLORY))
         chain.block = 2
@@ -105,14 +105,14 @@ async def test_filters_share_one_view_per_node(tmp_path) -> None:
 
 async def test_unreachable_chain_fails_closed_until_it_answers(tmp_path) -> None:
     node = make_node(tmp_path, {"reg": {"type": "registered_only"}})
-    node.chain.add(ALICE)
-    node.chain.fail = True
+    node.chain.add_neuron(ALICE)
+    node.chain.fail_reads = 1_000_000
     async with node.running():
         flt = node.component("spam_filter", "reg")
         with pytest.raises(TaskError) as err:
             await flt.admit(request(ALICE))
         assert "not loaded" in err.value.message
-        node.chain.fail = False
+        node.chain.fail_reads = 0
         node.chain.block = 2
         await node.bus.publish(BlockProduced(2, "00" * 32, 0.0))
         await settle(node, 2)
@@ -147,7 +147,7 @@ async def test_against_the_local_chain(tmp_path) -> None:
     """The real embedded chain: a genesis-registered hotkey is served, a stranger is not."""
     alice, cold = key("alice"), key("alice-cold")
     doc = {
-        "transport": {"type": "null"},
+        "transport": {"type": "loopback"},
         "chain": {"type": "local", "block_time": 0.05,
                   "genesis": {"accounts": [{"coldkey": cold.public_hex, "balance": 10.0, "hotkey": alice.public_hex,
                                             "stake": 5.0, "register": True}]}},

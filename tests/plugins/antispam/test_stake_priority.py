@@ -19,7 +19,7 @@ LOW, MID, HIGH, OWNER = hotkey("low"), hotkey("mid"), hotkey("high"), hotkey("ow
 def staked_node(tmp_path, **options: Any) -> Node:
     node = make_node(tmp_path, {"prio": {"type": "stake_priority", **options}})
     for name, stake in ((LOW, 1.0), (MID, 50.0), (HIGH, 1000.0), (OWNER, 5.0)):
-        node.chain.add(name, stake)
+        node.chain.add_neuron(name, stake=stake)
     return node
 
 

@@ -24,14 +24,14 @@ def transport() -> dict[str, Any]:
 def server(tmp_path: Path) -> Node:
     doc = {
         "transport": transport(),
-        "chain": {"type": "fake"},
+        "chain": {"type": "memory"},
         "modalities": {"echo": {"type": "echo", "delay_ms": WORK_MS}},
         "spam": {"reg": {"type": "registered_only"},
                  "prio": {"type": "stake_priority", "max_concurrent": 1, "max_queue": 8}},
     }
     node = Node.from_dict(doc, data_dir=tmp_path / "server", plugins=plugins("libp2p", "echo"))
     for name, stake in (("owner", 5.0), ("low", 1.0), ("mid", 50.0), ("high", 1000.0)):
-        node.chain.add(hotkey(name), stake)
+        node.chain.add_neuron(hotkey(name), stake=stake)
     return node
 
 
