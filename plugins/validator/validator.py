@@ -22,7 +22,7 @@ import numpy as np
 from tnode.errors import ChainError, NoHandler, RequestTimeout, TaskError, TnodeError
 from tnode.events import ResponseScored, TaskReceived, WeightsSubmitted
 from tnode.hyperparameters import Hyperparameters
-from tnode.interfaces import Metagraph, Neuron, Reply, ValidatorTask
+from tnode.interfaces import Metagraph, Neuron, Reply, ValidatorTask, subnet_for_modality
 from tnode.keys import peer_id_from_public_key
 
 from .config import ValidatorConfig
@@ -63,6 +63,7 @@ class Validator:
         self.rng = np.random.default_rng(None if config.seed < 0 else config.seed)
         self.log = node.log.bind(component="validator")
         self.own_uid: int | None = None
+        self.netuid: int | None = None  # the subnet of this validator's modality (see subnet())
         self.last_report = StepReport()
         self.failures: Counter[str] = Counter()
         self._unsatisfiable = ""
@@ -109,11 +110,21 @@ class Validator:
         weights = self.config.scorer_weights or [1.0] * len(names)
         return [(n, self.node.component("scorer", n), w) for n, w in zip(names, weights, strict=True) if w > 0]
 
+    # ------------------------------------------------------------------ subnet
+    async def subnet(self) -> int:
+        """The netuid whose modality is the one this validator checks (looked up once, then kept)."""
+        if self.netuid is None:
+            subnets = await self.node.chain.subnets()
+            self.netuid = subnet_for_modality(subnets, self.modality.name, self.node.netuid)
+            self.log.info("validating subnet", netuid=self.netuid, modality=self.modality.name)
+        return self.netuid
+
     # ------------------------------------------------------------------ one step
     async def step(self) -> StepReport:
         """Run one query/score/weights round and return what it did."""
         chain = self.node.chain
-        mg: Metagraph = await chain.metagraph()
+        netuid = await self.subnet()
+        mg: Metagraph = await chain.metagraph(netuid=netuid)
         for uid in self.state.sync(mg.neurons):
             self.log.info("uid re-registered: score history reset", uid=uid)
         me = mg.by_hotkey(self.node.hotkey.public_hex)
@@ -281,10 +292,11 @@ class Validator:
         try:
             if commit_reveal:
                 salt = secrets.token_hex(16)
-                await chain.commit_weights(hotkey, vector.commit_hash(hotkey.public_hex, salt, version))
+                await chain.commit_weights(hotkey, vector.commit_hash(hotkey.public_hex, salt, version),
+                                           netuid=mg.netuid)
                 self.state.pending.append(PendingCommit(mg.block, list(vector.uids), list(vector.values), salt, version))
             else:
-                await chain.set_weights(hotkey, vector, version)
+                await chain.set_weights(hotkey, vector, version, netuid=mg.netuid)
         except ChainError as exc:
             # Retry in a quarter of the interval rather than at once: the refusal will likely repeat.
             self.state.last_weights_block = mg.block - interval + max(1, interval // 4)
@@ -309,7 +321,7 @@ class Validator:
                 continue
             try:
                 await self.node.chain.reveal_weights(self.node.hotkey, pending.weights, pending.salt,
-                                                     pending.version_key)
+                                                     pending.version_key, netuid=self.netuid)
             except ChainError as exc:
                 if exc.code == "reveal_too_early":
                     continue
