@@ -114,7 +114,8 @@ class Validator:
     async def subnet(self) -> int:
         """The netuid whose modality is the one this validator checks (looked up once, then kept)."""
         if self.netuid is None:
-            subnets = await self.node.chain.subnets()
+            listing = getattr(self.node.chain, "subnets", None)  # a backend without it has one subnet
+            subnets = await listing() if listing is not None else {}
             self.netuid = subnet_for_modality(subnets, self.modality.name, self.node.netuid)
             self.log.info("validating subnet", netuid=self.netuid, modality=self.modality.name)
         return self.netuid
