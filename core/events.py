@@ -136,6 +136,24 @@ class ResponseScored(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class TaskRoundScored(Event):
+    """Emitted by a validator after one task round: one task sent to several miners, every answer
+    parsed and scored. Collusion detectors compare the answers of different miners to the same task.
+
+    Per-miner tuples share one order (``uids``). ``answers`` hold the modality's parsed answers
+    (for text a :class:`tnode.contracts.text.TopKPrediction`), ``None`` where the miner failed.
+    """
+
+    task_id: str
+    modality: str
+    uids: tuple[int, ...]
+    hotkeys: tuple[str, ...]
+    answers: tuple[Any, ...]
+    latencies: tuple[float, ...]
+    scores: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class WeightsSubmitted(Event):
     """Emitted by a validator after the chain accepted its weights (or weight commit)."""
 
@@ -199,12 +217,20 @@ class SpamDetected(Event):
 
 @dataclass(frozen=True, slots=True)
 class CollusionSuspected(Event):
-    """Emitted by collusion detectors when a group of hotkeys behaves as one."""
+    """Emitted by collusion detectors when a group of hotkeys behaves as one.
+
+    ``action`` says what the detector asks of validators on this node: ``"report"`` (nothing),
+    ``"zero"`` or ``"scale"`` (multiply the suspects' weights by ``factor``) for ``hold_seconds``.
+    """
 
     members: tuple[str, ...]
     kind: str
     evidence: float
     detail: str = ""
+    detector: str = ""
+    action: str = "report"
+    factor: float = 1.0
+    hold_seconds: float = 0.0
 
 
 CORE_EVENTS: tuple[type[Event], ...] = (
@@ -217,6 +243,7 @@ CORE_EVENTS: tuple[type[Event], ...] = (
     TaskRefused,
     TaskCompleted,
     ResponseScored,
+    TaskRoundScored,
     WeightsSubmitted,
     BlockProduced,
     EpochCompleted,

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import numpy as np
 from tnode.errors import ChainError, NoHandler, RequestTimeout, TaskError, TnodeError
-from tnode.events import ResponseScored, TaskReceived, WeightsSubmitted
+from tnode.events import CollusionSuspected, ResponseScored, TaskReceived, TaskRoundScored, WeightsSubmitted
 from tnode.hyperparameters import Hyperparameters
 from tnode.interfaces import Metagraph, Neuron, Reply, ValidatorTask, subnet_for_modality
 from tnode.keys import peer_id_from_public_key
@@ -69,6 +69,8 @@ class Validator:
         self._unsatisfiable = ""
         self._last_summary = -float("inf")
         self.steps = 0
+        # hotkey -> (score factor, monotonic expiry): verdicts of this node's collusion detectors.
+        self.penalties: dict[str, tuple[float, float]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -80,6 +82,7 @@ class Validator:
             self.state = ValidatorState.load(self.state_path, self.config.ema_alpha)
         except ValueError as exc:
             self.log.warning("starting with fresh scores", reason=str(exc))
+        verdicts = self.node.bus.subscribe(CollusionSuspected, self._on_verdict, name=f"validator:{self.name}:verdicts")
         task_status.started()
         await self.node.ready.wait()
         try:
@@ -91,6 +94,7 @@ class Validator:
                     self.log.warning("validator step failed", error=f"{type(exc).__name__}: {exc}")
                 await anyio.sleep(max(0.0, self.config.step_interval - (anyio.current_time() - began)))
         finally:
+            verdicts.close()
             self._save()
 
     def _save(self) -> None:
@@ -191,6 +195,29 @@ class Validator:
             await self.node.bus.publish(ResponseScored(uid=uid, hotkey=by_uid[uid].hotkey, modality=task.modality,
                                                        score=score, scorer=label, latency=outcome.latency,
                                                        error=outcome.error))
+        ordered = sorted(outcomes)
+        await self.node.bus.publish(TaskRoundScored(
+            task_id=secrets.token_hex(8), modality=task.modality, uids=tuple(ordered),
+            hotkeys=tuple(by_uid[u].hotkey for u in ordered), answers=tuple(outcomes[u].answer for u in ordered),
+            latencies=tuple(outcomes[u].latency for u in ordered), scores=tuple(report.scores[u] for u in ordered)))
+
+    async def _on_verdict(self, event: CollusionSuspected) -> None:
+        """Hold a detector's zero/scale verdict on the suspects' scores (see docs/collusion.md)."""
+        if event.action == "report" or event.hold_seconds <= 0:
+            return
+        until = time.monotonic() + event.hold_seconds
+        for hotkey in event.members:
+            self.penalties[hotkey] = (min(1.0, max(0.0, event.factor)), until)
+
+    def penalized_scores(self, mg: Metagraph) -> dict[int, float]:
+        """Score averages with the detectors' current verdicts applied (expired ones dropped)."""
+        now = time.monotonic()
+        self.penalties = {h: p for h, p in self.penalties.items() if p[1] > now}
+        scores = self.state.scores()
+        for n in mg.neurons:
+            if n.hotkey in self.penalties and n.uid in scores:
+                scores[n.uid] *= self.penalties[n.hotkey][0]
+        return scores
 
     async def _query(self, neuron: Neuron, task: ValidatorTask, out: dict[int, Outcome],
                      limiter: anyio.CapacityLimiter) -> None:
@@ -278,7 +305,7 @@ class Validator:
         if not any(r.count for r in self.state.records.values()):
             return False  # nothing measured yet: weights now would be a guess
         try:
-            vector = compute_weights(self.state.scores(), n=mg.n, own_uid=me.uid,
+            vector = compute_weights(self.penalized_scores(mg), n=mg.n, own_uid=me.uid,
                                      min_allowed_weights=hp.min_allowed_weights,
                                      max_weight_limit=hp.max_weight_limit)
         except WeightsUnsatisfiable as exc:

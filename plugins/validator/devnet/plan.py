@@ -113,6 +113,10 @@ def hyperparameters(opts: DevnetOptions) -> dict[str, Any]:
         "target_registrations_per_interval": max(2, n),
         "difficulty": 10_000,  # a few milliseconds of proof of work
         "min_difficulty": 1_000,
+        # Commit-reveal: a copier sees others' weights one reveal late (docs/collusion.md measures it).
+        "commit_reveal_weights_enabled": True,
+        "commit_reveal_period": max(1, opts.tempo // 2),
+        "commit_reveal_window": max(2, opts.tempo),
     }
 
 
@@ -212,7 +216,16 @@ def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
         doc["validator"] = {"type": "default", "modality": "text", "timeout": 5.0, "scorers": ["guard"],
                             "step_interval": opts.block_time, "tasks_per_step": 2, "ema_alpha": 0.2,
                             **opts.validator_overrides}
+    if node.role == "validator":
+        doc["collusion"] = collusion_sections()
     return doc
+
+
+def collusion_sections() -> dict[str, Any]:
+    """Every validator runs the miner-side detectors (acting on weights) and the chain observers (reporting)."""
+    return {"relay": {"type": "relay"}, "lazy": {"type": "lazy"}, "operator": {"type": "operator"},
+            "weight_copy": {"type": "weight_copy"}, "cabal": {"type": "cabal"},
+            "self_dealing": {"type": "self_dealing"}}
 
 
 def text_sections(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
