@@ -114,6 +114,10 @@ def _own_hotkey(node: Any) -> Any:
     return store.load(node.config.node.hotkey, os.environ.get("TNODE_PASSPHRASE"))
 
 
+def _netuid_option() -> Any:
+    return typer.Option("--netuid", help="Subnet (netuid) to act on; default: the node's [node] netuid.", min=0)
+
+
 def _chain(node: Any) -> Any:
     if node.chain is None:
         raise ChainError("no_chain", "node.toml has no [chain] section")
@@ -126,12 +130,13 @@ def metagraph(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
     block: Annotated[int | None, typer.Option(help="Show the subnet as of this block.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Also show coldkeys, registration blocks, addresses.")] = False,
+    netuid: Annotated[int | None, _netuid_option()] = None,
 ) -> None:
     """Print the subnet's neurons: stake, consensus results, permits, addresses."""
 
     async def main() -> Any:
         async with _open(config) as node:
-            return await _chain(node).metagraph(block)
+            return await _chain(node).metagraph(block, netuid=netuid)
 
     mg = _run(main)
     if as_json:
@@ -165,34 +170,52 @@ def register(
     config: ConfigOpt = Path("node.toml"),
     burn: Annotated[bool, typer.Option("--burn", help="Pay the burn cost from the coldkey instead of PoW.")] = False,
     processes: Annotated[int, typer.Option(help="Solver processes (0 = all cores).", min=0)] = 0,
+    netuid: Annotated[int | None, typer.Option(
+        "--netuid", min=0, help="Subnet to register in; default: the subnets of the modalities the node serves "
+                                "(or its [node] netuid).")] = None,
 ) -> None:
     """Register the node's hotkey on the subnet (proof of work by default), then print its uid."""
-    _run(_register, config, burn, processes)
+    _run(_register, config, burn, processes, netuid)
 
 
-async def _register(config: Path, burn: bool, processes: int) -> None:
+def serving_subnets(subnets: dict[int, str], served: list[str], default: int) -> list[int]:
+    """The subnets a miner serving ``served`` (modality names) registers in: each one named for a
+    served modality, else the node's own ``default``."""
+    found = [n for n, modality in subnets.items() if modality and modality in served]
+    return found or [default]
+
+
+async def _register(config: Path, burn: bool, processes: int, netuid: int | None) -> None:
     async with _open(config) as node:
         chain = _chain(node)
         hotkey = _own_hotkey(node)
-        existing = (await chain.metagraph()).by_hotkey(hotkey.public_hex)
-        if existing is not None:
-            console.print(f"hotkey {hotkey.public_hex[:16]}… is already registered as uid {existing.uid}")
-            return
-        if burn:
-            cost = await chain.burn_cost()
-            console.print(f"burning {_fmt(cost)} tokens from the coldkey to register")
-            uid = await chain.burned_register(hotkey, node.load_coldkey())
+        if netuid is not None:
+            targets = [netuid]
         else:
-            if not node.coldkey_public:
-                raise ChainError("no_coldkey", "the node has no coldkey file to own the hotkey (tnode keys new coldkey)")
-            uid = await _register_pow(node, chain, processes, hotkey)
-        console.print(f"[green]registered[/] hotkey {hotkey.public_hex[:16]}… as uid {uid}")
+            served = list((node.config.raw.get("modalities") or {}).keys())
+            targets = serving_subnets(await chain.subnets(), served, node.netuid)
+        for target in targets:
+            existing = (await chain.metagraph(netuid=target)).by_hotkey(hotkey.public_hex)
+            if existing is not None:
+                console.print(f"hotkey {hotkey.public_hex[:16]}… is already registered in subnet {target} "
+                              f"as uid {existing.uid}")
+                continue
+            if burn:
+                cost = await chain.burn_cost(netuid=target)
+                console.print(f"burning {_fmt(cost)} tokens from the coldkey to register in subnet {target}")
+                uid = await chain.burned_register(hotkey, node.load_coldkey(), netuid=target)
+            else:
+                if not node.coldkey_public:
+                    raise ChainError("no_coldkey",
+                                     "the node has no coldkey file to own the hotkey (tnode keys new coldkey)")
+                uid = await _register_pow(node, chain, processes, hotkey, target)
+            console.print(f"[green]registered[/] hotkey {hotkey.public_hex[:16]}… in subnet {target} as uid {uid}")
 
 
-async def _register_pow(node: Any, chain: Any, processes: int, hotkey: Any) -> int:
+async def _register_pow(node: Any, chain: Any, processes: int, hotkey: Any, netuid: int) -> int:
     from . import pow as pow_
 
-    hyper = await chain.hyperparameters()
+    hyper = await chain.hyperparameters(netuid=netuid)
     window = hyper.pow_block_window
     cancel = threading.Event()
     interrupted = False
@@ -213,7 +236,7 @@ async def _register_pow(node: Any, chain: Any, processes: int, hotkey: Any) -> i
             while True:
                 head = await chain.block_number()
                 block_hash = bytes.fromhex(await chain.block_hash(head))
-                difficulty = await chain.difficulty()
+                difficulty = await chain.difficulty(netuid=netuid)
                 task = progress.add_task(f"solving over block {head} (difficulty {difficulty:,})",
                                          total=float(difficulty), rate="")
                 cancel.clear()
@@ -235,7 +258,8 @@ async def _register_pow(node: Any, chain: Any, processes: int, hotkey: Any) -> i
                 if nonce is None:
                     continue  # the block went stale: solve again over a fresh one
                 try:
-                    uid = int(await chain.register(hotkey, node.coldkey_public, block=head, nonce=nonce))
+                    uid = int(await chain.register(hotkey, node.coldkey_public, block=head, nonce=nonce,
+                                                   netuid=netuid))
                 except ChainError as exc:
                     if exc.code in ("stale_block", "too_many_registrations"):
                         console.print(f"[yellow]{exc}[/]; solving again")
@@ -343,20 +367,27 @@ def wallet_transfer(dest: Annotated[str, typer.Argument(help="Destination coldke
 
 
 @chain_app.command("info")
-def chain_info(config: ConfigOpt = Path("node.toml")) -> None:
-    """Genesis hash, head, difficulty, burn and supply."""
+def chain_info(config: ConfigOpt = Path("node.toml"), netuid: Annotated[int | None, _netuid_option()] = None) -> None:
+    """Genesis hash, head, the subnets, a subnet's difficulty and burn, and supply."""
 
-    async def main() -> dict[str, Any]:
+    async def main() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         async with _open(config) as node:
             chain = _chain(node)
             head = await chain.block_number()
-            return {"genesis": chain.genesis_hash, "head": head, "difficulty": await chain.difficulty(),
-                    "burn": await chain.burn_cost(), **(await chain.totals())}
+            totals = await chain.totals()
+            chosen = chain.netuid if netuid is None else netuid
+            info = {"genesis": chain.genesis_hash, "head": head, "netuid": chosen,
+                    "difficulty": await chain.difficulty(netuid=chosen), "burn": await chain.burn_cost(netuid=chosen),
+                    **totals}
+            return info, await chain.subnet_info()
 
-    info = _run(main)
+    info, subnets = _run(main)
     for name, value in info.items():
         shown = _fmt(value) if name in ("burn", "issuance", "pending_emission", "balances", "stakes") else value
         console.print(f"{name:>16}  {shown}")
+    for sub in subnets:
+        console.print(f"{'subnet ' + str(sub['netuid']):>16}  modality {sub['modality'] or '(any)'}  "
+                      f"emission share {sub['emission_share']:g}  {sub['n']} uids")
 
 
 @chain_app.command("verify")

@@ -420,11 +420,12 @@ class Ledger:
                      "n": self._st.subnet(s.netuid).n()} for s in self.subnets.values()]
 
     def totals(self) -> dict[str, int]:
-        """Issuance, pending emission, and the sums of balances and stakes (base units)."""
+        """Issuance, pending emission (all subnets), and the sums of balances and stakes (base units)."""
         with self._lock:
             balances = self._conn.execute("SELECT COALESCE(SUM(balance), 0) FROM accounts").fetchone()[0]
             stakes = self._conn.execute("SELECT COALESCE(SUM(amount), 0) FROM stakes").fetchone()[0]
-            return {"issuance": int(self._st.get("issuance", 0)), "pending_emission": int(self._st.get("pending_emission", 0)),
+            pending = sum(int(self._st.subnet(n).get("pending_emission", 0)) for n in self.subnets)
+            return {"issuance": int(self._st.get("issuance", 0)), "pending_emission": pending,
                     "balances": int(balances), "stakes": int(stakes)}
 
     def commits(self, hotkey: str, netuid: int | None = None) -> list[dict[str, Any]]:

@@ -32,6 +32,8 @@ def status(
     config: ConfigOpt = Path("node.toml"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the chain.")] = 15.0,
+    netuid: Annotated[int | None, typer.Option("--netuid", min=0,
+                                               help="Subnet to show; default: the node's [node] netuid.")] = None,
 ) -> None:
     """Show a node's uid, stake, trust, incentive, dividends, emission and peers, read from the chain.
 
@@ -44,7 +46,7 @@ def status(
         target = NodeTarget.from_config(config)
     except (ConfigError, KeyError_) as exc:
         raise _fail(str(exc), 78) from None
-    doc = run_trio(read_status, target, timeout)
+    doc = run_trio(read_status, target, timeout, netuid)
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return

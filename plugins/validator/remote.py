@@ -23,6 +23,7 @@ class NodeTarget:
     hotkey: str
     authority: str  # multiaddr of the chain authority, with /p2p/<peer id>
     transport: dict[str, Any]
+    netuid: int = 1  # the node's [node] netuid: the subnet shown unless another is asked for
 
     @classmethod
     def from_config(cls, path: Path) -> NodeTarget:
@@ -42,15 +43,17 @@ class NodeTarget:
                 raise ConfigError("an authority node needs a fixed TCP listen port for `tnode status` to reach it",
                                   file=str(path), key_path="transport.listen")
             authority = f"{listen[0].replace('/ip4/0.0.0.0/', '/ip4/127.0.0.1/')}/p2p/{node.peer_id}"
-        return cls(node.name, node.hotkey.public_hex, authority, transport)
+        return cls(node.name, node.hotkey.public_hex, authority, transport, node.netuid)
 
 
-async def read_status(target: NodeTarget, timeout: float) -> dict[str, Any]:
-    """The status document of ``target``, read through a temporary chain client."""
+async def read_status(target: NodeTarget, timeout: float, netuid: int | None = None) -> dict[str, Any]:
+    """The status document of ``target`` in subnet ``netuid`` (default: the node's), read through a
+    temporary chain client."""
+    netuid = target.netuid if netuid is None else netuid
     tmp = Path(tempfile.mkdtemp(prefix="tnode-status-"))
     transport = {k: v for k, v in target.transport.items() if k not in ("listen", "bootstrap")}
     doc = {
-        "node": {"name": "status", "create_keys": True},
+        "node": {"name": "status", "create_keys": True, "netuid": netuid},
         "log": {"level": "warning"},
         "transport": {**transport, "listen": ["/ip4/127.0.0.1/tcp/0"]},
         "chain": {"type": "local", "mode": "client", "authority": target.authority, "request_timeout": timeout},
