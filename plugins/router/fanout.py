@@ -1,0 +1,91 @@
+"""Ask k miners at once; return when ``k_min`` answered and ``timeout_after_k_min`` more passed
+(or everyone finished, or ``timeout``), cancelling the stragglers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import numpy as np
+from tnode.errors import TaskError, TnodeError
+from tnode.interfaces import Reply
+
+from .board import MinerRecord
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One miner's checked answer."""
+
+    miner: MinerRecord
+    value: Any
+    latency: float
+
+
+@dataclass
+class Outcome:
+    """What one fan-out gave: answers in arrival order, failures by hotkey, who was cut off."""
+
+    answers: list[Answered] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # hotkey → error code
+    late: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+async def fan_out(transport: Any, miners: Sequence[MinerRecord], modality: str, task: str, body: Mapping[str, Any],
+                  payload: np.ndarray | bytes | None, parse: Callable[[Reply], Any], *, k_min: int, timeout: float,
+                  timeout_after_k_min: float) -> Outcome:
+    """Send one signed task to every miner of ``miners`` concurrently (see the module doc).
+
+    ``parse`` checks a reply and raises :class:`tnode.errors.TaskError` (``invalid_response``) when
+    it is unusable; such a miner counts as failed. Never raises for a miner's failure.
+    """
+    out = Outcome()
+    start = time.monotonic()
+    enough = anyio.Event()
+    finished = anyio.Event()
+    pending = len(miners)
+    need = min(k_min, len(miners))
+
+    async def one(miner: MinerRecord) -> None:
+        nonlocal pending
+        try:
+            reply = await transport.request(miner.peer_id or miner.addrs[0], modality, task, body, payload,
+                                            timeout=timeout)
+            value = parse(reply)
+        except TaskError as exc:
+            out.failures[miner.hotkey] = exc.code
+        except TnodeError as exc:  # a local failure the transport did not map to a code
+            out.failures[miner.hotkey] = "timeout" if "Timeout" in type(exc).__name__ else "unreachable"
+        else:
+            out.answers.append(Answered(miner, value, reply.latency))
+        finally:
+            pending -= 1
+            if len(out.answers) >= need or pending == 0:
+                enough.set()
+            if pending == 0:
+                finished.set()
+
+    if not miners:
+        return out
+    async with anyio.create_task_group() as tg:
+        for miner in miners:
+            tg.start_soon(one, miner)
+        with anyio.move_on_after(timeout):
+            await enough.wait()
+        if pending and len(out.answers) >= need:
+            with anyio.move_on_after(min(timeout_after_k_min, max(timeout - (time.monotonic() - start), 0.0))):
+                await finished.wait()
+        tg.cancel_scope.cancel()
+    done = {a.miner.hotkey for a in out.answers} | set(out.failures)
+    for miner in miners:
+        if miner.hotkey not in done:
+            if len(out.answers) >= need:
+                out.late.append(miner.hotkey)
+            else:
+                out.failures[miner.hotkey] = "timeout"
+    out.elapsed = time.monotonic() - start
+    return out
