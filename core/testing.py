@@ -91,7 +91,7 @@ class MemoryChain:
         self.fail_reads = 0
         self.refuse_weights = ""
         self._commits: dict[str, list[_Commit]] = {}
-        self._last_weights: dict[str, int] = {}
+        self.last_weights: dict[str, int] = {}  # hotkey → block of its last weights or commit
 
     # ------------------------------------------------------------------ component
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -135,13 +135,24 @@ class MemoryChain:
             raise ChainError("unknown_block", f"block {n} is not in 0..{self.block}")
         return _hash(b"memory-block", n.to_bytes(8, "big"))
 
-    async def hyperparameters(self) -> Hyperparameters:
+    def _subnet(self, netuid: int | None) -> None:
+        if netuid is not None and netuid != self.netuid:
+            raise ChainError("unknown_subnet", f"netuid {netuid} is not a subnet of this chain (subnets: {self.netuid})")
+
+    async def subnets(self) -> dict[int, str]:
+        """The one subnet, taking any modality."""
+        return {self.netuid: ""}
+
+    async def hyperparameters(self, *, netuid: int | None = None) -> Hyperparameters:
+        self._subnet(netuid)
         return self.hp
 
-    async def difficulty(self) -> int:
+    async def difficulty(self, *, netuid: int | None = None) -> int:
+        self._subnet(netuid)
         return self.hp.difficulty
 
-    async def metagraph(self, block: int | None = None) -> Metagraph:
+    async def metagraph(self, block: int | None = None, *, netuid: int | None = None) -> Metagraph:
+        self._subnet(netuid)
         self.reads += 1
         if self.fail_reads:
             self.fail_reads -= 1
@@ -161,12 +172,15 @@ class MemoryChain:
         return self.balances.get(coldkey, 0)
 
     # ------------------------------------------------------------------ registration and funds
-    async def register(self, hotkey: Keypair, coldkey: str, *, block: int, nonce: int) -> int:
+    async def register(self, hotkey: Keypair, coldkey: str, *, block: int, nonce: int,
+                       netuid: int | None = None) -> int:
+        self._subnet(netuid)
         if not 0 <= self.block - block < self.hp.pow_block_window:
             raise ChainError("stale_block", f"block {block} is not among the last {self.hp.pow_block_window}")
         return self._register(hotkey.public_hex, coldkey)
 
-    async def burned_register(self, hotkey: Keypair, coldkey: Keypair) -> int:
+    async def burned_register(self, hotkey: Keypair, coldkey: Keypair, *, netuid: int | None = None) -> int:
+        self._subnet(netuid)
         cost = int(round(self.hp.burn * TOKEN))
         self._debit(coldkey.public_hex, cost)
         return self._register(hotkey.public_hex, coldkey.public_hex)
@@ -187,27 +201,34 @@ class MemoryChain:
         self.update_neuron(uid, stake=self.neurons[uid].stake - amount / TOKEN)
         self.credit(coldkey.public_hex, amount)
 
-    async def publish_addrs(self, hotkey: Keypair, addrs: Sequence[str], peer_id: str) -> None:
+    async def publish_addrs(self, hotkey: Keypair, addrs: Sequence[str], peer_id: str, *,
+                            netuid: int | None = None) -> None:
+        self._subnet(netuid)
         uid = self._uid(hotkey.public_hex)
         if uid is None:
             raise ChainError("unregistered", "only a registered hotkey may publish addresses")
         self.update_neuron(uid, addrs=tuple(addrs), peer_id=peer_id)
 
     # ------------------------------------------------------------------ weights
-    async def set_weights(self, hotkey: Keypair, weights: WeightVector, version_key: int = 0) -> None:
+    async def set_weights(self, hotkey: Keypair, weights: WeightVector, version_key: int = 0, *,
+                          netuid: int | None = None) -> None:
+        self._subnet(netuid)
         if self.hp.commit_reveal_weights_enabled:
             raise ChainError("commit_reveal_enabled", "this subnet takes weights by commit and reveal")
         self._weights_allowed(hotkey.public_hex)
         self._store(hotkey.public_hex, weights, version_key, "set")
 
-    async def commit_weights(self, hotkey: Keypair, commit_hash: str) -> None:
+    async def commit_weights(self, hotkey: Keypair, commit_hash: str, *, netuid: int | None = None) -> None:
+        self._subnet(netuid)
         if not self.hp.commit_reveal_weights_enabled:
             raise ChainError("commit_reveal_disabled", "this subnet takes weights with set_weights")
         self._weights_allowed(hotkey.public_hex)
         self._commits.setdefault(hotkey.public_hex, []).append(_Commit(self.block, commit_hash))
-        self._last_weights[hotkey.public_hex] = self.block
+        self.last_weights[hotkey.public_hex] = self.block
 
-    async def reveal_weights(self, hotkey: Keypair, weights: WeightVector, salt: str, version_key: int = 0) -> None:
+    async def reveal_weights(self, hotkey: Keypair, weights: WeightVector, salt: str, version_key: int = 0, *,
+                             netuid: int | None = None) -> None:
+        self._subnet(netuid)
         if self.refuse_weights:
             raise ChainError(self.refuse_weights, "the in-memory chain was told to refuse weights")
         digest = weights.commit_hash(hotkey.public_hex, salt, version_key)
@@ -262,7 +283,7 @@ class MemoryChain:
             raise ChainError(self.refuse_weights, "the in-memory chain was told to refuse weights")
         if self._uid(hotkey) is None:
             raise ChainError("unregistered", "only a registered hotkey may set weights")
-        last = self._last_weights.get(hotkey)
+        last = self.last_weights.get(hotkey)
         if last is not None and self.block - last < self.hp.weights_rate_limit:
             raise ChainError("rate_limited", f"last weights at block {last}; the limit is "
                                              f"{self.hp.weights_rate_limit} blocks")
@@ -273,7 +294,7 @@ class MemoryChain:
                                   weights_version=self.hp.weights_version)
         self.weights[hotkey] = stored
         self.weight_calls.append((self.block, hotkey, stored, kind))
-        self._last_weights[hotkey] = self.block
+        self.last_weights[hotkey] = self.block
         uid = self._uid(hotkey)
         if uid is not None:
             self.update_neuron(uid, last_update=self.block)

@@ -1,4 +1,4 @@
-"""The validator loop over in-memory fakes of the chain, transport and modality."""
+"""The validator loop on tnode.testing's memory chain and loopback miners, with a fake modality."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ from tnode.errors import ConfigError
 from tnode.events import ResponseScored, WeightsSubmitted
 from tnode.keys import Keypair
 from tnode.node import Node
-from validator_fakes import Net, answer_with, crash, dead, invalid, plugins_with_fakes, slow
+from tnode.testing import LoopbackNetwork
+from validator_fakes import Net, answer_with, crash, dead, invalid, net_of, plugins_with_fakes, slow
 
 pytestmark = pytest.mark.anyio
 
 
 def doc(**validator: Any) -> dict[str, Any]:
     return {
-        "transport": {"type": "fake"},
-        "chain": {"type": "fake"},
+        "transport": {"type": "loopback"},
+        "chain": {"type": "memory"},
         "modalities": {"fake": {"type": "fake"}},
         "scorers": {"ce": {"type": "cross_entropy"}},
         "validator": {"type": "default", "modality": "fake", "step_interval": 3600, "timeout": 0.2, "seed": 1,
@@ -33,8 +34,9 @@ def doc(**validator: Any) -> dict[str, Any]:
 async def running(tmp_path, behaviours: list[Any], hp: dict[str, Any] | None = None,
                   keys: list[Keypair] | None = None, **validator: Any) -> AsyncIterator[Net]:
     """A validator node whose loop already ran its first step; later steps are driven by the test."""
-    node = Node.from_dict(doc(**validator), data_dir=tmp_path, plugins=plugins_with_fakes())
-    net = Net(node, node.component("chain"), node.component("transport"))
+    network = LoopbackNetwork()
+    node = Node.from_dict(doc(**validator), data_dir=tmp_path, plugins=plugins_with_fakes(network=network))
+    net = net_of(node, network)
     net.chain.hp = net.chain.hp.replace(**(hp or {}))
     net.chain.add_neuron(node.hotkey.public_hex)  # uid 0: the validator itself
     for i, behaviour in enumerate(behaviours):
@@ -72,7 +74,7 @@ async def test_events_and_weights_follow_the_scores(tmp_path) -> None:
         submitted = await collect(net, WeightsSubmitted)
         await net.validator.step()
         await anyio.sleep(0.05)
-        block, uids, weights = net.chain.set_calls[-1]
+        block, uids, weights = net.weight_calls()[-1]
     assert {e.uid for e in scored} == {1, 2, 3}
     assert next(e for e in scored if e.uid == 3).error == "unreachable"
     assert uids == [1, 2]  # the dead miner and the validator itself get no weight
@@ -85,34 +87,34 @@ async def test_weights_respect_the_rate_limit(tmp_path) -> None:
     async with running(tmp_path, [answer_with(0.9)], hp={"weights_rate_limit": 3}) as net:
         for _ in range(8):
             await net.validator.step()
-        blocks = [b for b, _, _ in net.chain.set_calls]
+        blocks = [b for b, _, _ in net.weight_calls()]
     assert len(blocks) >= 3
     assert all(b2 - b1 >= 3 for b1, b2 in zip(blocks, blocks[1:], strict=False))
 
 
 async def test_refused_weights_do_not_stop_the_validator(tmp_path) -> None:
     async with running(tmp_path, [answer_with(0.9)], hp={"weights_rate_limit": 8}) as net:
-        net.chain.refuse = "not_registered"
-        net.chain.last_set.clear()
+        net.chain.refuse_weights = "not_registered"
+        net.chain.last_weights.clear()
         net.validator.state.last_weights_block = None
         refused = await net.validator.step()  # block 2
-        net.chain.refuse = ""
+        net.chain.refuse_weights = ""
         waiting = await net.validator.step()  # block 3: retries after a quarter of the interval
         retried = await net.validator.step()  # block 4
     assert not refused.weights_submitted and not waiting.weights_submitted
-    assert retried.weights_submitted and net.chain.set_calls[-1][0] == 4
+    assert retried.weights_submitted and net.weight_calls()[-1][0] == 4
 
 
 async def test_commit_then_reveal(tmp_path) -> None:
     hp = {"commit_reveal_weights_enabled": True, "commit_reveal_period": 2, "weights_rate_limit": 100}
     async with running(tmp_path, [answer_with(0.9), answer_with(0.5)], hp=hp) as net:
         submitted = await collect(net, WeightsSubmitted)
-        assert len(net.chain.commits) == 1 and not net.chain.set_calls
+        assert len(net.commits()) == 1 and not net.weight_calls()
         for _ in range(4):
             await net.validator.step()
         await anyio.sleep(0.05)
-    assert len(net.chain.reveals) == 1 and not net.chain.commits
-    _, uids, weights = net.chain.reveals[0]
+    assert len(net.weight_calls("reveal")) == 1 and not net.commits()
+    _, uids, weights = net.weight_calls("reveal")[0]
     assert uids == [1, 2] and weights[0] == 65535.0
     assert [e.committed for e in submitted] == [False]
     assert not net.validator.state.pending
@@ -123,11 +125,11 @@ async def test_a_miner_dying_mid_run_loses_its_weight(tmp_path) -> None:
         for _ in range(3):
             await net.validator.step()
         before = net.validator.state.scores()
-        net.transport.behaviours[net.miners[1].peer_id] = dead
+        net.behave(net.miners[1], dead)
         for _ in range(6):
             await net.validator.step()
         after = net.validator.state.scores()
-        _, uids, weights = net.chain.set_calls[-1]
+        _, uids, weights = net.weight_calls()[-1]
     assert before[1] > before[2]
     assert after[1] < 0.05 < after[2]
     assert dict(zip(uids, weights, strict=True))[2] == 65535.0
@@ -138,7 +140,7 @@ async def test_a_re_registered_uid_starts_from_zero(tmp_path) -> None:
         assert net.validator.state.scores()[1] > 0
         newcomer = Keypair.generate()
         net.chain.replace_hotkey(1, newcomer.public_hex)
-        net.transport.add_miner(newcomer, dead)
+        net.behave(newcomer, dead)
         await net.validator.step()
         record = net.validator.state.records[1]
     assert record.hotkey == newcomer.public_hex and record.ema == 0.0 and record.count == 1
@@ -165,8 +167,9 @@ async def test_scores_survive_a_restart(tmp_path) -> None:
 
 
 async def test_the_loop_survives_chain_outages(tmp_path) -> None:
-    node = Node.from_dict(doc(step_interval=0.01), data_dir=tmp_path, plugins=plugins_with_fakes())
-    net = Net(node, node.component("chain"), node.component("transport"))
+    network = LoopbackNetwork()
+    node = Node.from_dict(doc(step_interval=0.01), data_dir=tmp_path, plugins=plugins_with_fakes(network=network))
+    net = net_of(node, network)
     net.chain.add_neuron(node.hotkey.public_hex)
     net.add_miner(answer_with(0.9))
     net.chain.fail_reads = 3
@@ -181,7 +184,7 @@ async def test_a_single_node_can_validate_itself(tmp_path) -> None:
     async with running(tmp_path, [], query_self=True) as net:
         report = await net.validator.step()
     assert report.queried == [0] and report.scores[0] > 0.9 and not report.errors
-    assert not net.chain.set_calls  # its own uid gets no weight, and there is no other
+    assert not net.weight_calls()  # its own uid gets no weight, and there is no other
 
 
 def test_scorer_weights_must_match_scorers(tmp_path) -> None:

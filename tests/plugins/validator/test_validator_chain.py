@@ -10,8 +10,9 @@ import anyio
 import pytest
 from tnode.keys import Keypair
 from tnode.node import Node
+from tnode.testing import LoopbackNetwork
 from tnode.weights import WeightVector
-from validator_fakes import answer_with, dead, plugins_with_fakes
+from validator_fakes import answer_with, dead, plugins_with_fakes, responder
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +27,7 @@ def _chain_available() -> bool:
 needs_chain = pytest.mark.skipif(not _chain_available(), reason="the chain_local plugin is not available")
 
 
-def network(tmp_path, miners: list[Keypair], *, commit_reveal: bool) -> Node:
+def network(tmp_path, miners: list[Keypair], *, commit_reveal: bool, loopback: LoopbackNetwork) -> Node:
     validator_hot, validator_cold = Keypair.generate(), Keypair.generate()
     accounts = [{"coldkey": validator_cold.public_hex, "hotkey": validator_hot.public_hex, "stake": 100.0}]
     accounts += [{"coldkey": Keypair.generate().public_hex, "hotkey": m.public_hex, "register": True} for m in miners]
@@ -35,7 +36,7 @@ def network(tmp_path, miners: list[Keypair], *, commit_reveal: bool) -> Node:
     if commit_reveal:
         hp.update(commit_reveal_weights_enabled=True, commit_reveal_period=2, commit_reveal_window=6)
     doc = {
-        "transport": {"type": "fake"},
+        "transport": {"type": "loopback"},
         "chain": {"type": "local", "block_time": 0.05, "genesis": {"accounts": accounts}, "hyperparameters": hp},
         "modalities": {"fake": {"type": "fake"}},
         "scorers": {"ce": {"type": "cross_entropy"}},
@@ -43,17 +44,17 @@ def network(tmp_path, miners: list[Keypair], *, commit_reveal: bool) -> Node:
                       "ema_alpha": 0.3},
     }
     return Node.from_dict(doc, data_dir=tmp_path, hotkey=validator_hot, coldkey=validator_cold,
-                          plugins=plugins_with_fakes("chain_local"))
+                          plugins=plugins_with_fakes("chain_local", network=loopback))
 
 
 @needs_chain
 @pytest.mark.parametrize("commit_reveal", [False, True], ids=["set_weights", "commit_reveal"])
 async def test_the_chain_pays_the_better_miner(tmp_path, commit_reveal: bool) -> None:
     miners = [Keypair.generate() for _ in range(3)]
-    node = network(tmp_path, miners, commit_reveal=commit_reveal)
-    transport = node.component("transport")
+    loopback = LoopbackNetwork()
+    node = network(tmp_path, miners, commit_reveal=commit_reveal, loopback=loopback)
     for key, behaviour in zip(miners, [answer_with(0.9), answer_with(0.3), dead], strict=True):
-        transport.add_miner(key, behaviour)
+        loopback.add_responder(key, responder(behaviour))
     async with node.running():
         chain = node.chain
         for i, key in enumerate(miners):
@@ -85,10 +86,10 @@ async def test_validator_and_chain_hash_commits_with_one_function(tmp_path, monk
 
     monkeypatch.setattr(WeightVector, "commit_hash", spy)
     miners = [Keypair.generate() for _ in range(2)]
-    node = network(tmp_path, miners, commit_reveal=True)
-    transport = node.component("transport")
+    loopback = LoopbackNetwork()
+    node = network(tmp_path, miners, commit_reveal=True, loopback=loopback)
     for key, behaviour in zip(miners, [answer_with(0.9), answer_with(0.3)], strict=True):
-        transport.add_miner(key, behaviour)
+        loopback.add_responder(key, responder(behaviour))
     async with node.running():
         chain = node.chain
         for i, key in enumerate(miners):

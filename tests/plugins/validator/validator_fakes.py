@@ -1,15 +1,14 @@
-"""Small in-memory stand-ins for the chain, the transport and a modality (tests only).
+"""The validator's tests: a modality double and miners scripted on tnode.testing's loopback network.
 
-They let the validator's loop be tested step by step; the real chain, transport and text modality
-are exercised by the integration tests.
+The chain is tnode.testing's memory chain (one block per metagraph read, so each validator step is
+a block) and miners are loopback responders; the real chain, transport and text modality are
+exercised by the integration tests.
 """
 
 from __future__ import annotations
 
-import hashlib
-import struct
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -17,13 +16,13 @@ import numpy as np
 import tnode
 from tnode.config import option
 from tnode.contracts.text import TopKPrediction
-from tnode.errors import ChainError, TaskError
+from tnode.errors import TaskError
 from tnode.events import TaskReceived
 from tnode.hyperparameters import Hyperparameters
-from tnode.interfaces import Metagraph, Neuron, PeerInfo, Reply, TaskResult, ValidatorTask
+from tnode.interfaces import Reply, TaskResult, ValidatorTask
 from tnode.keys import Keypair
-from tnode.pluginmanager import PluginManager, load_plugins
-from tnode.weights import WeightVector
+from tnode.pluginmanager import PluginManager
+from tnode.testing import LoopbackNetwork, MemoryChain, Responder, plugin_manager
 
 VOCAB = 64
 POSITIONS = 8
@@ -34,84 +33,6 @@ class Empty:
     """No options."""
 
     note: str = option("", "Unused.")
-
-
-# ----------------------------------------------------------------------------- chain
-class FakeChain:
-    """A metagraph held in memory; each metagraph read advances one block."""
-
-    def __init__(self, node: Any, name: str, config: Any) -> None:
-        self.name = name
-        self.block = 0
-        self.neurons: list[Neuron] = []
-        self.hp = Hyperparameters(weights_rate_limit=0, commit_reveal_period=2, commit_reveal_window=5)
-        self.set_calls: list[tuple[int, list[int], list[float]]] = []
-        self.commits: list[tuple[int, str]] = []
-        self.reveals: list[tuple[int, list[int], list[float]]] = []
-        self.last_set: dict[str, int] = {}
-        self.refuse: str = ""  # a ChainError code to refuse every weight call with
-        self.fail_reads = 0  # this many metagraph reads raise ChainError("unreachable")
-
-    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await anyio.sleep_forever()
-
-    async def metagraph(self, block: int | None = None) -> Metagraph:
-        if self.fail_reads:
-            self.fail_reads -= 1
-            raise ChainError("unreachable", "authority down (test)")
-        self.block += 1
-        return Metagraph(self.block, 1, tuple(self.neurons), self.hp)
-
-    async def hyperparameters(self) -> Hyperparameters:
-        return self.hp
-
-    def _rate(self, hotkey: str) -> None:
-        if self.refuse:
-            raise ChainError(self.refuse, "refused by the test")
-        last = self.last_set.get(hotkey)
-        if last is not None and self.block - last < self.hp.weights_rate_limit:
-            raise ChainError("rate_limited", f"last at {last}")
-        self.last_set[hotkey] = self.block
-
-    async def set_weights(self, hotkey: Keypair, weights: WeightVector, version_key: int = 0) -> None:
-        if self.hp.commit_reveal_weights_enabled:
-            raise ChainError("commit_reveal_enabled")
-        self._rate(hotkey.public_hex)
-        self.set_calls.append((self.block, list(weights.uids), [float(v) for v in weights.values]))
-
-    async def commit_weights(self, hotkey: Keypair, commit_hash: str) -> None:
-        self._rate(hotkey.public_hex)
-        self.commits.append((self.block, commit_hash))
-
-    async def reveal_weights(self, hotkey: Keypair, weights: WeightVector, salt: str, version_key: int = 0) -> None:
-        uids, values = list(weights.uids), list(weights.values)
-        digest = reference_commit_hash(hotkey.public_hex, uids, values, salt, version_key)
-        for block, h in self.commits:
-            if h == digest:
-                if self.block < block + self.hp.commit_reveal_period:
-                    raise ChainError("reveal_too_early")
-                self.commits.remove((block, h))
-                self.reveals.append((self.block, uids, [float(v) for v in values]))
-                return
-        raise ChainError("no_commit")
-
-    # test helpers
-    def add_neuron(self, hotkey: str, *, addrs: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/1",)) -> int:
-        uid = len(self.neurons)
-        self.neurons.append(Neuron(uid=uid, hotkey=hotkey, coldkey="00" * 32, stake=0.0, addrs=addrs))
-        return uid
-
-    def replace_hotkey(self, uid: int, hotkey: str) -> None:
-        self.neurons[uid] = replace(self.neurons[uid], hotkey=hotkey)
-
-
-def reference_commit_hash(hotkey: str, uids: list[int], values: list[int], salt: str, version_key: int) -> str:
-    """The commit format the chain documents, written out independently of the validator's code."""
-    body = (bytes.fromhex(hotkey) + struct.pack(">I", len(uids)) + b"".join(struct.pack(">H", u) for u in uids)
-            + b"".join(struct.pack(">H", v) for v in values) + struct.pack(">I", len(salt.encode()))
-            + salt.encode() + struct.pack(">Q", version_key))
-    return hashlib.blake2b(b"tnode-commit-v1\n" + body, digest_size=32).hexdigest()
 
 
 # ----------------------------------------------------------------------------- transport
@@ -146,47 +67,13 @@ async def crash(body: Mapping[str, Any]) -> Any:
     raise RuntimeError("transport bug")
 
 
-class FakeTransport:
-    """Routes requests to per-peer behaviour functions."""
+def responder(behaviour: Behaviour) -> Responder:
+    """A loopback peer that answers with ``behaviour(body)``."""
 
-    def __init__(self, node: Any, name: str, config: Any) -> None:
-        self.name = name
-        self.node = node
-        self.behaviours: dict[str, Behaviour] = {}
-        self.hotkeys: dict[str, str] = {}
-        self.requests: list[str] = []
-        self.addrs: dict[str, list[str]] = {}
+    async def respond(task: TaskReceived) -> TaskResult:
+        return TaskResult(await behaviour(task.body))
 
-    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        self.peer_id = self.node.peer_id
-        self.hotkey = self.node.hotkey.public_hex
-        task_status.started()
-        await anyio.sleep_forever()
-
-    def listen_addrs(self) -> list[str]:
-        return []
-
-    def add_peer_addrs(self, peer_id: str, addrs: Sequence[str]) -> None:
-        self.addrs[peer_id] = list(addrs)
-
-    def peers(self) -> list[PeerInfo]:
-        return []
-
-    def add_miner(self, key: Keypair, behaviour: Behaviour) -> None:
-        self.behaviours[key.peer_id] = behaviour
-        self.hotkeys[key.peer_id] = key.public_hex
-
-    async def request(self, peer: str, modality: str, task: str, body: Mapping[str, Any],
-                      payload: Any = None, *, timeout: float = 10.0) -> Reply:
-        self.requests.append(peer)
-        if peer not in self.addrs:
-            raise TaskError("unreachable", "no address")
-        began = anyio.current_time()
-        with anyio.move_on_after(timeout):
-            out = await self.behaviours[peer](body)
-            return Reply(body=out, payload=None, peer_id=peer, hotkey=self.hotkeys[peer],
-                         latency=anyio.current_time() - began)
-        raise TaskError("timeout", f"no answer in {timeout} s")
+    return respond
 
 
 # ----------------------------------------------------------------------------- modality
@@ -241,28 +128,25 @@ class EchoTaskModality(FakeModality):
 class FakesPlugin:
     @tnode.hookimpl
     def tnode_register_components(self, register: Any) -> None:
-        register(kind="chain", type="fake", factory=FakeChain, schema=Empty)
-        register(kind="transport", type="fake", factory=FakeTransport, schema=Empty)
         register(kind="modality", type="fake", factory=FakeModality, schema=Empty)
         register(kind="modality", type="echo_tasks", factory=EchoTaskModality, schema=Empty)
 
 
-def plugins_with_fakes(*keep: str) -> PluginManager:
-    """Only the scoring and validator plugins (plus those in ``keep``) and the fakes."""
-    others = [p for p in ("echo", "libp2p", "chain_local", "text", "antispam") if p not in keep]
-    manager = load_plugins(block=others, autoload_external=False)
-    manager.register(FakesPlugin(), name="validator_test_fakes")
-    manager.validate()
-    return manager
+def plugins_with_fakes(*keep: str, chain: MemoryChain | None = None,
+                       network: LoopbackNetwork | None = None) -> PluginManager:
+    """The scoring and validator plugins (plus those in ``keep``), the fake modalities and tnode.testing."""
+    chain = chain or MemoryChain(Hyperparameters(weights_rate_limit=0, commit_reveal_period=2,
+                                                 commit_reveal_window=5), blocks_per_read=1)
+    return plugin_manager("scoring", "validator", *keep, chain=chain, network=network, extra=[FakesPlugin()])
 
 
 @dataclass
 class Net:
-    """A validator node over the fakes, plus handles on them."""
+    """A validator node on the memory chain and loopback network, plus handles on them."""
 
     node: Any
-    chain: FakeChain
-    transport: FakeTransport
+    chain: MemoryChain
+    network: LoopbackNetwork
     miners: dict[int, Keypair] = field(default_factory=dict)
 
     @property
@@ -271,7 +155,23 @@ class Net:
 
     def add_miner(self, behaviour: Behaviour, key: Keypair | None = None) -> int:
         key = key or Keypair.generate()
-        uid = self.chain.add_neuron(key.public_hex)
-        self.transport.add_miner(key, behaviour)
+        uid = self.chain.add_neuron(key.public_hex, addrs=[self.network.address(key.peer_id)], peer_id=key.peer_id)
+        self.network.add_responder(key, responder(behaviour))
         self.miners[uid] = key
         return uid
+
+    def behave(self, key: Keypair, behaviour: Behaviour) -> None:
+        """Change how ``key``'s miner answers (or put a new hotkey on the network)."""
+        self.network.add_responder(key, responder(behaviour))
+
+    def weight_calls(self, kind: str = "set") -> list[tuple[int, list[int], list[float]]]:
+        """(block, uids, u16 weights) of every accepted ``set`` (or ``reveal``) of the validator."""
+        return [(block, list(v.uids), [float(w) for w in v.values])
+                for block, _, v, k in self.chain.weight_calls if k == kind]
+
+    def commits(self) -> list[tuple[int, str]]:
+        return self.chain.commits(self.node.hotkey.public_hex)
+
+
+def net_of(node: Any, network: LoopbackNetwork) -> Net:
+    return Net(node, node.chain, network)
