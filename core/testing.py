@@ -500,24 +500,24 @@ class LoopbackTransport:
 
 
 def _dispatch_module() -> Any:
-    # Used once the core's admission pipeline exists with the entry point this kit calls.
+    # The core's admission pipeline, where this installation has it (the kit's own copy is a stand-in).
     try:
-        from . import dispatch  # type: ignore[attr-defined]
+        from . import dispatch  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return None
-    return dispatch if hasattr(dispatch, "dispatch") and hasattr(dispatch, "VerifiedRequest") else None
+    return dispatch if hasattr(dispatch, "of") else None
 
 
 async def _through_dispatch(dispatch: Any, node: Any, sender: str, peer_id: str, modality: str, task: str,
                             body: dict[str, Any], payload: Any, payload_bytes: int, frame_bytes: int,
                             deadline: float) -> TaskResult:
     """Hand the task to the core's one admission pipeline (:mod:`tnode.dispatch`)."""
-    outcome = await dispatch.dispatch(node, dispatch.VerifiedRequest(
-        sender=sender, peer_id=peer_id, modality=modality, task=task, body=body, payload=payload,
-        payload_bytes=payload_bytes, frame_bytes=frame_bytes, deadline=deadline))
-    if isinstance(outcome, TaskResult):
-        return outcome
-    raise TaskError(outcome.code, outcome.reason)
+    dtype, shape, _ = dispatch.describe_payload(payload)
+    request = InboundRequest(sender, peer_id, modality, task, body, payload_bytes, frame_bytes, deadline,  # type: ignore[call-arg,unused-ignore]
+                             payload=payload, dtype=dtype, shape=shape, entry="loopback",
+                             received_at=time.monotonic())
+    result: TaskResult = await dispatch.of(node).handle(request)
+    return result
 
 
 # ============================================================================ plugins
