@@ -546,16 +546,17 @@ def builtin_plugins() -> list[str]:
 
 def plugin_manager(*keep: str, chain: MemoryChain, network: LoopbackNetwork | None = None,
                    extra: Iterable[object] = ()) -> PluginManager:
-    """A validated plugin manager with the built-in plugins named in ``keep`` (all when none is named),
-    ``extra`` plugin objects (the plugin under test, say) and the kit's ``memory`` chain and
-    ``loopback`` transport bound to ``chain`` and ``network``. External plugins are not loaded."""
+    """A validated plugin manager with the built-in plugins named in ``keep`` (none when none is named),
+    ``extra`` plugins (modules or objects with hookimpls: the plugin under test) and the kit's
+    ``memory`` chain and ``loopback`` transport bound to ``chain`` and ``network``. External plugins
+    are not loaded."""
     unknown = sorted(set(keep) - set(builtin_plugins()))
     if unknown:
         raise ValueError(f"unknown built-in plugin(s) {', '.join(unknown)}; built-in: {', '.join(builtin_plugins())}")
-    block = [name for name in builtin_plugins() if keep and name not in keep]
+    block = [name for name in builtin_plugins() if name not in keep]
     manager = load_plugins(block=block, autoload_external=False)
     manager.register(_KitPlugin(chain, network or LoopbackNetwork()), name="tnode_testing")
     for index, plugin in enumerate(extra):
-        manager.register(plugin, name=f"tnode_testing_extra_{index}")
+        manager.register(plugin, name=getattr(plugin, "__name__", f"tnode_testing_extra_{index}"))
     manager.validate()
     return manager

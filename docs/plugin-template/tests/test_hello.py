@@ -79,3 +79,25 @@ def test_hello_command() -> None:
     result = CliRunner().invoke(app, ["hello", "operator"])
     assert result.exit_code == 0
     assert result.output == "hello, operator!\n"
+
+
+async def test_refused_tasks_from_another_node_are_logged(tmp_path: Path) -> None:
+    # tnode.testing: an in-memory chain and a loopback network stand in for the real ones.
+    from tnode.errors import TaskError
+    from tnode.testing import LoopbackNetwork, MemoryChain, plugin_manager
+
+    chain, network = MemoryChain(), LoopbackNetwork()
+    manager = plugin_manager(chain=chain, network=network, extra=[tnode_hello])
+    base = {"transport": {"type": "loopback"}, "chain": {"type": "memory"}}
+    served = Node.from_dict({**base, "exporters": {"log": {"type": "hello", "events": ["TaskRefused"]}}},
+                            data_dir=tmp_path / "served", plugins=manager)
+    asking = Node.from_dict(base, data_dir=tmp_path / "asking", plugins=manager)
+    async with served.running(), asking.running():
+        with pytest.raises(TaskError) as refused:
+            await asking.transport.request(served.peer_id, "text", "next_token", {"tokens": [1, 2]}, timeout=2.0)
+        assert refused.value.code == "unknown_modality"
+        with anyio.fail_after(5):
+            while not lines(tmp_path / "served" / "events.jsonl"):
+                await anyio.sleep(0.01)
+    (record,) = [r for r in lines(tmp_path / "served" / "events.jsonl") if r["event"] == "TaskRefused"]
+    assert record["code"] == "unknown_modality" and record["sender"] == asking.hotkey.public_hex
