@@ -4,3 +4,15 @@ A subnet contract (``contract/TnodeSubnets.sol``) holds what the embedded chain 
 computed off-chain with :func:`tnode.yuma.epoch`, posted by a keeper and verified by every node.
 See docs/chain-evm.md.
 """
+
+import tnode
+
+from .config import EvmChainConfig
+
+
+@tnode.hookimpl
+def tnode_register_components(register):  # type: ignore[no-untyped-def]
+    from .component import EvmChain
+
+    register(kind="chain", type="evm", factory=EvmChain, schema=EvmChainConfig,
+             description="Subnet contract on an EVM chain (JSON-RPC), epochs posted by a keeper and verified.")

@@ -48,9 +48,11 @@ def free_port() -> int:
 class Anvil:
     """One anvil process; ``start()`` waits until it answers JSON-RPC, ``stop()`` ends it."""
 
-    def __init__(self, *, port: int | None = None, block_time: float | None = None, chain_id: int = 31337) -> None:
+    def __init__(self, *, port: int | None = None, block_time: float | None = None, chain_id: int = 31337,
+                 state: Path | None = None) -> None:
         self.port = port or free_port()
         self.block_time = block_time
+        self.state = state  # keep the chain in this file (loaded at start, written every second and on exit)
         self.chain_id = chain_id
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -63,6 +65,8 @@ class Anvil:
                 "--gas-price", "0", "--base-fee", "0", "--no-priority-fee", "--silent", "--accounts", "2", "--gas-limit", "300000000"]
         if self.block_time:
             args += ["--block-time", str(self.block_time)]
+        if self.state is not None:
+            args += ["--state", str(self.state), "--state-interval", "1"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
