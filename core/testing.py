@@ -5,8 +5,7 @@ Unit tests of a plugin need a chain and a transport, but not a SQLite ledger and
 memory, with the subnet's rules (:class:`tnode.hyperparameters.Hyperparameters`) and the weight
 format of :mod:`tnode.weights` enforced as a real chain enforces them. :class:`LoopbackNetwork`
 connects the :class:`LoopbackTransport` of every node built on it: a request to another node (or to
-the node itself) is admitted by the receiver's spam filters, given an execution slot and answered by
-its modality over the bus, as the libp2p transport does; :meth:`LoopbackNetwork.add_responder`
+the node itself) goes through the receiver's :mod:`tnode.dispatch` pipeline, as a libp2p request does; :meth:`LoopbackNetwork.add_responder`
 adds scripted peers (a dead miner, a slow one) without a node. :func:`plugin_manager` loads the
 plugins under test plus the kit's components, ``[chain] type = "memory"`` and
 ``[transport] type = "loopback"``.
@@ -17,7 +16,6 @@ or a file, and plugins must never import this module outside their tests.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -31,8 +29,8 @@ import orjson
 
 from . import hookimpl
 from .config import option
-from .errors import ChainError, NoHandler, RequestTimeout, TaskError
-from .events import TaskCompleted, TaskReceived, TaskRefused
+from .errors import ChainError, TaskError
+from .events import TaskReceived
 from .hyperparameters import Hyperparameters
 from .interfaces import InboundRequest, Metagraph, Neuron, PeerInfo, Reply, TaskResult
 from .keys import Keypair
@@ -375,19 +373,18 @@ def _payload_copy(payload: np.ndarray | bytes | None) -> tuple[np.ndarray | byte
 class LoopbackTransport:
     """Implements :class:`tnode.interfaces.Transport` inside one process, on a :class:`LoopbackNetwork`.
 
-    An inbound task runs the receiving node's admission as the libp2p transport does: spam filters
-    in order, an execution slot (``slots`` at once), then :class:`tnode.events.TaskReceived` on the
-    bus, publishing ``TaskRefused``/``TaskCompleted`` there; when :mod:`tnode.dispatch` exists it does
-    all of that. Signatures are not made: both ends are in the test's own process.
+    An inbound task goes through the receiving node's :mod:`tnode.dispatch` pipeline, as a libp2p
+    request does: spam filters in order, an execution slot, :class:`tnode.events.TaskReceived` on the
+    bus, ``TaskRefused``/``TaskCompleted`` published there. Signatures are not made: both ends are
+    in the test's own process.
     """
 
-    def __init__(self, node: Any, name: str, network: LoopbackNetwork, *, slots: int = 64) -> None:
+    def __init__(self, node: Any, name: str, network: LoopbackNetwork) -> None:
         self.name = name
         self.node = node
         self.network = network
         self.peer_id: str = node.peer_id
         self.hotkey: str = node.hotkey.public_hex
-        self._slots = anyio.Semaphore(slots)
         self._addrs: dict[str, list[str]] = {}
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -449,75 +446,15 @@ class LoopbackTransport:
     async def handle(self, sender: str, peer_id: str, modality: str, task: str, body: dict[str, Any],
                      payload: np.ndarray | bytes | None, payload_bytes: int, frame_bytes: int,
                      deadline: float) -> TaskResult:
-        """Admit and answer one inbound task on this node; raises :class:`TaskError` with the refusal code."""
-        dispatch = _dispatch_module()
-        if dispatch is not None:
-            return await _through_dispatch(dispatch, self.node, sender, peer_id, modality, task, body, payload,
-                                           payload_bytes, frame_bytes, deadline)
-        return await self._admit_and_serve(sender, peer_id, modality, task, body, payload, payload_bytes,
-                                           frame_bytes, deadline)
+        """Admit and answer one inbound task through this node's :mod:`tnode.dispatch` pipeline;
+        raises :class:`TaskError` with the refusal code."""
+        from . import dispatch  # imported when used, so the memory chain works on its own
 
-    async def _admit_and_serve(self, sender: str, peer_id: str, modality: str, task: str, body: dict[str, Any],
-                               payload: Any, payload_bytes: int, frame_bytes: int, deadline: float) -> TaskResult:
-        bus = self.node.bus
-        received = time.monotonic()
-        releases: list[Callable[[], None]] = []
-        ok, code = False, ""
-        try:
-            inbound = InboundRequest(sender, peer_id, modality, task, body, payload_bytes, frame_bytes, deadline)
-            for flt in self.node.components_of("spam_filter").values():
-                release = await flt.admit(inbound)
-                if release is not None:
-                    releases.append(release)
-            with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)) as slot_scope:
-                await self._slots.acquire()
-            if slot_scope.cancelled_caught:
-                raise TaskError("overloaded", "no execution slot before the deadline")
-            try:
-                result = await bus.request(TaskReceived(modality, task, body, payload, sender, peer_id, deadline,
-                                                        received), timeout=max(deadline - time.monotonic(), 0.0))
-            finally:
-                self._slots.release()
-            if not isinstance(result, TaskResult):
-                raise TaskError("internal", f"handler returned {type(result).__name__}, not TaskResult")
-            ok = True
-            return result
-        except TaskError as exc:
-            code = exc.code
-            bus.publish_nowait(TaskRefused(peer_id, sender, exc.code, exc.message))
-            raise
-        except NoHandler:
-            code = "unknown_modality"
-            raise TaskError(code, f"modality {modality!r} is not served here") from None
-        except RequestTimeout:
-            code = "timeout"
-            raise TaskError(code, "deadline passed before the answer was ready") from None
-        finally:
-            for release in releases:
-                with contextlib.suppress(Exception):
-                    release()
-            bus.publish_nowait(TaskCompleted(modality, task, sender, ok, code, time.monotonic() - received))
-
-
-def _dispatch_module() -> Any:
-    # The core's admission pipeline, where this installation has it (the kit's own copy is a stand-in).
-    try:
-        from . import dispatch  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    return dispatch if hasattr(dispatch, "of") else None
-
-
-async def _through_dispatch(dispatch: Any, node: Any, sender: str, peer_id: str, modality: str, task: str,
-                            body: dict[str, Any], payload: Any, payload_bytes: int, frame_bytes: int,
-                            deadline: float) -> TaskResult:
-    """Hand the task to the core's one admission pipeline (:mod:`tnode.dispatch`)."""
-    dtype, shape, _ = dispatch.describe_payload(payload)
-    request = InboundRequest(sender, peer_id, modality, task, body, payload_bytes, frame_bytes, deadline,  # type: ignore[call-arg,unused-ignore]
-                             payload=payload, dtype=dtype, shape=shape, entry="loopback",
-                             received_at=time.monotonic())
-    result: TaskResult = await dispatch.of(node).handle(request)
-    return result
+        dtype, shape, _ = dispatch.describe_payload(payload)
+        request = InboundRequest(sender, peer_id, modality, task, body, payload_bytes, frame_bytes, deadline,
+                                 payload=payload, dtype=dtype, shape=shape, entry="loopback",
+                                 received_at=time.monotonic())
+        return await dispatch.of(self.node).handle(request)
 
 
 # ============================================================================ plugins
