@@ -7,14 +7,13 @@ import time
 import anyio
 import numpy as np
 import pytest
+import tnode.plugins.router as router_plugin
 from tnode.errors import TaskError
 from tnode.events import TaskReceived
 from tnode.interfaces import TaskResult
 from tnode.keys import Keypair
 from tnode.node import Node
 from tnode.testing import LoopbackNetwork, MemoryChain, plugin_manager
-
-import tnode.plugins.router as router_plugin
 
 pytestmark = pytest.mark.anyio
 
