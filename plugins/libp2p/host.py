@@ -19,6 +19,8 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from tnode.errors import ConfigError
 from tnode.keys import Keypair
 
+from . import muxer
+
 # py-libp2p detaches its logger on import; route it through the node's logging again.
 for _name in ("libp2p",):
     logging.getLogger(_name).propagate = True
@@ -54,6 +56,7 @@ def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Mul
     # The transport has its own per-peer back-off and tries every address itself: one quick retry
     # per address is enough (the default, 3 retries with growing delays, costs ~0.7 s per dead address).
     host.get_network().retry_config = RetryConfig(max_retries=1, initial_delay=0.1)
+    muxer.install(host)  # reset streams give back their buffered bytes at once, not after 60-90 s
     return host
 
 
