@@ -28,8 +28,21 @@ class _Pending:
     abandoned: bool = False
 
 
+def pad_right(seqs: list[np.ndarray]) -> np.ndarray:
+    """int64 (len(seqs), longest) with each sequence at the start of its row, zeros after it."""
+    stacked = np.zeros((len(seqs), max(len(s) for s in seqs)), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        stacked[i, : len(s)] = s
+    return stacked
+
+
 class Batcher:
-    """Runs ``model.next_token_logprobs`` for queued requests, several at a time."""
+    """Runs ``model.next_token_logprobs`` for queued requests, several at a time.
+
+    A model that runs in worker processes (its ``pool`` is a :class:`tnode.workers.WorkerPool`) is
+    handed each request directly: the pool batches across its workers, with this batcher's
+    ``max_batch``.
+    """
 
     def __init__(self, model: Any, *, max_batch: int, wait: float) -> None:
         self.model = model
@@ -43,6 +56,11 @@ class Batcher:
     async def infer(self, tokens: np.ndarray, deadline: float) -> np.ndarray:
         """Log-probabilities (len(tokens), vocab) for one sequence; ``TaskError("timeout")`` when the
         pass does not finish before ``deadline`` (``time.monotonic()``)."""
+        pool = getattr(self.model, "pool", None)
+        if pool is not None:
+            pool.max_batch = self.max_batch
+            self.requests += 1
+            return np.asarray(await pool.infer(tokens, deadline=deadline))
         pending = _Pending(tokens, deadline)
         self._queue.append(pending)
         self._arrived.set()
@@ -78,10 +96,7 @@ class Batcher:
                 await self._forward(batch)
 
     async def _forward(self, batch: list[_Pending]) -> None:
-        longest = max(len(p.tokens) for p in batch)
-        stacked = np.zeros((len(batch), longest), dtype=np.int64)
-        for i, p in enumerate(batch):
-            stacked[i, : len(p.tokens)] = p.tokens
+        stacked = pad_right([p.tokens for p in batch])
         try:
             out = await anyio.to_thread.run_sync(self.model.next_token_logprobs, stacked)
             for i, p in enumerate(batch):

@@ -42,7 +42,10 @@ class TransformerConfig:
     n_layers: int = option(3, "Transformer blocks (untrained weights only).", ge=1)
     n_heads: int = option(4, "Attention heads (untrained weights only).", ge=1)
     context: int = option(64, "Longest context attended to, in tokens (untrained weights only).", ge=8)
-    threads: int = option(2, "torch threads used for inference.", ge=1)
+    threads: int = option(2, "torch threads used for inference (per worker when workers > 0).", ge=1)
+    workers: int = option(0, "Processes that run inference, each with its own copy of the weights, behind a "
+                             "ZeroMQ socket in the data dir; requests are batched across them. 0: in the node's "
+                             "process.", ge=0, le=64)
 
     def check(self) -> Iterator[tuple[str, str]]:
         """Untrained weights need a width the heads divide."""
@@ -63,6 +66,10 @@ class NgramConfig:
 class UniformConfig:
     """The uniform distribution over all 256 bytes: the floor every real model must beat."""
 
+    workers: int = option(0, "Processes that run inference, each with its own copy of the weights, behind a "
+                             "ZeroMQ socket in the data dir; requests are batched across them. 0: in the node's "
+                             "process.", ge=0, le=64)
+
 
 @dataclass(frozen=True)
 class GarbageConfig:
@@ -71,6 +78,9 @@ class GarbageConfig:
     mode: Literal["random", "constant"] = option("random", "New random distributions every time, or one "
                                                            "fixed distribution.")
     seed: int = option(0, "Seed of the distributions.")
+    workers: int = option(0, "Processes that run inference, each with its own copy of the weights, behind a "
+                             "ZeroMQ socket in the data dir; requests are batched across them. 0: in the node's "
+                             "process.", ge=0, le=64)
 
 
 @dataclass(frozen=True)

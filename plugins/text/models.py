@@ -1,15 +1,22 @@
-"""Baseline language models without torch: n-gram (Witten-Bell), uniform and garbage."""
+"""Baseline language models without torch (n-gram, uniform, garbage), and serving any text model from
+``tnode.workers`` processes (``[models.NAME] workers = N``)."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
 from tnode.errors import ConfigError
+from tnode.workers import WorkerPool, WorkerSpec, rss_bytes
 
-from .config import GarbageConfig, NgramConfig, UniformConfig
+from .batcher import pad_right
+from .config import GarbageConfig, NgramConfig, TransformerConfig, UniformConfig
 from .tokenizer import VOCAB_SIZE
 
 V = VOCAB_SIZE
@@ -134,12 +141,19 @@ class UniformModel:
     def __init__(self, node: Any, name: str, config: UniformConfig) -> None:
         self.node = node
         self.name = name
+        self.pool = worker_pool(node, name, "uniform", config)
 
     def next_token_logprobs(self, tokens: np.ndarray) -> np.ndarray:
         b, t = np.asarray(tokens).shape
         return np.full((b, t, V), -np.log(V), dtype=np.float32)
 
+    def stats(self) -> dict[str, Any]:
+        """Workers (pid, state, RSS) or the node's RSS when it runs in process."""
+        return model_stats(self.pool)
+
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        if self.pool is not None:
+            await serve_in_workers(self.node, self.name, self.pool, task_status)
         task_status.started()
         await anyio.sleep_forever()
 
@@ -159,6 +173,7 @@ class GarbageModel:
         self.config = config
         self.rng = np.random.default_rng(config.seed)
         self._constant = log_softmax(np.random.default_rng(config.seed).normal(0.0, 3.0, V))
+        self.pool = worker_pool(node, name, "garbage", config)
 
     def next_token_logprobs(self, tokens: np.ndarray) -> np.ndarray:
         b, t = np.asarray(tokens).shape
@@ -166,6 +181,84 @@ class GarbageModel:
             return np.broadcast_to(self._constant, (b, t, V)).copy()
         return log_softmax(self.rng.normal(0.0, 3.0, (b, t, V)))
 
+    def stats(self) -> dict[str, Any]:
+        """Workers (pid, state, RSS) or the node's RSS when it runs in process."""
+        return model_stats(self.pool)
+
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        if self.pool is not None:
+            await serve_in_workers(self.node, self.name, self.pool, task_status)
         task_status.started()
         await anyio.sleep_forever()
+
+
+# --------------------------------------------------------------------------- worker processes
+def worker_pool(node: Any, name: str, model_type: str, config: Any, **overrides: Any) -> WorkerPool | None:
+    """A pool serving the model ``[models.NAME]`` in ``config.workers`` processes; None when it is 0.
+
+    ``overrides`` replace config fields for the workers (e.g. a checkpoint path made absolute here,
+    where node.toml's directory is known).
+    """
+    if not getattr(config, "workers", 0):
+        return None
+    fields = {**dataclasses.asdict(config), **overrides, "workers": 0}
+    spec = WorkerSpec(f"{__name__}:worker_model", {"type": model_type, "config": fields})
+    directory = Path(node.data_dir) / "workers" if node is not None else Path(".")
+    return WorkerPool(spec, workers=config.workers, name=name, directory=directory,
+                      log=node.log if node is not None else None)
+
+
+async def serve_in_workers(node: Any, name: str, pool: WorkerPool, task_status: Any) -> None:
+    """Body of a model component's ``run`` when it has workers: start them, report, serve until cancelled."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        node.log.info("model ready", model=name, workers=pool.size, **pool.info,
+                      rss_mib=[round(w.get("rss_bytes", 0) / 2**20) for w in pool.stats()["workers"]])
+        task_status.started()
+        await anyio.sleep_forever()
+
+
+def model_stats(pool: WorkerPool | None) -> dict[str, Any]:
+    """What a text model's ``stats()`` reports: its workers (pid, state, RSS) or the node's own RSS."""
+    if pool is None:
+        return {"workers": 0, "rss_bytes": rss_bytes(os.getpid())}
+    return {**pool.stats(), "workers_configured": pool.size}
+
+
+class PaddedBatches:
+    """A text model as a :class:`tnode.workers.BatchModel`: sequences of any lengths in, one pass,
+    each sequence's (len, vocab) log-probabilities out."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def info(self) -> dict[str, Any]:
+        inner = getattr(self.model, "model", None)  # the torch module of a transformer
+        out: dict[str, Any] = {"context": int(self.model.context)}
+        if inner is not None:
+            out.update(parameters=inner.parameter_count(), d_model=inner.shape.d_model,
+                       n_layers=inner.shape.n_layers)
+        return out
+
+    def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        out = self.model.next_token_logprobs(pad_right(inputs))
+        return [np.asarray(out[i, : len(x)], dtype=np.float32) for i, x in enumerate(inputs)]
+
+
+def worker_model(spec: Mapping[str, Any]) -> PaddedBatches:
+    """``WorkerSpec.factory`` of text models: build the model ``spec["type"]`` from ``spec["config"]``
+    and load its weights (once, in the worker process)."""
+    kind, fields = spec["type"], dict(spec["config"])
+    model: Any
+    if kind == "transformer":
+        from .transformer import TransformerModel  # torch only in workers that serve a transformer
+
+        model = TransformerModel(None, "worker", TransformerConfig(**fields))
+        model.load()
+    elif kind == "uniform":
+        model = UniformModel(None, "worker", UniformConfig(**fields))
+    elif kind == "garbage":
+        model = GarbageModel(None, "worker", GarbageConfig(**fields))
+    else:
+        raise ValueError(f"model type {kind!r} cannot run in workers (transformer, uniform, garbage can)")
+    return PaddedBatches(model)

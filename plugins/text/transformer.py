@@ -167,11 +167,22 @@ class TransformerModel:
         if path is not None and not path.is_file():  # checked here so that `tnode validate` reports it
             raise ConfigError(f"checkpoint {path} does not exist", key_path=f"models.{name}.checkpoint",
                               hint="train one with `tnode train --checkpoint PATH`")
+        from .models import worker_pool
+
+        self.pool = worker_pool(node, name, "transformer", config, checkpoint=str(path) if path else "")
 
     @property
     def context(self) -> int:
         """Longest context the model uses; callers may drop older tokens."""
+        if self.pool is not None and "context" in self.pool.info:
+            return int(self.pool.info["context"])
         return self.model.shape.context if self.model is not None else self.config.context
+
+    def stats(self) -> dict[str, Any]:
+        """Workers (pid, state, RSS) or the node's RSS when it runs in process."""
+        from .models import model_stats
+
+        return model_stats(self.pool)
 
     def checkpoint_path(self) -> Path | None:
         if not self.config.checkpoint:
@@ -210,6 +221,10 @@ class TransformerModel:
         return logprobs_any_length(self.model, idx).numpy()
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        if self.pool is not None:  # the weights load in each worker, not here
+            from .models import serve_in_workers
+
+            await serve_in_workers(self.node, self.name, self.pool, task_status)
         await anyio.to_thread.run_sync(self.load)
         assert self.model is not None
         self.node.log.info("model ready", model=self.name, type="transformer",
