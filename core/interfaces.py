@@ -71,7 +71,13 @@ class PeerInfo:
 
 @dataclass(frozen=True, slots=True)
 class InboundRequest:
-    """What spam filters see: a request whose signature, freshness and nonce were verified."""
+    """A verified request, as an entry point hands it to :mod:`tnode.dispatch` and spam filters see it.
+
+    Its signature, freshness and nonce were checked by the entry point. ``modality`` is the wire
+    route: a modality's wire name, or ``svc:<name>`` for a service call (:attr:`service`).
+    ``dtype`` and ``shape`` describe ``payload`` (``""``/``None`` without one, ``"bytes"`` for raw
+    bytes), so filters can judge token and tensor payloads without decoding them.
+    """
 
     sender: str  # hotkey, hex public key
     peer_id: str
@@ -81,6 +87,16 @@ class InboundRequest:
     payload_bytes: int
     frame_bytes: int
     deadline: float | None = None  # time.monotonic() after which the caller no longer waits for the answer
+    payload: Any = None  # numpy array, bytes or None
+    dtype: str = ""
+    shape: tuple[int, ...] | None = None
+    entry: str = ""  # the entry point that received it: "libp2p", "self", ...
+    received_at: float = 0.0  # time.monotonic() when it arrived (0: when dispatch sees it)
+
+    @property
+    def service(self) -> str:
+        """The service called (``svc:<name>`` routes), ``""`` for a modality task."""
+        return self.modality[4:] if self.modality.startswith("svc:") else ""
 
 
 class Transport(Protocol):

@@ -61,6 +61,7 @@ class TokenBucket(FilterBase):
     """Refuses (``rate_limited``) a sender that exceeds its rate; see :class:`TokenBucketConfig`."""
 
     type_name = "token_bucket"
+    judges_services = True  # service calls (svc:chain...) spend tokens too; exempt them by route if wanted
 
     def __init__(self, node: Any, name: str, config: TokenBucketConfig, *,
                  clock: Callable[[], float] = time.monotonic) -> None:

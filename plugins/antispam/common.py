@@ -79,6 +79,12 @@ class FilterBase:
 
     type_name = "filter"
     report_interval = 60.0
+    judges_services = False
+    """Whether :mod:`tnode.dispatch` hands this filter service calls (``svc:<name>`` routes) too.
+
+    Modality filters (registration, stake priority) must not see them: an unregistered node calls
+    the chain service to register. Rate and size limits apply to everyone.
+    """
 
     def __init__(self, node: Any, name: str, *, exempt_modalities: Iterable[str] = (),
                  allow: Iterable[str] = ()) -> None:

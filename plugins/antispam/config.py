@@ -24,7 +24,8 @@ class RegisteredOnlyConfig:
     validator_permit_only: bool = option(False, "Admit only hotkeys that hold a validator permit.")
     allow: list[str] = option([], "Hotkeys (hex) admitted even without a uid, e.g. your own client nodes.")
     exempt_modalities: list[str] = option(
-        ["chain"], "Modalities open to everyone: the chain service must be, so unregistered nodes can register."
+        [], "Modalities (wire names) open to everyone. Services (svc:chain, svc:announce) never reach this "
+            "filter: unregistered nodes can always call the chain to register."
     )
 
 
@@ -50,7 +51,8 @@ class TokenBucketConfig:
         ge=1,
     )
     allow: list[str] = option([], "Hotkeys (hex) never rate limited.")
-    exempt_modalities: list[str] = option([], "Modalities not rate limited.")
+    exempt_modalities: list[str] = option([], "Routes not rate limited: modality wire names, or services as "
+                                              "svc:<name> (e.g. svc:chain).")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """``[spam.NAME] type = "limits"``: refuse requests too big to read or too expensive to answer.
 
 Checked before any modality work: frame and payload bytes, the input's length and batch size
-(from the payload shape when the transport reports one, and from the body), the top-k and the
-number of tokens to generate, and the size of the answer these ask for.
+(from a token payload's shape — an integer array ``(..., length)``, as every entry point reports it
+in :class:`tnode.interfaces.InboundRequest` — and from the body), the top-k and the number of tokens
+to generate, and the size of the answer these ask for. Service calls (``svc:<name>``) and exempt
+modalities get the frame and payload limits only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from tnode.interfaces import InboundRequest
 
 from .common import FilterBase
 from .config import LimitsConfig
+
+_TOKEN_DTYPES = ("int", "uint")  # numpy dtype names of token ids: int32, int64, uint16...
 
 
 class RequestTooBig(Exception):
@@ -51,6 +55,7 @@ class Limits(FilterBase):
     """Refuses (``too_large`` / ``invalid_request``) requests past the limits of :class:`LimitsConfig`."""
 
     type_name = "limits"
+    judges_services = True  # frame and payload sizes bound every route
 
     def __init__(self, node: Any, name: str, config: LimitsConfig) -> None:
         super().__init__(node, name, exempt_modalities=config.exempt_modalities)
@@ -66,7 +71,8 @@ class Limits(FilterBase):
             self.check(request)
         except RequestTooBig as exc:
             raise self.refuse(request, exc.code, exc.reason, exc.message) from None
-        self.admitted(request, "exempt_modality" if request.modality in self.exempt else "within_limits")
+        exempt = request.modality in self.exempt or request.service
+        self.admitted(request, "exempt_modality" if exempt else "within_limits")
         return None
 
     def check(self, request: InboundRequest) -> None:
@@ -78,7 +84,7 @@ class Limits(FilterBase):
         if request.payload_bytes > c.max_payload_bytes:
             raise RequestTooBig("payload_bytes", "too_large",
                                 f"payload of {request.payload_bytes} bytes exceeds {c.max_payload_bytes}")
-        if request.modality in self.exempt:
+        if request.modality in self.exempt or request.service:
             return
         rows, length = self._input_shape(request)
         if length > c.max_sequence_length:
@@ -100,8 +106,9 @@ class Limits(FilterBase):
 
     def _input_shape(self, request: InboundRequest) -> tuple[int, int]:
         rows, length = 0, 0
-        shape = getattr(request, "payload_shape", None)  # reported by transports that know it
-        if isinstance(shape, Sequence) and shape and all(isinstance(d, int) for d in shape):
+        shape = request.shape
+        # Only token payloads (integer arrays) are sequences; an image's last axis is not a length.
+        if shape and request.dtype.startswith(_TOKEN_DTYPES):
             length = int(shape[-1])
             rows = int(math.prod(shape[:-1])) if len(shape) > 1 else 1
         body = request.body

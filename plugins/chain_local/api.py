@@ -1,6 +1,7 @@
 """The chain's remote calls: what a client node may ask the authority, and their wire encodings.
 
-A client sends ``transport.request(authority, "chain", <call>, params)``; the authority answers
+A client sends ``transport.request(authority, "svc:chain", <call>, params)`` (the ``chain`` service
+of :mod:`tnode.dispatch`); the authority answers
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "code": ..., "message": ...}`` (a refusal is a
 normal answer, so transport failures and chain refusals stay distinguishable). ``submit_tx``
 carries a signed transaction (:meth:`Transaction.to_wire`); every other call is a read.

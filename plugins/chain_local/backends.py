@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+from tnode import dispatch
 from tnode.errors import ChainError, TaskError
 
 from .api import QUERIES, SUBMIT, unwrap
@@ -108,7 +109,8 @@ class RemoteBackend:
 
     async def _request(self, call: str, body: dict[str, Any]) -> Any:
         try:
-            reply = await self.transport.request(self.peer, "chain", call, body, timeout=self.timeout)
+            reply = await self.transport.request(self.peer, dispatch.service_route("chain"), call, body,
+                                                 timeout=self.timeout)
         except TaskError as exc:
             raise ChainError(exc.code if exc.code in ("timeout", "unreachable") else "authority_error",
                              f"chain authority {self.peer}: {exc}") from exc

@@ -1,8 +1,8 @@
 """The ``chain/local`` component: the :class:`tnode.interfaces.ChainBackend` of the embedded chain.
 
 Authority mode keeps the ledger, produces a block every ``block_time`` seconds, publishes
-BlockProduced / NeuronRegistered / EpochCompleted and answers client nodes (bus handler for
-``TaskReceived`` with key ``"chain"``). Client mode sends the same calls to the authority over the
+BlockProduced / NeuronRegistered / EpochCompleted and answers client nodes (the ``chain`` service
+of :mod:`tnode.dispatch`, route ``svc:chain``). Client mode sends the same calls to the authority over the
 transport and polls its head, publishing BlockProduced for every block it sees (and EpochCompleted
 when it sees an epoch block). Keys never leave the node: transactions are signed locally.
 """
@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from tnode import dispatch
 from tnode.errors import ChainError, ConfigError
-from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered, TaskReceived
+from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered
 from tnode.hyperparameters import Hyperparameters
 from tnode.interfaces import Metagraph, TaskResult
 from tnode.keys import Keypair
@@ -78,7 +79,9 @@ class LocalChain:
             self._set_head(self.ledger.head())
             async with anyio.create_task_group() as tg:
                 tg.start_soon(backend.commit_loop)
-                unserve = self.node.bus.serve(TaskReceived, self._serve, key="chain")
+                # A service, not a modality: answered before the node is ready (other nodes need the
+                # authority to start) and judged only by the spam filters that judge services.
+                unserve = dispatch.of(self.node).serve_service("chain", self._serve, before_ready=True)
                 try:
                     tg.start_soon(self._produce_loop)
                     self.node.log.info("chain authority started", genesis=self.genesis_hash[:16],
@@ -217,7 +220,7 @@ class LocalChain:
             yield self._head
 
     # ================================================================== authority service
-    async def _serve(self, req: TaskReceived) -> TaskResult:
+    async def _serve(self, req: dispatch.ServiceCall) -> TaskResult:
         """Answer a client node's chain call (reads, and signed transactions)."""
         try:
             if req.task == api.SUBMIT:

@@ -2,8 +2,8 @@
 
 Two paths, both advisory (nothing critical depends on an announcement arriving):
 
-- on every new connection, one signed ``_announce`` request/response exchange on the task
-  protocol, so two peers know each other's modalities within milliseconds of connecting;
+- on every new connection, one signed call of the ``announce`` service (route ``svc:announce``,
+  see :mod:`tnode.dispatch`) on the task protocol, so two peers know each other's modalities within milliseconds of connecting;
 - every ``announce_interval`` seconds, one signed announcement on the gossipsub topic
   ``/tnode/announce/1`` (see :mod:`.gossip`), which also reaches peers we are not connected to.
   When gossipsub is off or has failed, the periodic announcement is sent by request/response to
@@ -18,14 +18,14 @@ from typing import Any
 import anyio
 import trio
 from libp2p.peer.id import ID
-from tnode import __version__
+from tnode import __version__, dispatch
 from tnode.errors import TaskError
-from tnode.events import AnnouncementReceived, TaskReceived
+from tnode.events import AnnouncementReceived
 from tnode.interfaces import TaskResult
 
 from .host import wait_for_protocols
 
-SERVICE = "_announce"
+SERVICE = "announce"
 MAX_LISTED = 64  # modalities or addresses kept from one announcement
 
 
@@ -39,7 +39,7 @@ class Announcer:
 
     def payload(self) -> dict[str, Any]:
         node = self.t.node
-        modalities = sorted(n for n in node.bus.served_keys(TaskReceived) if not n.startswith("_") and n != "chain")
+        modalities = dispatch.of(node).modalities()
         return {
             "modalities": modalities,
             "version": __version__,
@@ -48,7 +48,7 @@ class Announcer:
         }
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        undo = self.t.node.bus.serve(TaskReceived, self._on_announce, key=SERVICE)
+        undo = dispatch.of(self.t.node).serve_service(SERVICE, self._on_announce)
         task_status.started()
         try:
             while True:
@@ -69,11 +69,12 @@ class Announcer:
             return
         with contextlib.suppress(TaskError):
             await self.t.node.ready.wait()
-            reply = await self.t.request(peer_id, SERVICE, "announce", self.payload(), timeout=5.0)
+            reply = await self.t.request(peer_id, dispatch.service_route(SERVICE), "announce", self.payload(),
+                                         timeout=5.0)
             self.record(peer_id, self.t._peer(peer_id).hotkey, reply.body)
 
-    async def _on_announce(self, task: TaskReceived) -> TaskResult:
-        self.record(task.peer_id, task.sender, task.body)
+    async def _on_announce(self, task: dispatch.ServiceCall) -> TaskResult:
+        self.record(task.peer_id, task.sender, dict(task.body))
         return TaskResult(self.payload())
 
     def record(self, peer_id: str, hotkey: str, body: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """The server side of ``/tnode/task/1``: every inbound stream, frame by frame.
 
-Each frame is verified (size, structure, signature, freshness, replay, body hash) before the spam
-filters and before any handler, then dispatched on the bus as :class:`tnode.events.TaskReceived`
-to the modality it names; the answer (or a typed refusal) goes back signed by this node.
+Each frame is verified (size, structure, signature, freshness, replay, body hash), translated to
+an :class:`tnode.interfaces.InboundRequest` and handed to :mod:`tnode.dispatch` (spam filters,
+execution slot, the modality or service it names); the answer, or the refusal code dispatch gave,
+goes back signed by this node. What stays here is the transport's own: framing, read deadlines,
+signer-peer binding, and strikes (tarpit) for the refusal codes that are the sender's fault.
 """
 
 from __future__ import annotations
@@ -10,15 +12,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 from libp2p.network.stream.exceptions import StreamError
-from tnode import wire
-from tnode.errors import NoHandler, RequestTimeout, TaskError, WireError
-from tnode.events import TaskCompleted, TaskReceived, TaskRefused
-from tnode.interfaces import InboundRequest, TaskResult
+from tnode import dispatch, wire
+from tnode.errors import TaskError, WireError
+from tnode.events import TaskRefused
+from tnode.interfaces import InboundRequest
 from tnode.keys import public_key_from_peer_id
 
 from .framing import FrameBudgetExhausted, FrameReadTimeout, StreamIdle, read_frame
@@ -26,14 +27,12 @@ from .framing import FrameBudgetExhausted, FrameReadTimeout, StreamIdle, read_fr
 if TYPE_CHECKING:
     from .transport import Libp2pTransport
 
-ALWAYS_SERVED = frozenset({"chain"})  # the chain service answers before the node is fully up
-
-
 class TaskServer:
     """Serves the streams peers open to this node; state (stats, tarpit, slots) lives on the transport."""
 
     def __init__(self, transport: Libp2pTransport) -> None:
         self.t = transport
+        self.dispatcher = dispatch.of(transport.node)
 
     async def serve_stream(self, stream: Any) -> None:
         """Serve one inbound stream until it ends; nothing a peer sends can raise out of here."""
@@ -138,58 +137,20 @@ class TaskServer:
         timeout_ms = msg.body.get("timeout_ms", 10_000)
         if not isinstance(args, dict) or not isinstance(timeout_ms, int | float) or not math.isfinite(timeout_ms):
             return self._refused(msg, remote, "invalid_request", "body must be {args: object, timeout_ms: number}")
-        deadline = received + min(max(timeout_ms / 1000.0, 0.0), self.t.config.max_task_seconds)
-        if not self.t.node.ready.is_set() and msg.modality not in ALWAYS_SERVED:
-            return self._refused(msg, remote, "starting", "node is starting")
-        releases: list[Callable[[], None]] = []
-        ok = False
-        code = ""
+        payload = msg.payload
+        if payload is None or isinstance(payload, bytes):
+            dtype, shape = ("bytes" if payload is not None else ""), None
+        else:
+            dtype, shape = payload.dtype.name, payload.shape
+        request = InboundRequest(msg.sender, remote, msg.modality, msg.task, args, msg.payload_bytes, msg.frame_bytes,
+                                 received + max(timeout_ms / 1000.0, 0.0), payload, dtype, shape, "libp2p", received)
         try:
-            inbound = InboundRequest(msg.sender, remote, msg.modality, msg.task, args, msg.payload_bytes,
-                                     msg.frame_bytes, deadline)
-            for flt in self.t.node.components_of("spam_filter").values():
-                release = await flt.admit(inbound)
-                if release is not None:
-                    releases.append(release)
-            remaining = deadline - time.monotonic()
-            with trio.move_on_after(max(remaining, 0)) as slot_scope:
-                await self.t._inflight.acquire()
-            if slot_scope.cancelled_caught:
-                raise TaskError("overloaded", "no execution slot before the deadline")
-            try:
-                result = await self.t.node.bus.request(
-                    TaskReceived(msg.modality, msg.task, args, msg.payload, msg.sender, remote, deadline, received),
-                    timeout=max(deadline - time.monotonic(), 0.0),
-                )
-            finally:
-                self.t._inflight.release()
-            if not isinstance(result, TaskResult):
-                raise TaskError("internal", f"handler returned {type(result).__name__}, not TaskResult")
-            ok = True
-            self.t.stats["served"] += 1
-            return wire.encode(self.t.key, kind="res", modality=msg.modality, task=msg.task, receiver=msg.sender,
-                               body={"result": result.body}, payload=result.payload, reply_to=msg.nonce), ""
+            result = await self.dispatcher.handle(request)
         except TaskError as exc:
-            code = exc.code
-            return self._refused(msg, remote, exc.code, exc.message)
-        except NoHandler:
-            code = "unknown_modality"
-            served = ", ".join(k for k in self.t.node.bus.served_keys(TaskReceived) if not k.startswith("_")) or "none"
-            return self._refused(msg, remote, code, f"modality {msg.modality!r} is not served here (served: {served})")
-        except RequestTimeout:
-            code = "timeout"
-            return self._refused(msg, remote, code, "deadline passed before the answer was ready")
-        except Exception as exc:  # a handler bug must not kill the stream
-            code = "internal"
-            self.t.stats["errors"] += 1
-            self.t.log.error("task handler failed", modality=msg.modality, task=msg.task, error=repr(exc))
-            return self._refused(msg, remote, code, f"{type(exc).__name__}")
-        finally:
-            for release in releases:
-                with contextlib.suppress(Exception):
-                    release()
-            self.t.node.bus.publish_nowait(TaskCompleted(msg.modality, msg.task, msg.sender, ok, code,
-                                                       time.monotonic() - received))
+            return self._error_frame(msg, msg.sender, exc.code, exc.message), exc.code
+        self.t.stats["served"] += 1
+        return wire.encode(self.t.key, kind="res", modality=msg.modality, task=msg.task, receiver=msg.sender,
+                           body={"result": result.body}, payload=result.payload, reply_to=msg.nonce), ""
 
     def _verify(self, data: bytes, remote: str) -> wire.Message:
         """Structure, then signer == connection peer (cheap, before the signature check), then the rest."""
@@ -201,8 +162,8 @@ class TaskServer:
         return self.t.verifier.verify(frame, expect_kind="req")
 
     def _refused(self, msg: wire.Message, remote: str, code: str, reason: str) -> tuple[bytes, str]:
-        if code in ("rate_limited", "unregistered", "overloaded", "too_large", "starting", "invalid_request"):
-            self.t.node.bus.publish_nowait(TaskRefused(remote, msg.sender, code, reason))
+        """A refusal the transport makes itself (a body it cannot hand to dispatch)."""
+        self.t.node.bus.publish_nowait(TaskRefused(remote, msg.sender, code, reason))
         return self._error_frame(msg, msg.sender, code, reason), code
 
 

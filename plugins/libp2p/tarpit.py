@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import time
 
-# Refusal codes that count as abuse. ``overloaded``, ``starting``, ``timeout`` and ``internal`` are
-# the node's own state, not the sender's fault.
-STRIKE_CODES = frozenset({
-    "unregistered", "rate_limited", "too_large", "invalid_request",  # spam filters and modalities
-    "wire_error", "frame_too_large", "truncated_frame", "malformed_frame", "bad_signature",  # tnode.wire
-    "wrong_receiver", "stale", "replayed", "body_hash_mismatch",
-    "wrong_sender", "read_timeout",  # the transport's own refusals (signer is not the peer, stalled frame)
-})
+from tnode import dispatch
+
+# Refusal codes that count as abuse: the core's one set (tnode.dispatch.REFUSALS). ``overloaded``,
+# ``starting``, ``timeout`` and ``internal`` are the node's own state, not the sender's fault.
+STRIKE_CODES = dispatch.STRIKE_CODES
 
 
 class Tarpit:

@@ -3,9 +3,8 @@
 Client side: a small pool of open streams per peer (opening a stream costs ~2 ms, a reused one
 carries a request in well under a millisecond); each stream carries one request/response pair at
 a time. Server side (:mod:`.server`): every stream is served by its own task; each frame is
-verified (size, structure, signature, freshness, replay, body hash) before spam filters and before
-any handler, then dispatched on the bus as :class:`tnode.events.TaskReceived` to the modality it
-names.
+verified (size, structure, signature, freshness, replay, body hash), then handed to
+:mod:`tnode.dispatch` (spam filters, execution slot, the modality or ``svc:`` service it names).
 
 Request body on the wire: ``{"args": <task body>, "timeout_ms": <client deadline>}``.
 Response body: ``{"result": <body>}`` or, with a non-empty code, ``{"error": <message>}``.
@@ -27,7 +26,7 @@ import trio
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
-from tnode import wire
+from tnode import dispatch, wire
 from tnode.errors import (
     ConfigError,
     TaskError,
@@ -85,7 +84,10 @@ class Libp2pTransport:
         except Exception as exc:
             raise ConfigError(f"invalid multiaddr: {exc}", key_path=f"{name}.listen") from None
         self._peers: dict[str, _Peer] = {}
-        self._inflight = trio.Semaphore(config.max_concurrent_tasks)
+        # The execution slots and the task deadline cap are node-wide (every entry point shares them):
+        # this transport's options set them on the node's dispatcher.
+        dispatch.of(node).configure(max_concurrent_tasks=config.max_concurrent_tasks,
+                                    max_task_seconds=config.max_task_seconds)
         self.host: Any = None
         self.inbound: Any = None  # .inbound.InboundGate once the host exists
         self.stats = {"served": 0, "refused": 0, "errors": 0, "idle_closed": 0, "read_timeouts": 0,

@@ -88,6 +88,8 @@ class TextModalityConfig:
     """Text modality: serves next-token prediction and completion (miners) and makes checkable tasks
     from held-out data (validators)."""
 
+    serve_as: str = option("", "Name peers reach this modality under on the wire (and validators ask it by); "
+                               "empty: its type, \"text\". The table name is only how node.toml refers to it.")
     model: str = option("", "The [models.NAME] this node serves; empty: the node serves no text.", ref="models")
     dataset: str = option("", "The [datasets.NAME] validation tasks are drawn from (its held-out split); "
                               "empty: the node makes no tasks.", ref="datasets")

@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+from tnode import dispatch
 from tnode.contracts.text import TopKPrediction
 from tnode.errors import ConfigError, TaskError
 from tnode.events import EpochCompleted, TaskReceived
@@ -70,6 +71,7 @@ class TextModality:
         self.node = node
         self.name = name
         self.config = config
+        self.wire_name = dispatch.wire_name(config, "text")  # what peers route by, not the table name
         # top_k / sequence_length within their maxima: TextModalityConfig.check().
         self.model: Any = None
         self.dataset: Any = None
@@ -89,7 +91,7 @@ class TextModality:
                 self.attach_model(self.model)
                 assert self.batcher is not None
                 tg.start_soon(self.batcher.run)
-                undo = self.node.bus.serve(TaskReceived, self.handle, key=self.name)
+                undo = self.node.bus.serve(TaskReceived, self.handle, key=self.wire_name)
                 if self.node.chain is not None:  # a miner follows what the chain pays it
                     standing = self.node.bus.subscribe(EpochCompleted, self._on_epoch, name=f"{self.name}-standing",
                                                        maxsize=4, when_full="drop_newest")
@@ -230,7 +232,7 @@ class TextModality:
         window = self.dataset.sample_windows("heldout", 1, n + 1, rng)[0]
         positions = self.config.validation_positions
         truth = window[1:] if positions == "all" else window[-1:]
-        return ValidatorTask(self.name, "next_token", {"k": self.config.top_k, "positions": positions},
+        return ValidatorTask(self.wire_name, "next_token", {"k": self.config.top_k, "positions": positions},
                              np.asarray(window[:n], dtype=np.int32), np.asarray(truth, dtype=np.int64))
 
     def parse_response(self, task: ValidatorTask, reply: Reply) -> TopKPrediction:

@@ -19,10 +19,11 @@ from typing import Any
 
 import anyio
 import numpy as np
-from tnode.errors import ChainError, NoHandler, RequestTimeout, TaskError, TnodeError
-from tnode.events import CollusionSuspected, ResponseScored, TaskReceived, TaskRoundScored, WeightsSubmitted
+from tnode import dispatch
+from tnode.errors import ChainError, TaskError, TnodeError
+from tnode.events import CollusionSuspected, ResponseScored, TaskRoundScored, WeightsSubmitted
 from tnode.hyperparameters import Hyperparameters
-from tnode.interfaces import Metagraph, Neuron, Reply, ValidatorTask, subnet_for_modality
+from tnode.interfaces import InboundRequest, Metagraph, Neuron, Reply, ValidatorTask, subnet_for_modality
 from tnode.keys import peer_id_from_public_key
 
 from .config import ValidatorConfig
@@ -120,8 +121,9 @@ class Validator:
         if self.netuid is None:
             listing = getattr(self.node.chain, "subnets", None)  # a backend without it has one subnet
             subnets = await listing() if listing is not None else {}
-            self.netuid = subnet_for_modality(subnets, self.modality.name, self.node.netuid)
-            self.log.info("validating subnet", netuid=self.netuid, modality=self.modality.name)
+            wire = getattr(self.modality, "wire_name", self.modality.name)  # subnets list modalities by wire name
+            self.netuid = subnet_for_modality(subnets, wire, self.node.netuid)
+            self.log.info("validating subnet", netuid=self.netuid, modality=wire)
         return self.netuid
 
     # ------------------------------------------------------------------ one step
@@ -259,17 +261,15 @@ class Validator:
         return Outcome(answer, reply.latency)
 
     async def _ask_self(self, task: ValidatorTask) -> Reply:
-        """Hand the task to this node's own modality, as the transport would after verifying a request."""
+        """Hand the task to this node's own dispatch, the pipeline a remote request goes through
+        (spam filters, execution slot, the modality serving ``task.modality``) minus the wire."""
         began = anyio.current_time()
-        request = TaskReceived(modality=task.modality, task=task.task, body=dict(task.body), payload=task.payload,
-                               sender=self.node.hotkey.public_hex, peer_id=self.node.peer_id,
-                               deadline=time.monotonic() + self.timeout)
-        try:
-            result = await self.node.bus.request(request, timeout=self.timeout)
-        except NoHandler:
-            raise TaskError("unknown_modality", f"this node serves no modality {task.modality!r}") from None
-        except RequestTimeout:
-            raise TaskError("timeout", f"no answer in {self.timeout} s") from None
+        dtype, shape, nbytes = dispatch.describe_payload(task.payload)
+        received = time.monotonic()
+        request = InboundRequest(self.node.hotkey.public_hex, self.node.peer_id, task.modality, task.task,
+                                 dict(task.body), nbytes, 0, received + self.timeout, task.payload, dtype, shape,
+                                 "self", received)
+        result = await dispatch.of(self.node).handle(request)
         return Reply(body=result.body, payload=result.payload, peer_id=self.node.peer_id,
                      hotkey=self.node.hotkey.public_hex, latency=anyio.current_time() - began)
 

@@ -36,7 +36,7 @@ def debug_logs() -> Iterator[list[dict[str, Any]]]:
 async def test_each_filter_counts_and_logs_admissions_and_refusals(tmp_path, debug_logs) -> None:
     node = make_node(tmp_path, {
         "size": {"type": "limits", "max_k": 16},
-        "reg": {"type": "registered_only"},
+        "reg": {"type": "registered_only", "exempt_modalities": ["echo"]},
         "rate": {"type": "token_bucket", "rate": 0.0, "burst": 1.0},
         "prio": {"type": "stake_priority", "max_concurrent": 1, "max_queue": 0},
     })
@@ -47,7 +47,7 @@ async def test_each_filter_counts_and_logs_admissions_and_refusals(tmp_path, deb
         with pytest.raises(TaskError):
             await f["size"].admit(request(STAKED, body={"k": 64}))
         await f["reg"].admit(request(STAKED))
-        await f["reg"].admit(request(STRANGER, modality="chain"))
+        await f["reg"].admit(request(STRANGER, modality="echo"))
         with pytest.raises(TaskError):
             await f["reg"].admit(request(STRANGER))
         await f["rate"].admit(request(STAKED))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,13 +16,6 @@ from tnode.plugins.antispam.limits import Limits
 pytestmark = pytest.mark.anyio
 
 ALICE = hotkey("alice")
-
-
-@dataclass(frozen=True, slots=True)
-class ShapedRequest(InboundRequest):
-    """What a transport that reports the payload's shape passes."""
-
-    payload_shape: tuple[int, ...] = ()
 
 
 def limits(**options: Any) -> Limits:
@@ -67,19 +59,30 @@ async def test_each_limit_refuses_with_its_reason(req: InboundRequest, code: str
     assert flt.stats()["refused"] == {reason: 1}
 
 
-async def test_sequence_length_from_the_payload_shape() -> None:
+async def test_sequence_length_and_batch_from_a_token_payload_shape() -> None:
     flt = limits(max_sequence_length=64, max_batch=4)
-    base = {"sender": ALICE, "peer_id": "p", "modality": "text", "task": "next_token", "body": {},
-            "payload_bytes": 0, "frame_bytes": 100}
-    assert await refusal(flt, ShapedRequest(**base, payload_shape=(2, 64))) is None
-    assert (await refusal(flt, ShapedRequest(**base, payload_shape=(1, 65))))[0] == "too_large"
-    assert (await refusal(flt, ShapedRequest(**base, payload_shape=(5, 10))))[0] == "too_large"
+
+    def tokens(shape: tuple[int, ...], dtype: str = "int32") -> InboundRequest:
+        return InboundRequest(ALICE, "p", "text", "next_token", {}, 0, 100, dtype=dtype, shape=shape)
+
+    assert await refusal(flt, tokens((2, 64))) is None
+    assert (await refusal(flt, tokens((1, 65))))[0] == "too_large"
+    assert (await refusal(flt, tokens((5, 10), "uint16")))[0] == "too_large"
+    # An image's last axis is not a sequence: float payloads are judged by their bytes only.
+    assert await refusal(flt, tokens((32, 32, 100), "float32")) is None
 
 
 async def test_exempt_modality_gets_only_byte_limits() -> None:
-    flt = limits(max_k=8, max_frame_bytes=1_000, exempt_modalities=["chain"])
-    assert await refusal(flt, request(ALICE, "chain", body={"k": 1_000})) is None
-    assert (await refusal(flt, request(ALICE, "chain", frame_bytes=5_000)))[0] == "too_large"
+    flt = limits(max_k=8, max_frame_bytes=1_000, exempt_modalities=["echo"])
+    assert await refusal(flt, request(ALICE, "echo", body={"k": 1_000})) is None
+    assert (await refusal(flt, request(ALICE, "echo", frame_bytes=5_000)))[0] == "too_large"
+
+
+async def test_service_calls_get_only_byte_limits() -> None:
+    flt = limits(max_k=8, max_frame_bytes=1_000)
+    assert flt.judges_services
+    assert await refusal(flt, request(ALICE, "svc:chain", body={"k": 1_000})) is None
+    assert (await refusal(flt, request(ALICE, "svc:chain", frame_bytes=5_000)))[0] == "too_large"
 
 
 async def test_configured_in_a_node(tmp_path) -> None:

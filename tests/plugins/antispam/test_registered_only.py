@@ -5,8 +5,10 @@ from __future__ import annotations
 import anyio
 import pytest
 from antispam_fakes import hotkey, key, make_node, plugins, request
+from tnode import dispatch
 from tnode.errors import ConfigError, TaskError
 from tnode.events import BlockProduced, SpamDetected
+from tnode.interfaces import TaskResult
 from tnode.node import Node
 
 pytestmark = pytest.mark.anyio
@@ -37,13 +39,24 @@ async def test_registered_sender_is_admitted_and_unregistered_refused(tmp_path) 
     assert flt.stats()["refused"] == {"not_registered": 1}
 
 
-async def test_chain_service_is_exempt_so_newcomers_can_register(tmp_path) -> None:
+async def test_services_never_reach_it_so_newcomers_can_register(tmp_path) -> None:
     node = make_node(tmp_path, {"reg": {"type": "registered_only"}})
+
+    async def probe(call: dispatch.ServiceCall) -> TaskResult:
+        return TaskResult({"pong": call.sender})
+
     async with node.running():
-        flt = node.component("spam_filter", "reg")
-        await flt.admit(request(MALLORY, modality="chain"))
-        with pytest.raises(TaskError):
-            await flt.admit(request(MALLORY, modality="text"))
+        pipeline = dispatch.of(node)
+        undo = pipeline.serve_service("probe", probe)
+        try:
+            answer = await pipeline.handle(request(MALLORY, modality=dispatch.service_route("probe")))
+            assert answer.body == {"pong": MALLORY}
+            with pytest.raises(TaskError) as err:
+                await pipeline.handle(request(MALLORY, modality="text"))
+        finally:
+            undo()
+    assert err.value.code == "unregistered"
+    assert node.component("spam_filter", "reg").stats()["refused"] == {"not_registered": 1}
 
 
 async def test_allowlisted_hotkey_needs_no_uid(tmp_path) -> None:

@@ -3,15 +3,18 @@ group commit, nonce handling, the client protocol served on the bus, and the led
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from chain_helpers import find_nonce, key
+from tnode import dispatch
 from tnode.errors import ChainError, ComponentStartError
-from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered, TaskReceived
+from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered
 from tnode.hyperparameters import Hyperparameters
+from tnode.interfaces import InboundRequest
 from tnode.node import Node
 from tnode.plugins.chain_local.codec import TOKEN
 from tnode.plugins.chain_local.config import LocalChainConfig
@@ -119,15 +122,16 @@ async def test_commit_reveal_through_the_component(tmp_path: Path) -> None:
         assert mg.weights is not None and mg.weights[0, 1] == 1.0
 
 
-async def test_client_protocol_is_served_on_the_bus(tmp_path: Path) -> None:
+async def test_client_protocol_is_served_as_the_chain_service(tmp_path: Path) -> None:
     node = make_node(tmp_path)
     async with node.running():
         chain = node.chain
+        assert "chain" in dispatch.of(node).services()
 
         async def call(task: str, body: dict[str, Any]) -> dict[str, Any]:
-            req = TaskReceived(modality="chain", task=task, body=body, payload=None, sender="00" * 32,
-                               peer_id="test", deadline=anyio.current_time() + 5)
-            result = await node.bus.request(req, timeout=5)
+            req = InboundRequest("00" * 32, "test", dispatch.service_route("chain"), task, body, 0, 0,
+                                 time.monotonic() + 5)
+            result = await dispatch.of(node).handle(req)
             return result.body
 
         assert (await call("balance", {"account": key("cc-cold").public_hex})) == {"ok": True, "result": 50 * TOKEN}
