@@ -138,11 +138,12 @@ class GatewayApp:
         if chat:
             prompt = chat_prompt(doc.get("messages"))
         else:
-            prompt = doc.get("prompt")
-            if isinstance(prompt, list) and len(prompt) == 1:
-                prompt = prompt[0]
-            if not isinstance(prompt, str) or not prompt:
+            given = doc.get("prompt")
+            if isinstance(given, list) and len(given) == 1:
+                given = given[0]
+            if not isinstance(given, str) or not given:
                 raise HttpError(400, "prompt must be a non-empty string", "invalid_prompt")
+            prompt = given
         max_tokens = doc.get("max_completion_tokens", doc.get("max_tokens", 16))
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise HttpError(400, "max_tokens must be a positive integer", "invalid_max_tokens")

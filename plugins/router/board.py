@@ -68,7 +68,7 @@ def chain_prior(mg: Metagraph, mix: Sequence[float]) -> dict[int, float]:
 
     parts = [scaled(incentive), scaled(trust), scaled(voted)]
     total = sum(mix)
-    combined = sum(m * p for m, p in zip(mix, parts, strict=True)) / total
+    combined: np.ndarray = np.sum([m * p for m, p in zip(mix, parts, strict=True)], axis=0) / total
     # A miner the chain knows nothing about still starts at 0.25, so exploration can find it.
     return {x.uid: float(0.25 + 0.5 * c) for x, c in zip(mg.neurons, combined, strict=True)}
 
