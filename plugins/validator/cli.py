@@ -78,7 +78,11 @@ def devnet(
     models: Annotated[str, typer.Option(help="Comma-separated model types the miners cycle through, best first "
                                              "(default: the modality's own; text: transformer,ngram,uniform,garbage, "
                                              "image: unet,classical,blur,image_garbage).")] = "",
-    modality: Annotated[str, typer.Option(help="What the network serves: text or image.")] = "text",
+    modality: Annotated[str, typer.Option(help="What the network serves: text, image, or several comma-separated "
+                                               "(text,image: one subnet per modality, netuid 1, 2, ...).")] = "text",
+    emission_shares: Annotated[str, typer.Option(
+        "--emission-shares", help="With several modalities: each subnet's share of the emission, comma-separated "
+                                  "in the order of --modality (default: equal shares).")] = "",
 ) -> None:
     """Start a local network (chain authority, validators, miners) as separate processes on 127.0.0.1."""
     import trio
@@ -88,9 +92,20 @@ def devnet(
 
     if registration not in ("pow", "burn", "genesis"):
         raise _fail("--registration must be pow, burn or genesis", 2)
-    if modality not in MODEL_CYCLES:
-        raise _fail(f"--modality takes one of {', '.join(MODEL_CYCLES)} (got {modality!r})", 2)
-    kinds = tuple(m.strip() for m in models.split(",") if m.strip()) or MODEL_CYCLES[modality]
+    modalities = [m.strip() for m in modality.split(",") if m.strip()]
+    if not modalities or any(m not in MODEL_CYCLES for m in modalities) or len(set(modalities)) != len(modalities):
+        raise _fail(f"--modality takes one or more of {', '.join(MODEL_CYCLES)}, comma-separated (got {modality!r})", 2)
+    if len(modalities) > 1 and models:
+        raise _fail("--models applies to a single modality; with several, each subnet's miners cycle its "
+                    "modality's default models", 2)
+    try:
+        shares = tuple(float(x) for x in emission_shares.split(",") if x.strip())
+    except ValueError:
+        raise _fail(f"--emission-shares takes numbers, comma-separated (got {emission_shares!r})", 2) from None
+    if shares and (len(shares) != len(modalities) or abs(sum(shares) - 1.0) > 1e-9 or min(shares) < 0):
+        raise _fail(f"--emission-shares needs one non-negative share per modality ({len(modalities)}) "
+                    f"summing to 1 (got {emission_shares!r})", 2)
+    kinds = tuple(m.strip() for m in models.split(",") if m.strip()) or MODEL_CYCLES[modalities[0]]
     registered = load_plugins().registry.types("model")
     unknown = [m for m in kinds if m not in registered]
     if unknown:
@@ -101,7 +116,8 @@ def devnet(
     run_dir.mkdir(parents=True, exist_ok=True)
     opts = DevnetOptions(run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
                          tempo=tempo, base_port=base_port, checkpoint=_checkpoint_option(checkpoint),
-                         registration=registration, models=kinds, modality=modality)
+                         registration=registration, models=kinds, modality=",".join(modalities),
+                         emission_shares=shares)
     try:
         with quiet_logs():
             result = trio.run(_devnet_main, opts, epochs, report, train_steps, live)

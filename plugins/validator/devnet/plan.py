@@ -38,7 +38,23 @@ class DevnetOptions:
     registration: str = "pow"  # "pow", "burn" or "genesis"
     validator_overrides: dict[str, Any] = field(default_factory=dict)
     text_overrides: dict[str, Any] = field(default_factory=dict)
-    modality: str = "text"  # "text" or "image": what the miners serve and the validators check
+    modality: str = "text"  # "text", "image", or several comma-separated ("text,image"): one subnet each
+    emission_shares: tuple[float, ...] = ()  # each modality's share of the emission, in order; () = equal
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities in order; the k-th one is subnet k + 1."""
+        return tuple(m.strip() for m in self.modality.split(",") if m.strip())
+
+    def shares(self) -> tuple[float, ...]:
+        """Each subnet's emission share (they sum to 1)."""
+        mods = self.modalities
+        if not self.emission_shares:
+            return tuple(1.0 / len(mods) for _ in mods)
+        if len(self.emission_shares) != len(mods) or abs(sum(self.emission_shares) - 1.0) > 1e-9:
+            raise ValueError(f"emission shares {self.emission_shares} must give one share per modality "
+                             f"({', '.join(mods)}) and sum to 1")
+        return self.emission_shares
 
 
 @dataclass
@@ -53,6 +69,8 @@ class NodeSpec:
     coldkey: Keypair
     model: str = ""  # miners: the model kind they serve
     doc: dict[str, Any] = field(default_factory=dict)
+    modality: str = "text"  # validators and miners: what they check or serve
+    netuid: int = 1  # the subnet of that modality
 
     @property
     def config_path(self) -> Path:
@@ -77,6 +95,21 @@ class DevnetPlan:
     @property
     def nodes(self) -> list[NodeSpec]:
         return [self.authority, *self.validators, *self.miners]
+
+    @property
+    def subnets(self) -> dict[int, str]:
+        """netuid → modality of every subnet the devnet runs."""
+        return {k + 1: m for k, m in enumerate(self.options.modalities)}
+
+    def part(self, netuid: int) -> DevnetPlan:
+        """The plan as seen from one subnet: its validators and miners, its modality and models."""
+        import dataclasses
+
+        modality = self.subnets[netuid]
+        models = self.options.models if len(self.subnets) == 1 else MODEL_CYCLES[modality]
+        opts = dataclasses.replace(self.options, modality=modality, models=models, emission_shares=())
+        return DevnetPlan(opts, self.authority, [v for v in self.validators if v.netuid == netuid],
+                          [m for m in self.miners if m.netuid == netuid])
 
 
 def free_ports(count: int) -> list[int]:
@@ -124,12 +157,17 @@ def make_plan(opts: DevnetOptions) -> DevnetPlan:
     """Create keys and node.toml files under ``opts.run_dir``; returns the plan."""
     if opts.miners < 1 or opts.validators < 1:
         raise ValueError("a devnet needs at least one miner and one validator")
+    mods = opts.modalities
+    unknown = [m for m in mods if m not in MODEL_CYCLES]
+    if not mods or unknown:
+        raise ValueError(f"modality {opts.modality!r}: give one or more of {', '.join(MODEL_CYCLES)}, comma-separated")
+    opts.shares()  # refuse bad shares before writing anything
     run_dir = opts.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    count = 1 + opts.validators + opts.miners
-    ports = list(range(opts.base_port, opts.base_port + count)) if opts.base_port else free_ports(count)
+    count = 1 + len(mods) * (opts.validators + opts.miners)
+    ports = iter(list(range(opts.base_port, opts.base_port + count)) if opts.base_port else free_ports(count))
 
-    def spec(name: str, role: str, port: int, model: str = "") -> NodeSpec:
+    def spec(name: str, role: str, model: str = "", modality: str = mods[0], netuid: int = 1) -> NodeSpec:
         node_dir = run_dir / name
         fresh_state(node_dir)
         store = Keystore(node_dir / "data")
@@ -137,12 +175,20 @@ def make_plan(opts: DevnetOptions) -> DevnetPlan:
         for key_name in ("hotkey", "coldkey"):
             keys[key_name] = store.load(key_name) if store.path(key_name).exists() else store.new(key_name,
                                                                                                   role=key_name)
-        return NodeSpec(name, role, node_dir, port, keys["hotkey"], keys["coldkey"], model)
+        return NodeSpec(name, role, node_dir, next(ports), keys["hotkey"], keys["coldkey"], model,
+                        modality=modality, netuid=netuid)
 
-    authority = spec("authority", "authority", ports[0])
-    validators = [spec(f"validator{i}", "validator", ports[1 + i]) for i in range(opts.validators)]
-    miners = [spec(f"miner{i}", "miner", ports[1 + opts.validators + i], opts.models[i % len(opts.models)])
-              for i in range(opts.miners)]
+    authority = spec("authority", "authority")
+    validators: list[NodeSpec] = []
+    miners: list[NodeSpec] = []
+    for k, modality in enumerate(mods):
+        # One modality keeps the names it always had; several get the modality as a prefix.
+        prefix = f"{modality}-" if len(mods) > 1 else ""
+        cycle = opts.models if len(mods) == 1 else MODEL_CYCLES[modality]
+        validators += [spec(f"{prefix}validator{i}", "validator", modality=modality, netuid=k + 1)
+                       for i in range(opts.validators)]
+        miners += [spec(f"{prefix}miner{i}", "miner", cycle[i % len(cycle)], modality=modality, netuid=k + 1)
+                   for i in range(opts.miners)]
     plan = DevnetPlan(opts, authority, validators, miners)
     for node in plan.nodes:
         node.doc = node_doc(plan, node)
@@ -167,39 +213,52 @@ def fresh_state(node_dir: Path) -> None:
 
 def genesis_accounts(plan: DevnetPlan) -> list[dict[str, Any]]:
     accounts: list[dict[str, Any]] = []
+    several = len(plan.subnets) > 1  # one subnet keeps the genesis it always had
     for v in plan.validators:
         accounts.append({"coldkey": v.coldkey.public_hex, "hotkey": v.hotkey.public_hex, "balance": 1.0,
-                         "stake": VALIDATOR_STAKE, "register": True})
+                         "stake": VALIDATOR_STAKE, "register": True, **({"netuids": [v.netuid]} if several else {})})
     for m in plan.miners:
         account: dict[str, Any] = {"coldkey": m.coldkey.public_hex, "balance": MINER_BALANCE}
         if plan.options.registration == "genesis":
-            account.update(hotkey=m.hotkey.public_hex, register=True)
+            account.update(hotkey=m.hotkey.public_hex, register=True, **({"netuids": [m.netuid]} if several else {}))
         accounts.append(account)
     return accounts
+
+
+def chain_section(plan: DevnetPlan) -> dict[str, Any]:
+    """The authority's [chain]: one subnet ruled by [chain.hyperparameters], or one subnet per modality."""
+    opts = plan.options
+    doc: dict[str, Any] = {"type": "local", "mode": "authority", "block_time": opts.block_time,
+                           "genesis": {"chain_id": f"tnode-devnet-{plan.authority.hotkey.peer_id[-8:]}",
+                                       "accounts": genesis_accounts(plan)}}
+    if len(plan.subnets) == 1:
+        doc["hyperparameters"] = hyperparameters(opts)
+    else:
+        doc["subnets"] = [{"netuid": netuid, "modality": modality, "emission_share": share,
+                           "hyperparameters": hyperparameters(opts)}
+                          for (netuid, modality), share in zip(plan.subnets.items(), opts.shares(), strict=True)]
+    return doc
 
 
 def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
     """The node.toml document of one devnet node."""
     opts = plan.options
     doc: dict[str, Any] = {
-        "node": {"name": node.name, "data_dir": "./data", "netuid": 1},
+        "node": {"name": node.name, "data_dir": "./data", "netuid": node.netuid},
         "log": {"level": "info", "format": "json"},
         "transport": {"type": "libp2p", "listen": [node.listen_addr]},
     }
     if node.role == "authority":
-        doc["chain"] = {"type": "local", "mode": "authority", "block_time": opts.block_time,
-                        "genesis": {"chain_id": f"tnode-devnet-{plan.authority.hotkey.peer_id[-8:]}",
-                                    "accounts": genesis_accounts(plan)},
-                        "hyperparameters": hyperparameters(opts)}
+        doc["chain"] = chain_section(plan)
         return doc
     doc["transport"]["bootstrap"] = [plan.authority.p2p_addr]
     doc["chain"] = {"type": "local", "mode": "client", "authority": plan.authority.p2p_addr,
                     "poll_interval": min(opts.block_time, 1.0)}
-    if opts.modality == "image":
+    if node.modality == "image":
         doc.update(image_sections(plan, node))
     else:
         doc.update(text_sections(plan, node))
-    if node.role == "validator" and opts.modality == "image":
+    if node.role == "validator" and node.modality == "image":
         # Restoration tasks against the hidden original; copies of the input and flat images score 0.
         doc["scorers"] = {"psnr": {"type": "psnr"}, "ssim": {"type": "ssim"}}
         doc["validator"] = {"type": "default", "modality": "image", "timeout": 5.0, "scorers": ["psnr", "ssim"],
@@ -296,7 +355,11 @@ def _table(lines: list[str], path: list[str], table: dict[str, Any]) -> None:
                 lines.append("")
                 lines.append(f"[[{'.'.join(_key(p) for p in [*path, key])}]]")
                 for k, v in item.items():
-                    lines.append(f"{_key(k)} = {_value(v)}")
+                    if not isinstance(v, dict):
+                        lines.append(f"{_key(k)} = {_value(v)}")
+                for k, v in item.items():
+                    if isinstance(v, dict):  # [a.b.c] after [[a.b]] belongs to that last array element
+                        _table(lines, [*path, key, k], v)
 
 
 def _is_table_array(value: Any) -> bool:

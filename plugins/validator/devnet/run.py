@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from tnode.errors import ChainError, TnodeError
 from tnode.events import EpochCompleted
@@ -41,12 +41,31 @@ class DevnetError(TnodeError):
 
 @dataclass
 class Progress:
+    """What the devnet has seen so far; per subnet where the devnet runs several."""
+
     phase: str = "starting"
-    epochs: int = 0
+    epochs: int = 0  # epochs counted in every subnet (the fewest of any subnet)
     counting: bool = False
-    emission_total: dict[int, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    mg: Metagraph | None = None
+    mgs: dict[int, Metagraph] = field(default_factory=dict)  # netuid → latest metagraph
+    epochs_by_subnet: dict[int, int] = field(default_factory=dict)
+    emission_by_subnet: dict[int, dict[int, float]] = field(default_factory=dict)  # netuid → uid → tokens
+
+    @property
+    def mg(self) -> Metagraph | None:
+        """The first subnet's metagraph (the only one of a single-modality devnet)."""
+        return self.mgs[min(self.mgs)] if self.mgs else None
+
+    @property
+    def emission_total(self) -> dict[int, float]:
+        """uid → tokens paid in counted epochs, in the first subnet."""
+        return self.emission_by_subnet.setdefault(min(self.mgs) if self.mgs else 1, {})
+
+    def count_epoch(self, netuid: int, emission: tuple[float, ...]) -> None:
+        self.epochs_by_subnet[netuid] = self.epochs_by_subnet.get(netuid, 0) + 1
+        paid = self.emission_by_subnet.setdefault(netuid, {})
+        for uid, e in enumerate(emission):
+            paid[uid] = paid.get(uid, 0.0) + float(e)
 
 
 async def wait_port(port: int, supervisor: Supervisor, timeout: float) -> None:
@@ -102,11 +121,11 @@ async def register_miners(chain: Any, plan: DevnetPlan, progress: Progress) -> N
     pending = list(plan.miners)
     deadline = anyio.current_time() + 60.0
     while pending:
-        mg = await chain.metagraph()
-        pending = [m for m in pending if mg.by_hotkey(m.hotkey.public_hex) is None]
+        mgs = {n: await chain.metagraph(netuid=n) for n in plan.subnets}
+        pending = [m for m in pending if mgs[m.netuid].by_hotkey(m.hotkey.public_hex) is None]
         for miner in list(pending):
             try:
-                uid = await chain.burned_register(miner.hotkey, miner.coldkey)
+                uid = await chain.burned_register(miner.hotkey, miner.coldkey, netuid=miner.netuid)
             except ChainError as exc:
                 if exc.code != "too_many_registrations":
                     raise DevnetError(f"registering {miner.name} failed: {exc}") from exc
@@ -143,14 +162,16 @@ async def publish_missing_addrs(chain: Any, mg: Metagraph, miners: list[NodeSpec
     The devnet holds each node's keys (it made them), so it signs with the miner's own hotkey.
     """
     for miner in miners:
-        neuron = mg.by_hotkey(miner.hotkey.public_hex)
+        neuron = mg.by_hotkey(miner.hotkey.public_hex) if miner.netuid == mg.netuid else None
         if neuron is not None and not neuron.addrs:
-            await chain.publish_addrs(miner.hotkey, [miner.p2p_addr], miner.hotkey.peer_id)
+            await chain.publish_addrs(miner.hotkey, [miner.p2p_addr], miner.hotkey.peer_id, netuid=mg.netuid)
 
 
 def validators_ready(mg: Metagraph, plan: DevnetPlan) -> bool:
-    """Every validator has set weights at least once."""
+    """Every validator of ``mg``'s subnet has set weights at least once."""
     for v in plan.validators:
+        if v.netuid != mg.netuid:
+            continue
         neuron = mg.by_hotkey(v.hotkey.public_hex)
         if neuron is None or neuron.last_update <= max(neuron.registered_at, 0):
             return False
@@ -168,7 +189,8 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
               for n in plan.nodes}
     started = time.monotonic()
     console.print(f"devnet in {opts.run_dir}: 1 authority, {len(plan.validators)} validators, "
-                  f"{len(plan.miners)} miners ({', '.join(m.model for m in plan.miners)})")
+                  f"{len(plan.miners)} miners ({', '.join(m.model for m in plan.miners)})"
+                  + (f", subnets {plan.subnets}" if len(plan.subnets) > 1 else ""))
     try:
         a = plan.authority
         supervisor.start(a.name, a.config_path, a.dir / "node.log")
@@ -179,11 +201,10 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
             print_dashboard(observer, console)
 
             async def on_epoch(ev: EpochCompleted) -> None:
-                if not progress.counting:
+                if not progress.counting or ev.netuid not in plan.subnets:
                     return
-                progress.epochs += 1
-                for uid, e in enumerate(ev.emission):
-                    progress.emission_total[uid] = progress.emission_total.get(uid, 0.0) + float(e)
+                progress.count_epoch(ev.netuid, ev.emission)
+                progress.epochs = min(progress.epochs_by_subnet.get(n, 0) for n in plan.subnets)
 
             observer.bus.subscribe(EpochCompleted, on_epoch, name="devnet-epochs")
             console.print(f"registering miners ({opts.registration})")
@@ -222,57 +243,103 @@ async def watch(chain: Any, plan: DevnetPlan, supervisor: Supervisor, progress: 
     while not (epochs and progress.epochs >= epochs):
         check_alive(supervisor)
         try:
-            mg = await chain.metagraph()
+            mgs = {n: await chain.metagraph(netuid=n) for n in plan.subnets}
         except ChainError as exc:
             progress.notes.append(f"metagraph read failed: {exc}")
             await anyio.sleep(plan.options.block_time)
             continue
-        progress.mg = mg
-        if mg.block != last_block:
-            last_block = mg.block
-            await publish_missing_addrs(chain, mg, plan.miners)
-            if not progress.counting and validators_ready(mg, plan):
+        progress.mgs = mgs
+        block = max(mg.block for mg in mgs.values())
+        if block != last_block:
+            last_block = block
+            for mg in mgs.values():
+                await publish_missing_addrs(chain, mg, plan.miners)
+            if not progress.counting and all(validators_ready(mg, plan) for mg in mgs.values()):
                 progress.counting = True
                 progress.phase = "counting epochs"
             if screen is not None:
-                screen.update(devnet_view(mg, labels=labels, phase=progress.phase, epochs_done=progress.epochs,
-                                          epochs_wanted=epochs, emission_total=progress.emission_total,
-                                          notes=progress.notes), refresh=True)
+                screen.update(Group(*(devnet_view(
+                    mg, labels=labels, phase=progress.phase, epochs_done=progress.epochs, epochs_wanted=epochs,
+                    emission_total=progress.emission_by_subnet.get(n, {}), notes=progress.notes)
+                    for n, mg in mgs.items())), refresh=True)
         await anyio.sleep(min(plan.options.block_time / 2, 0.5))
+
+
+async def subnet_report(plan: DevnetPlan, netuid: int, progress: Progress, seconds: float,
+                        report_path: Path | None, console: Console) -> dict[str, Any]:
+    """The report of one subnet: its miners' incentive against their held-out quality."""
+    part = plan.part(netuid)
+    mg = progress.mgs[netuid]
+    miners = part.miners
+    picture = None
+    if part.options.modality == "text":
+        losses = await heldout_losses(part)
+    else:  # scored against a hidden truth: quality is the validators' own mean score on held-out tasks
+        base = report_path or plan.options.run_dir / "report.json"
+        picture = base.with_suffix(".png") if len(plan.subnets) == 1 else base.with_name(f"{base.stem}-{netuid}.png")
+        losses = {k: -v for k, v in (await heldout_task_scores(part, picture=picture)).items()}
+    report = build_report(
+        mg,
+        names={n.hotkey.public_hex: n.name for n in part.nodes},
+        roles={n.hotkey.public_hex: n.role for n in part.nodes},
+        models={m.hotkey.public_hex: m.model for m in miners},
+        heldout_loss=losses,
+        emission_total=progress.emission_by_subnet.get(netuid, {}),
+        epochs=progress.epochs_by_subnet.get(netuid, 0),
+        seconds=seconds,
+        model_order=part.options.models,
+    )
+    report["miner_models"] = {m.name: m.doc.get("models", {}).get("main", {}) for m in miners}
+    report["modality"] = part.options.modality
+    if picture is not None:
+        report["picture"] = str(picture)
+        report["heldout_quality"] = "minus the validators' mean score on held-out tasks (heldout_loss)"
+    checks = report["checks"]
+    console.print(f"{'subnet ' + str(netuid) + ' (' + part.options.modality + '): ' if len(plan.subnets) > 1 else ''}"
+                  f"incentive order {' > '.join(checks['incentive_order'])}: "
+                  f"{'yes' if checks['incentive_ordered'] else 'NO'}; "
+                  f"Spearman vs held-out quality {checks['spearman_incentive_vs_heldout_quality']:.3f}; "
+                  f"garbage emission share {checks['garbage_emission_share']:.4%}")
+    return report
+
+
+SPLIT_TOLERANCE = 0.01  # relative: each subnet's measured share of emission vs its configured share
+
+
+def emission_split(plan: DevnetPlan, progress: Progress) -> dict[str, Any]:
+    """Each subnet's share of the emission paid in counted epochs, against its configured share."""
+    paid = {n: sum(progress.emission_by_subnet.get(n, {}).values()) for n in plan.subnets}
+    # Compare equal numbers of epochs: a subnet counted once more (the run stopped between two
+    # subnets' epochs of the same block) is scaled back to the common count.
+    counted = {n: progress.epochs_by_subnet.get(n, 0) for n in plan.subnets}
+    common = min(counted.values())
+    scaled = {n: paid[n] * common / counted[n] if counted[n] else 0.0 for n in plan.subnets}
+    total = sum(scaled.values())
+    out: dict[str, Any] = {}
+    for (n, modality), share in zip(plan.subnets.items(), plan.options.shares(), strict=True):
+        measured = scaled[n] / total if total else 0.0
+        out[str(n)] = {"modality": modality, "configured": share, "measured": measured,
+                       "within_tolerance": bool(total) and abs(measured - share) <= SPLIT_TOLERANCE * share}
+    return out
 
 
 async def finish(plan: DevnetPlan, progress: Progress, seconds: float, report_path: Path | None,
                  console: Console) -> dict[str, Any]:
     assert progress.mg is not None
-    miners = plan.miners
-    picture = None
-    if plan.options.modality == "text":
-        losses = await heldout_losses(plan)
-    else:  # scored against a hidden truth: quality is the validators' own mean score on held-out tasks
-        picture = (report_path or plan.options.run_dir / "report.json").with_suffix(".png")
-        losses = {k: -v for k, v in (await heldout_task_scores(plan, picture=picture)).items()}
-    report = build_report(
-        progress.mg,
-        names={n.hotkey.public_hex: n.name for n in plan.nodes},
-        roles={n.hotkey.public_hex: n.role for n in plan.nodes},
-        models={m.hotkey.public_hex: m.model for m in miners},
-        heldout_loss=losses,
-        emission_total=progress.emission_total,
-        epochs=progress.epochs,
-        seconds=seconds,
-        model_order=plan.options.models,
-    )
-    report["miner_models"] = {m.name: m.doc.get("models", {}).get("main", {}) for m in miners}
-    report["modality"] = plan.options.modality
-    if picture is not None:
-        report["picture"] = str(picture)
-        report["heldout_quality"] = "minus the validators' mean score on held-out tasks (heldout_loss)"
+    if len(plan.subnets) == 1:
+        report = await subnet_report(plan, 1, progress, seconds, report_path, console)
+    else:
+        parts = {str(n): await subnet_report(plan, n, progress, seconds, report_path, console) for n in plan.subnets}
+        split = emission_split(plan, progress)
+        report = {"modality": plan.options.modality, "epochs": progress.epochs, "seconds": seconds,
+                  "subnets": parts, "emission_split": split,
+                  "checks": {"passed": all(p["checks"]["passed"] for p in parts.values())
+                             and all(s["within_tolerance"] for s in split.values()),
+                             "subnets_passed": {n: p["checks"]["passed"] for n, p in parts.items()},
+                             "emission_split_within_1pct": all(s["within_tolerance"] for s in split.values())}}
+        console.print("emission split: " + ", ".join(
+            f"subnet {n} ({s['modality']}) {s['measured']:.4f} of {s['configured']:.4f}" for n, s in split.items()))
     if report_path is not None:
         report_path.write_text(json.dumps(report, indent=2))
         console.print(f"wrote {report_path}")
-    checks = report["checks"]
-    console.print(f"incentive order {' > '.join(checks['incentive_order'])}: "
-                  f"{'yes' if checks['incentive_ordered'] else 'NO'}; "
-                  f"Spearman vs held-out quality {checks['spearman_incentive_vs_heldout_quality']:.3f}; "
-                  f"garbage emission share {checks['garbage_emission_share']:.4%}")
     return report
