@@ -132,11 +132,11 @@ class RawFrame:
 
     header: dict[str, Any]
     body: bytes
-    payload: bytes
+    payload: bytes | memoryview  # a view into the received frame when that is immutable (no 1 MB copy)
     size: int
 
 
-def body_hash(body: bytes, payload: bytes) -> str:
+def body_hash(body: bytes, payload: bytes | memoryview) -> str:
     h = hashlib.blake2b(body, digest_size=32)
     if payload:
         h.update(payload)
@@ -152,17 +152,22 @@ KINDS = ("req", "res", "ann")
 """Frame kinds: a request, its response, and a broadcast announcement (receiver empty)."""
 
 
-def _payload_parts(payload: np.ndarray | bytes | None) -> tuple[bytes, dict[str, Any] | None]:
+def _payload_parts(payload: np.ndarray | bytes | None) -> tuple[bytes | memoryview, dict[str, Any] | None]:
+    # Views, not copies: encode() hashes them and joins them into the frame, its one copy of the payload.
     if payload is None:
         return b"", None
-    if isinstance(payload, bytes | bytearray | memoryview):
-        return bytes(payload), {"dtype": "bytes", "shape": [len(payload)]}
+    if isinstance(payload, bytes):
+        return payload, {"dtype": "bytes", "shape": [len(payload)]}
+    if isinstance(payload, bytearray | memoryview):
+        view = memoryview(payload)
+        view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+        return view, {"dtype": "bytes", "shape": [len(view)]}
     if isinstance(payload, np.ndarray):
         dtype = payload.dtype.name
         if dtype not in DTYPES:
             raise TypeError(f"payload dtype {dtype} is not allowed on the wire (allowed: {sorted(DTYPES)})")
         arr = np.ascontiguousarray(payload, dtype=payload.dtype.newbyteorder("<"))
-        return arr.tobytes(), {"dtype": dtype, "shape": list(arr.shape)}
+        return (arr.data.cast("B") if arr.size else b""), {"dtype": dtype, "shape": list(arr.shape)}
     raise TypeError(f"payload must be a numpy array, bytes or None, not {type(payload).__name__}")
 
 
@@ -290,7 +295,8 @@ def decode_body(data: bytes | bytearray | memoryview, max_frame: int = DEFAULT_M
     else:
         _check_pd(pd, pl)
     body = bytes(data[4 + hlen : 4 + hlen + bl])
-    payload = bytes(data[4 + hlen + bl : end])
+    # A view of an immutable buffer cannot change under the caller; a mutable one is copied.
+    payload = data[4 + hlen + bl : end] if data.readonly else bytes(data[4 + hlen + bl : end])
     return RawFrame(header=header, body=body, payload=payload, size=size + 4)
 
 
@@ -367,14 +373,14 @@ def _check_pd(pd: Any, pl: int) -> tuple[str, list[int]]:
     return dtype, shape
 
 
-def _decode_payload(pd: dict[str, Any] | None, raw: bytes) -> np.ndarray | bytes | None:
+def _decode_payload(pd: dict[str, Any] | None, raw: bytes | memoryview) -> np.ndarray | bytes | None:
     if pd is None:
         if raw:
             raise MalformedFrame("payload bytes without a description")
         return None
     dtype, shape = _check_pd(pd, len(raw))
     if dtype == "bytes":
-        return raw
+        return bytes(raw)  # callers get bytes; arrays below share the frame's buffer instead
     return np.frombuffer(raw, dtype=_LE_DTYPES[dtype]).reshape(shape)
 
 
