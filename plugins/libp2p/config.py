@@ -36,9 +36,11 @@ class Libp2pConfig:
     bootstrap: list[str] = option([], "Multiaddrs (with /p2p/<peer id>) dialled at start and re-dialled with backoff.")
     max_frame_bytes: int = option(16 * 1024 * 1024, "Largest accepted frame; larger ones are refused unread.",
                                   ge=1024, le=1 << 30)
-    max_concurrent_tasks: int = option(64, "Inbound tasks executed at once; more wait until their deadline.", ge=1)
+    max_concurrent_tasks: int = option(
+        64, "Inbound tasks executed at once on this node, from every entry point (tnode.dispatch's execution "
+            "slots); more wait until their deadline.", ge=1)
     max_task_seconds: float = option(
-        60.0, "Upper bound on any inbound task's deadline, in seconds.", ge=0.01, le=86400.0
+        60.0, "Upper bound on any inbound task's deadline, in seconds (every entry point).", ge=0.01, le=86400.0
     )
     streams_per_peer: int = option(8, "Outbound streams kept open per peer (requests in flight per peer).", ge=1, le=256)
     freshness_seconds: float = option(30.0, "Accepted clock difference for signed messages.", ge=1.0, le=3600.0)

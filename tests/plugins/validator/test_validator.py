@@ -206,3 +206,18 @@ async def test_scorers_are_combined_by_weight(tmp_path) -> None:
     pred = TopKPrediction(targets[:, None], np.log(np.full((len(targets), 1), 0.9, dtype=np.float32)), 64)
     scores = node.component("validator").combined_scores(task, {1: pred, 2: None}, {1: 0.5, 2: 1.0})
     assert scores == {1: pytest.approx((3 * 1.0 + 1 * 0.5) / 4), 2: 0.0}
+
+
+async def test_a_self_query_goes_through_the_spam_filters(tmp_path) -> None:
+    # The node's own limits apply to its own queries exactly as to a remote peer's.
+    d = doc(query_self=True)
+    d["spam"] = {"size": {"type": "limits", "sequence_keys": ["targets"], "max_sequence_length": 2}}
+    network = LoopbackNetwork()
+    node = Node.from_dict(d, data_dir=tmp_path, plugins=plugins_with_fakes("antispam", network=network))
+    net = net_of(node, network)
+    net.chain.add_neuron(node.hotkey.public_hex)
+    async with node.running():
+        report = await net.validator.step()
+        size = node.component("spam_filter", "size").stats()
+    assert report.queried == [0] and report.errors == {0: "too_large"}
+    assert set(size["refused"]) == {"sequence_length"} and size["admitted"] == 0  # every step's self-query
