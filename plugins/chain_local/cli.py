@@ -192,7 +192,9 @@ async def _register(config: Path, burn: bool, processes: int, netuid: int | None
         if netuid is not None:
             targets = [netuid]
         else:
-            served = list((node.config.raw.get("modalities") or {}).keys())
+            # Subnets name modalities by their wire name: serve_as, else the type.
+            tables = (node.config.raw.get("modalities") or {}).values()
+            served = [str(t.get("serve_as") or t.get("type", "")) for t in tables if isinstance(t, dict)]
             targets = serving_subnets(await chain.subnets(), served, node.netuid)
         for target in targets:
             existing = (await chain.metagraph(netuid=target)).by_hotkey(hotkey.public_hex)

@@ -101,7 +101,8 @@ async def test_cli_registers_and_stakes_as_a_client(tmp_path: Path) -> None:
     hot, cold = store.new("hotkey", role="hotkey"), store.new("coldkey", role="coldkey")
     authority = Node.from_dict({
         "transport": _transport(),
-        "chain": {"type": "local", "block_time": 0.05, "hyperparameters": {"difficulty": 2000},
+        # No epoch during the test (the three commands take seconds each): the stake stays what was added.
+        "chain": {"type": "local", "block_time": 0.05, "hyperparameters": {"difficulty": 2000, "tempo": 100_000},
                   "genesis": {"accounts": [{"coldkey": cold.public_hex, "balance": 3}]}},
     }, data_dir=tmp_path / "auth", hotkey=AUTH_HOT, coldkey=AUTH_COLD)
     async with authority.running():
