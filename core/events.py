@@ -78,11 +78,11 @@ class AnnouncementReceived(Event):
 
 @dataclass(frozen=True, slots=True)
 class TaskReceived(Request):
-    """A verified inbound task, sent by the transport as a bus request to the modality named
-    by ``modality``. The handler returns a :class:`tnode.interfaces.TaskResult` or raises
-    :class:`tnode.errors.TaskError`.
+    """A verified inbound task, sent by :mod:`tnode.dispatch` as a bus request to the modality
+    whose wire name is ``modality``. The handler returns a :class:`tnode.interfaces.TaskResult` or
+    raises :class:`tnode.errors.TaskError`.
 
-    Signature, freshness and replay checks already passed; spam filters already admitted it.
+    The entry point verified it; spam filters admitted it; it holds an execution slot.
     """
 
     modality: str
@@ -101,7 +101,8 @@ class TaskReceived(Request):
 
 @dataclass(frozen=True, slots=True)
 class TaskRefused(Event):
-    """Emitted by the transport when an inbound request is refused before any handler runs."""
+    """Emitted by the transport (its own refusals) or :mod:`tnode.dispatch` (the pipeline's) when an
+    inbound request is refused before any handler runs; ``code`` is one of ``tnode.dispatch.REFUSALS``."""
 
     peer_id: str
     sender: str
@@ -111,7 +112,7 @@ class TaskRefused(Event):
 
 @dataclass(frozen=True, slots=True)
 class TaskCompleted(Event):
-    """Emitted by the transport after a reply to an inbound task was sent."""
+    """Emitted by :mod:`tnode.dispatch` when an inbound task past the ready check ends, answered or refused."""
 
     modality: str
     task: str
