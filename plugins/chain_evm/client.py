@@ -183,7 +183,11 @@ class EvmSubnets:
         tag = hex(block) if isinstance(block, int) else block
         calls = [("eth_call", [{"to": self.address, "data": "0x" + fn.encode(net, u).hex()}, tag]) for u in uids]
         results = await self.rpc.batch(calls)
-        return {u: tuple(list(x) for x in fn.decode(bytes.fromhex(r[2:]))) for u, r in zip(uids, results, strict=True)}
+        out: dict[int, tuple[list[int], list[int]]] = {}
+        for u, r in zip(uids, results, strict=True):
+            cols, vals = fn.decode(bytes.fromhex(r[2:]))
+            out[u] = ([int(c) for c in cols], [int(v) for v in vals])
+        return out
 
     async def metagraph(self, block: int | None = None, *, netuid: int | None = None,
                         matrices: bool = False) -> Metagraph:
@@ -353,7 +357,13 @@ async def _send_raw(rpc: Rpc, account: LocalAccount, to: str | None, data: bytes
             "nonce": int(nonce_hex, 16), "gasPrice": int(gas_price_hex, 16), "gas": gas + gas // 5 + 10_000,
             "to": to_checksum_address(to) if to else b"", "value": value, "data": data, "chainId": int(chain_hex, 16),
         })
-        tx_hash = await rpc.call("eth_sendRawTransaction", "0x" + signed.raw_transaction.hex())
+        tx_hash = "0x" + bytes(signed.hash).hex()
+        try:
+            await rpc.call("eth_sendRawTransaction", "0x" + signed.raw_transaction.hex())
+        except ChainError as exc:
+            # A resent request whose first copy arrived: the node knows the transaction already.
+            if "already known" not in str(exc) and "nonce too low" not in str(exc):
+                raise
     with anyio.move_on_after(timeout) as scope:
         while True:
             receipt = await rpc.call("eth_getTransactionReceipt", tx_hash)

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import secrets
 import struct
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from eth_utils import keccak
 
@@ -76,7 +76,7 @@ def _parallel(digest: bytes, bound: int, start: int, max_tries: int, processes: 
     ctx = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         nxt = start
-        pending = set()
+        pending: set[Future[int | None]] = set()
         tried = 0
         while True:
             while len(pending) < 2 * workers and tried < max_tries:

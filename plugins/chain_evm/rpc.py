@@ -43,10 +43,17 @@ class Rpc:
         await self._client.aclose()
 
     async def _post(self, payload: Any, what: str) -> Any:
-        try:
-            response = await self._client.post(self.url, json=payload)
-        except (httpx.TransportError, OSError) as exc:
-            raise ChainError("unreachable", f"the EVM node at {self.url} does not answer ({what}): {exc}") from exc
+        for attempt in range(2):
+            try:
+                response = await self._client.post(self.url, json=payload)
+                break
+            except (httpx.ConnectError, httpx.TimeoutException, OSError) as exc:
+                raise ChainError("unreachable", f"the EVM node at {self.url} does not answer ({what}): {exc}") from exc
+            except httpx.TransportError as exc:
+                # A pooled keep-alive connection the node closed meanwhile: one fresh attempt.
+                if attempt:
+                    raise ChainError("unreachable", f"the EVM node at {self.url} dropped the request ({what}): "
+                                                    f"{exc}") from exc
         if response.status_code != 200:
             raise ChainError("rpc_error", f"{what}: HTTP {response.status_code} from {self.url}")
         try:
