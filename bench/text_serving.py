@@ -2,7 +2,7 @@
 
 Node: a client node sends signed ``next_token`` requests over real libp2p (Noise, Yamux) on
 127.0.0.1 to a miner node, whose text modality batches them into forward passes of the shipped
-byte transformer and answers with the top-k log-probabilities. Direct: the same model object, in the
+byte transformer and answers with the top-k log-probabilities. Direct: the same weights, loaded in the
 same process, called with ``next_token_logprobs`` on the same inputs — one sequence at a time for 1
 client, all 16 sequences stacked into one call for 16 clients (the best batching can do).
 
@@ -10,7 +10,11 @@ Workloads: ``all`` (a validator's task: every position of a 64-token window, k =
 (a client's query: the last position only, k = 16). tokens/s counts the context tokens the model
 reads (64 per request). Medians over repeats; ratio = node / direct throughput.
 
-    python bench/text_serving.py [--quick]
+Modes: ``--workers 0,2`` measures the miner with ``[models.main] workers = 0`` (inference in the
+node's process, as a thread) and ``workers = 2`` (tnode.workers processes behind ZeroMQ, batched
+across them), each against the same direct figure; ratio lines compare each mode with workers = 0.
+
+    python bench/text_serving.py [--quick] [--workers 0,1,2]
 """
 
 from __future__ import annotations
@@ -75,8 +79,8 @@ def direct(model: Any, seqs: list[np.ndarray], n: int, concurrency: int) -> floa
     return time.perf_counter() - start
 
 
-def miner_doc(checkpoint: str, threads: int) -> dict[str, Any]:
-    model: dict[str, Any] = {"type": "transformer", "threads": threads}
+def miner_doc(checkpoint: str, threads: int, workers: int = 0) -> dict[str, Any]:
+    model: dict[str, Any] = {"type": "transformer", "threads": threads, "workers": workers}
     if checkpoint:
         model["checkpoint"] = checkpoint
     return {
@@ -88,32 +92,42 @@ def miner_doc(checkpoint: str, threads: int) -> dict[str, Any]:
     }
 
 
-async def bench(quick: bool, threads: int) -> list[dict[str, Any]]:
-    """Measure every (workload, clients) row; the nodes' keys and data live in a temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="tnode-bench-text-") as tmp:
-        return await _bench(quick, threads, Path(tmp))
+async def bench(quick: bool, threads: int, modes: list[int]) -> list[dict[str, Any]]:
+    """Measure every (workers, workload, clients) row; keys and data live in a temporary directory."""
+    from tnode.plugins.text.config import TransformerConfig
+    from tnode.plugins.text.transformer import BUILTIN_CHECKPOINT, TransformerModel
+
+    checkpoint = str(BUILTIN_CHECKPOINT) if BUILTIN_CHECKPOINT.is_file() else ""
+    reference = TransformerModel(None, "direct", TransformerConfig(checkpoint=checkpoint, threads=threads))
+    reference.load()  # the direct baseline: the same weights called in this process
+    rows: list[dict[str, Any]] = []
+    for workers in modes:
+        with tempfile.TemporaryDirectory(prefix="tnode-bench-text-") as tmp:
+            rows += [{**r, "workers": workers} for r in await _bench(quick, threads, Path(tmp), workers, reference)]
+    return rows
 
 
-async def _bench(quick: bool, threads: int, tmp: Path) -> list[dict[str, Any]]:
+async def _bench(quick: bool, threads: int, tmp: Path, workers: int, reference: Any) -> list[dict[str, Any]]:
     from tnode.node import Node
     from tnode.plugins.text.transformer import BUILTIN_CHECKPOINT
 
     repeats = 3 if quick else 5
     requests = {1: 40, 16: 160} if quick else {1: 150, 16: 640}  # per repeat
     checkpoint = str(BUILTIN_CHECKPOINT) if BUILTIN_CHECKPOINT.is_file() else ""
-    miner = Node.from_dict(miner_doc(checkpoint, threads), data_dir=tmp / "miner")
+    miner = Node.from_dict(miner_doc(checkpoint, threads, workers), data_dir=tmp / "miner")
     client = Node.from_dict({"transport": {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"],
                                            "announce_interval": 0.0, "streams_per_peer": 16},
                              "log": {"level": "warning"}}, data_dir=tmp / "client")
     rows: list[dict[str, Any]] = []
     deadline = time.monotonic() + TIME_LIMIT
     async with miner.running(), client.running():
-        model = miner.component("model", "main")
+        served = miner.component("model", "main")
+        model = reference
         shape = model.model.shape
-        if checkpoint:
+        if checkpoint and workers == 0:
             print(f"model: {BUILTIN_CHECKPOINT.name} ({model.model.parameter_count():,} parameters, "
                   f"{shape.n_layers} layers, d_model {shape.d_model}, context {shape.context})")
-        else:
+        elif workers == 0:
             print(f"model: NO CHECKPOINT at {BUILTIN_CHECKPOINT}: an UNTRAINED transformer of the default shape "
                   f"({shape.n_layers} layers, d_model {shape.d_model}, context {shape.context}) — same cost, "
                   "meaningless answers")
@@ -121,7 +135,8 @@ async def _bench(quick: bool, threads: int, tmp: Path) -> list[dict[str, Any]]:
         seqs = inputs(64, length)
         addr = miner.transport.listen_addrs()[0]
         await client.transport.connect(addr)
-        batcher = miner.component("modality", "text").batcher
+        # with workers the pool batches (and counts); in process the modality's batcher does
+        batcher = served.pool if served.pool is not None else miner.component("modality", "text").batcher
         for positions in WORKLOADS:
             for clients in CLIENTS:
                 n = requests[clients]
@@ -149,12 +164,17 @@ async def _bench(quick: bool, threads: int, tmp: Path) -> list[dict[str, Any]]:
                 rows.append({"positions": positions, "clients": clients, "requests": n, "repeats": len(node_s),
                              "node_rps": node_rps, "direct_rps": direct_rps, "tokens": length,
                              "batch_fill": statistics.median(fill), "p50_ms": 1e3 * statistics.median(p50)})
+        if served.pool is not None:
+            mib = [round(w.get("rss_bytes", 0) / 2**20) for w in served.stats()["workers"]]
+            print(f"workers = {workers}: resident memory per worker {mib} MiB")
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests and repeats (seconds instead of a minute)")
+    parser.add_argument("--workers", default="0,2", help="comma-separated [models.main] workers values to measure "
+                        "(default 0,2: in process, then two worker processes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, for the node and the direct calls "
                         "alike (default 1: steadier on a small machine shared with other work)")
     args = parser.parse_args()
@@ -164,20 +184,27 @@ def main() -> None:
     configure_logging("warning")
     logging.disable(logging.INFO)  # py-libp2p sets levels on some of its own loggers
     started = time.monotonic()
-    rows = trio.run(bench, args.quick, args.threads)
+    modes = [int(w) for w in args.workers.split(",")]
+    rows = trio.run(bench, args.quick, args.threads, modes)
     print(f"\nnext_token, {rows[0]['tokens'] if rows else SEQ} tokens per request, k={K}; medians of "
           f"{rows[0]['repeats'] if rows else 0} repeats; torch threads {torch.get_num_threads()}; "
           f"{os.cpu_count()} CPUs")
-    head = (f"{'positions':<9} {'clients':>7} {'node req/s':>11} {'direct req/s':>13} {'node tok/s':>11} "
+    head = (f"{'workers':>7} {'positions':<9} {'clients':>7} {'node req/s':>11} {'direct req/s':>13} {'node tok/s':>11} "
             f"{'direct tok/s':>13} {'node/direct':>12} {'node p50 ms':>12} {'batch fill':>11}")
     print(head)
     print("-" * len(head))
     for r in rows:
         t = r["tokens"]
-        print(f"{r['positions']:<9} {r['clients']:>7} {r['node_rps']:>11.1f} {r['direct_rps']:>13.1f} "
+        print(f"{r['workers']:>7} {r['positions']:<9} {r['clients']:>7} {r['node_rps']:>11.1f} {r['direct_rps']:>13.1f} "
               f"{r['node_rps'] * t:>11.0f} {r['direct_rps'] * t:>13.0f} {r['node_rps'] / r['direct_rps']:>12.2f} "
               f"{r['p50_ms']:>12.1f} {r['batch_fill']:>11.1f}")
-    print(f"\nbatch fill: requests per forward pass in the miner's batcher; node p50: latency of one request "
+    base = {(r["positions"], r["clients"]): r["node_rps"] for r in rows if r["workers"] == 0}
+    for r in rows:
+        if r["workers"] and (r["positions"], r["clients"]) in base:
+            print(f"ratio {r['positions']:<4} {r['clients']:>2} clients: node req/s workers={r['workers']} / workers=0 "
+                  f"= {r['node_rps'] / base[r['positions'], r['clients']]:.2f}; node/direct "
+                  f"{r['node_rps'] / r['direct_rps']:.2f}")
+    print(f"\nbatch fill: requests per forward pass in the miner's batcher (its worker pool when workers > 0); node p50: latency of one request "
           f"seen by its client (includes the batcher's batch_wait_ms); {time.monotonic() - started:.0f} s")
     if not rows:
         sys.exit("no measurement finished within the time limit")
