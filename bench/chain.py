@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -113,6 +114,7 @@ async def bench_evm(txs: int, sizes: list[int]) -> dict[str, Any]:
                     for _ in range(per):
                         await one(k)
                 tg.start_soon(run)
+        print(f"throughput part: {time.perf_counter() - start:.1f} s", file=sys.stderr)
         out["tps"] = per * len(senders) / (time.perf_counter() - start)
         lat = []
         for i in range(20):
@@ -138,10 +140,12 @@ async def bench_evm(txs: int, sizes: list[int]) -> dict[str, Any]:
                 nonce = pow_.solve(bytes.fromhex(await client.block_hash(head)), k.public_bytes, 1, start_nonce=0)
                 await client._send(account_of(k), "register", net, head, nonce, cold.public_bytes)
 
+            t0 = time.perf_counter()
             for chunk in range(0, len(hotkeys), 32):
                 async with anyio.create_task_group() as tg:
                     for k in hotkeys[chunk:chunk + 32]:
                         tg.start_soon(reg, k)
+            print(f"[{size} uids] registered in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             out["gas"]["register"] = client.gas_used["register"] + client.gas_used.get("bindKey", 0)
             out["gas"]["register (bind only)"] = client.gas_used.get("bindKey", 0)
             vec = WeightVector(tuple(range(size)), tuple([1] + [65535] * (size - 1)))
@@ -154,6 +158,7 @@ async def bench_evm(txs: int, sizes: list[int]) -> dict[str, Any]:
             await client.fund_reserve(dev, 10**21)
             await client.post_epoch(dev, net, (head // 50 + 1) * 50, emission)
             out["gas"][f"postEpoch {size} uids"] = client.gas_used["postEpoch"]
+            print(f"[{size} uids] weights and epoch done at {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         await rpc.aclose()
     return out
 
@@ -162,9 +167,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer transactions; gas for 32 and 256 uids only")
     ap.add_argument("--txs", type=int, default=0, help="transfers for the throughput figure")
+    ap.add_argument("--sizes", default="", help="subnet sizes for the gas table, comma-separated")
     args = ap.parse_args()
     txs = args.txs or (400 if args.quick else 2000)
-    sizes = [32, 256] if args.quick else [32, 256, 4096]
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else ([32, 256] if args.quick else [32, 256, 4096])
     local_tps, local_fin = bench_local(txs)
     evm = anyio.run(bench_evm, txs, sizes, backend="trio")
     print(f"{'backend':<8} {'tx/s':>10} {'finality (s)':>14}")

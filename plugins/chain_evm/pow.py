@@ -66,8 +66,11 @@ def solve(block_hash: bytes, hotkey: bytes, difficulty: int, *, processes: int |
     bound = target(difficulty)
     start = secrets.randbelow(1 << 62) if start_nonce is None else start_nonce
     if difficulty <= 4 * CHUNK:
-        return _search(digest, bound, start, max_tries if max_tries < 16 * CHUNK else 16 * CHUNK) \
-            or _parallel(digest, bound, start + 16 * CHUNK, max_tries, processes)
+        local_tries = min(max_tries, 16 * CHUNK)
+        found = _search(digest, bound, start, local_tries)
+        if found is not None or local_tries >= max_tries:
+            return found
+        return _parallel(digest, bound, start + local_tries, max_tries - local_tries, processes)
     return _parallel(digest, bound, start, max_tries, processes)
 
 
