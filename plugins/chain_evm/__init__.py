@@ -16,3 +16,10 @@ def tnode_register_components(register):  # type: ignore[no-untyped-def]
 
     register(kind="chain", type="evm", factory=EvmChain, schema=EvmChainConfig,
              description="Subnet contract on an EVM chain (JSON-RPC), epochs posted by a keeper and verified.")
+
+
+@tnode.hookimpl
+def tnode_add_cli_commands(app):  # type: ignore[no-untyped-def]
+    from .cli import register_commands
+
+    register_commands(app)

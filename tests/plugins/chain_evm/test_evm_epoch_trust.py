@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 from evm_helpers import key, register
 from tnode.plugins.chain_evm.client import EvmSubnets
@@ -82,3 +83,26 @@ async def test_wrong_epoch_is_detected_by_every_other_node(evm: Any) -> None:
     finally:
         for book in others:
             await book.client.rpc.aclose()
+
+
+async def test_tnode_evm_verify_exits_non_zero_on_a_wrong_epoch(evm: Any) -> None:
+    import sys
+    from pathlib import Path
+
+    _anvil, client, dev = evm
+    await _subnet_with_weights(client, dev)
+    await client.rpc.call("anvil_mine", hex(12))
+    tnode = [str(Path(sys.executable).with_name("tnode")), "evm", "verify", "--contract", client.address,
+             "--rpc-url", client.rpc.url]
+    honest = await compute_epoch(client, 1, 10, None)
+    await client.post_epoch(dev, 1, 10, honest.emission)
+    done = await anyio.run_process(tnode, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"1 epoch(s) checked, 0 mismatch(es)" in done.stdout
+    second = await compute_epoch(client, 1, 20, honest)
+    wrong = list(second.emission)
+    wrong[1], wrong[2] = wrong[2], wrong[1]
+    await client.post_epoch(dev, 1, 20, wrong)
+    done = await anyio.run_process(tnode, check=False)
+    assert done.returncode == 1
+    assert b"MISMATCH epoch 20" in done.stdout
