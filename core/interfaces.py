@@ -98,6 +98,13 @@ class InboundRequest:
         """The service called (``svc:<name>`` routes), ``""`` for a modality task."""
         return self.modality[4:] if self.modality.startswith("svc:") else ""
 
+    @property
+    def tasks(self) -> int:
+        """Tasks the request carries: its body's ``batch`` (a positive integer), else 1. Rate limits
+        count this; the modality refuses a payload whose rows do not match it, before any inference."""
+        batch = self.body.get("batch") if isinstance(self.body, Mapping) else None
+        return batch if type(batch) is int and batch > 0 else 1
+
 
 class Transport(Protocol):
     """The network: signed request/response between peers identified by hotkey/peer id."""

@@ -21,7 +21,8 @@ _SHARED = "*"  # bucket of the modalities without an override
 class Buckets:
     """Token buckets keyed by (sender, modality group), least recently used forgotten beyond ``capacity``.
 
-    A bucket holds up to ``burst`` tokens, gains ``rate`` per second and pays one per request.
+    A bucket holds up to ``burst`` tokens, gains ``rate`` per second and pays one per task (a batched
+    request of B tasks pays B).
     Forgetting a bucket resets it to full, which can only help its sender; it bounds memory under
     a flood of fresh hotkeys (those are what ``registered_only`` is for).
     """
@@ -35,8 +36,9 @@ class Buckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def take(self, sender: str, group: str, rate: float, burst: float) -> float:
-        """Pay one token; returns 0.0 on success, else the seconds until a token is available."""
+    def take(self, sender: str, group: str, rate: float, burst: float, cost: float = 1.0) -> float:
+        """Pay ``cost`` tokens; returns 0.0 on success, else the seconds until they are available
+        (infinite when ``cost`` exceeds ``burst``: the bucket never holds that many)."""
         now = self.clock()
         key = (sender, group)
         bucket = self._buckets.get(key)
@@ -51,10 +53,12 @@ class Buckets:
             tokens, last = bucket
             bucket[0] = min(burst, tokens + (now - last) * rate)
             bucket[1] = now
-        if bucket[0] >= 1.0:
-            bucket[0] -= 1.0
+        if bucket[0] >= cost:
+            bucket[0] -= cost
             return 0.0
-        return (1.0 - bucket[0]) / rate if rate > 0 else float("inf")
+        if cost > burst:
+            return float("inf")
+        return (cost - bucket[0]) / rate if rate > 0 else float("inf")
 
 
 class TokenBucket(FilterBase):
@@ -83,7 +87,8 @@ class TokenBucket(FilterBase):
         await anyio.sleep_forever()
 
     async def admit(self, request: InboundRequest) -> Callable[[], None] | None:
-        """Take a token from the sender's bucket or raise TaskError("rate_limited")."""
+        """Take one token per task (``request.tasks``) from the sender's bucket or raise
+        TaskError("rate_limited")."""
         if self.waved_through(request):
             return None
         override = self.overrides.get(request.modality)
@@ -91,10 +96,14 @@ class TokenBucket(FilterBase):
             group, rate, burst = _SHARED, self.config.rate, self.config.burst
         else:
             group, rate, burst = request.modality, override.rate, override.burst
-        wait = self.buckets.take(request.sender, group, rate, burst)
+        tasks = request.tasks
+        wait = self.buckets.take(request.sender, group, rate, burst, float(tasks))
+        if wait == float("inf") and tasks > burst:
+            raise self.refuse(request, "rate_limited", "rate_limited",
+                              f"a batch of {tasks} tasks exceeds the burst of {burst:g} tasks")
         if wait > 0.0:
             raise self.refuse(request, "rate_limited", "rate_limited",
-                              f"more than {rate:g} requests/s (burst {burst:g}); retry in {min(wait, 3600.0):.2f} s")
+                              f"more than {rate:g} tasks/s (burst {burst:g}); retry in {min(wait, 3600.0):.2f} s")
         self.admitted(request, "within_rate")
         return None
 

@@ -101,6 +101,9 @@ class TextModalityConfig:
     max_top_k: int = option(64, "Largest k a request may ask for.", ge=1, le=256)
     max_new_tokens: int = option(128, "Most tokens one `complete` request may ask for.", ge=1, le=4096)
     max_batch: int = option(16, "Most requests stacked into one forward pass.", ge=1, le=1024)
+    max_tasks: int = option(16, "Most tasks one batched `next_token` request may carry (body `batch` = B, payload "
+                                "(B, T) token ids); larger batches are refused before inference. Rate limits "
+                                "count B.", ge=1, le=1024)
     batch_wait_ms: float = option(
         0.0, "How long an idle batcher waits for more requests after the first, in ms. Requests that arrive "
              "during a forward pass join the next one anyway; waiting adds latency (measured: 1 client "

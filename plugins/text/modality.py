@@ -39,7 +39,7 @@ from .sampling import sample
 from .tokenizer import VOCAB_SIZE, decode, encode
 
 TASKS = ("next_token", "complete")
-_NEXT_TOKEN_KEYS = frozenset({"k", "positions"})
+_NEXT_TOKEN_KEYS = frozenset({"k", "positions", "batch"})
 _COMPLETE_KEYS = frozenset({"prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed"})
 
 
@@ -170,13 +170,42 @@ class TextModality:
         return ids
 
     async def next_token(self, body: Any, payload: Any, deadline: float) -> TaskResult:
-        """Top-k next-token log-probabilities for the last or every position of ``payload``."""
+        """Top-k next-token log-probabilities for the last or every position of ``payload``; with
+        ``batch`` = B in the body, for each of the B rows of a (B, T) payload."""
         self._known_keys(body, _NEXT_TOKEN_KEYS, "next_token")
-        ids = self._token_ids(payload)
         k = _int(body, "k", self.config.top_k, 1, self.config.max_top_k, too_large=True)
         positions = body.get("positions", "last")
         if positions not in ("last", "all"):
             raise TaskError("invalid_request", f"positions must be 'last' or 'all', got {positions!r}")
+        if "batch" in body:
+            return await self._next_token_batch(body["batch"], payload, k, positions, deadline)
+        ids = self._token_ids(payload)
+        top, values = await self._top_k(ids, k, positions, deadline)
+        return TaskResult({"ids": top.tolist()}, values)
+
+    async def _next_token_batch(self, batch: Any, payload: Any, k: int, positions: str,
+                                deadline: float) -> TaskResult:
+        """B tasks in one request: payload (B, T) token ids; answer ids and values (B, rows, k)."""
+        if type(batch) is not int or batch < 1:
+            raise TaskError("invalid_request", f"batch must be a positive integer, got {batch!r}")
+        if batch > self.config.max_tasks:
+            raise TaskError("too_large", f"a batch of {batch} tasks exceeds max_tasks {self.config.max_tasks}")
+        if not isinstance(payload, np.ndarray) or payload.ndim != 2 or payload.shape[0] != batch:
+            shape = getattr(payload, "shape", None)
+            raise TaskError("invalid_request", f"a batch of {batch} needs a ({batch}, T) payload of token ids, "
+                                               f"got shape {shape}")
+        rows = [self._token_ids(row) for row in payload]  # every row checked before any inference
+        answers: list[Any] = [None] * batch
+
+        async def one(i: int) -> None:
+            answers[i] = await self._top_k(rows[i], k, positions, deadline)
+
+        async with anyio.create_task_group() as tg:  # the rows share forward passes in the batcher
+            for i in range(batch):
+                tg.start_soon(one, i)
+        return TaskResult({"ids": [a[0].tolist() for a in answers]}, np.stack([a[1] for a in answers]))
+
+    async def _top_k(self, ids: np.ndarray, k: int, positions: str, deadline: float) -> tuple[np.ndarray, np.ndarray]:
         assert self.batcher is not None
         if positions == "last":
             logprobs = (await self.batcher.infer(self._context(ids), deadline))[-1:]
@@ -187,7 +216,7 @@ class TextModality:
         values = np.take_along_axis(logprobs, top, axis=-1)
         order = np.argsort(-values, axis=-1, kind="stable")
         top, values = np.take_along_axis(top, order, axis=-1), np.take_along_axis(values, order, axis=-1)
-        return TaskResult({"ids": top.tolist()}, values.astype(np.float32))
+        return top, values.astype(np.float32)
 
     async def complete(self, body: Any, payload: Any, deadline: float) -> TaskResult:
         """Sample up to ``max_new_tokens`` tokens after the prompt."""

@@ -113,3 +113,22 @@ async def test_configured_in_a_node(tmp_path) -> None:
             await flt.admit(request(ALICE))
     assert flt.stats() == {"type": "token_bucket", "admitted": 2, "admitted_by": {"within_rate": 2},
                            "refused": {"rate_limited": 1}, "buckets": 1, "evicted": 0}
+
+
+async def test_a_batched_request_pays_one_token_per_task() -> None:
+    clock = Clock()
+    flt = bucket_filter(clock, rate=1.0, burst=10.0)
+    await flt.admit(request(ALICE, body={"batch": 6}))  # 6 of 10 tokens
+    with pytest.raises(TaskError, match="tasks/s"):
+        await flt.admit(request(ALICE, body={"batch": 6}))  # 4 left: a second batch of 6 waits
+    assert [await admitted(flt, ALICE) for _ in range(5)] == [True] * 4 + [False]  # single tasks pay one each
+    clock.now += 3.0
+    await flt.admit(request(ALICE, body={"batch": 3}))
+
+
+async def test_a_batch_larger_than_the_burst_is_refused_for_good() -> None:
+    flt = bucket_filter(Clock(), rate=100.0, burst=8.0)
+    with pytest.raises(TaskError, match="batch of 9 tasks exceeds the burst of 8"):
+        await flt.admit(request(ALICE, body={"batch": 9}))
+    for malformed in (0, -3, True, 2.5, "16"):  # not a task count: the request counts as one task
+        assert request(ALICE, body={"batch": malformed}).tasks == 1
