@@ -95,9 +95,14 @@ def devnet(
     modalities = [m.strip() for m in modality.split(",") if m.strip()]
     if not modalities or any(m not in MODEL_CYCLES for m in modalities) or len(set(modalities)) != len(modalities):
         raise _fail(f"--modality takes one or more of {', '.join(MODEL_CYCLES)}, comma-separated (got {modality!r})", 2)
-    if len(modalities) > 1 and models:
-        raise _fail("--models applies to a single modality; with several, each subnet's miners cycle its "
-                    "modality's default models", 2)
+    kinds = tuple(m.strip() for m in models.split(",") if m.strip())
+    if len(modalities) > 1 and kinds:
+        # Several subnets: each model goes to the subnet of the modality it belongs to.
+        stray = [m for m in kinds if not any(m in MODEL_CYCLES[mod] for mod in modalities)]
+        if stray:
+            raise _fail(f"--models with several modalities takes each modality's own models "
+                        f"({'; '.join(f'{mod}: ' + ', '.join(MODEL_CYCLES[mod]) for mod in modalities)}); "
+                        f"not {', '.join(stray)}", 2)
     try:
         shares = tuple(float(x) for x in emission_shares.split(",") if x.strip())
     except ValueError:
@@ -105,7 +110,7 @@ def devnet(
     if shares and (len(shares) != len(modalities) or abs(sum(shares) - 1.0) > 1e-9 or min(shares) < 0):
         raise _fail(f"--emission-shares needs one non-negative share per modality ({len(modalities)}) "
                     f"summing to 1 (got {emission_shares!r})", 2)
-    kinds = tuple(m.strip() for m in models.split(",") if m.strip()) or MODEL_CYCLES[modalities[0]]
+    kinds = kinds or tuple(m for mod in modalities for m in MODEL_CYCLES[mod])
     registered = load_plugins().registry.types("model")
     unknown = [m for m in kinds if m not in registered]
     if unknown:

@@ -46,6 +46,13 @@ class DevnetOptions:
         """The modalities in order; the k-th one is subnet k + 1."""
         return tuple(m.strip() for m in self.modality.split(",") if m.strip())
 
+    def models_for(self, modality: str) -> tuple[str, ...]:
+        """The models a modality's miners cycle through: ``models`` for one modality; with several,
+        those of ``models`` that are among the modality's defaults (all its defaults when none is)."""
+        if len(self.modalities) == 1:
+            return self.models
+        return tuple(m for m in self.models if m in MODEL_CYCLES[modality]) or MODEL_CYCLES[modality]
+
     def shares(self) -> tuple[float, ...]:
         """Each subnet's emission share (they sum to 1)."""
         mods = self.modalities
@@ -106,8 +113,8 @@ class DevnetPlan:
         import dataclasses
 
         modality = self.subnets[netuid]
-        models = self.options.models if len(self.subnets) == 1 else MODEL_CYCLES[modality]
-        opts = dataclasses.replace(self.options, modality=modality, models=models, emission_shares=())
+        opts = dataclasses.replace(self.options, modality=modality, models=self.options.models_for(modality),
+                                   emission_shares=())
         return DevnetPlan(opts, self.authority, [v for v in self.validators if v.netuid == netuid],
                           [m for m in self.miners if m.netuid == netuid])
 
@@ -184,7 +191,7 @@ def make_plan(opts: DevnetOptions) -> DevnetPlan:
     for k, modality in enumerate(mods):
         # One modality keeps the names it always had; several get the modality as a prefix.
         prefix = f"{modality}-" if len(mods) > 1 else ""
-        cycle = opts.models if len(mods) == 1 else MODEL_CYCLES[modality]
+        cycle = opts.models_for(modality)
         validators += [spec(f"{prefix}validator{i}", "validator", modality=modality, netuid=k + 1)
                        for i in range(opts.validators)]
         miners += [spec(f"{prefix}miner{i}", "miner", cycle[i % len(cycle)], modality=modality, netuid=k + 1)

@@ -225,6 +225,10 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
             progress.phase = "waiting for validators' first weights"
             with Live(console=console, auto_refresh=False, transient=False) as screen:
                 await watch(chain, plan, supervisor, progress, epochs, screen if live else None, labels)
+            # The report describes the counted epochs: stop counting (the held-out evaluation takes a
+            # while, epochs go on) and take the metagraphs as they are now.
+            progress.counting = False
+            progress.mgs = {n: await chain.metagraph(netuid=n) for n in plan.subnets}
             if epochs:
                 return await finish(plan, progress, time.monotonic() - started, report_path, console)
         return None
