@@ -20,7 +20,7 @@ from tnode.hyperparameters import Hyperparameters
 from .store import State
 
 if TYPE_CHECKING:
-    from .yuma import YumaParams
+    from tnode.yuma import YumaParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ def _load_rows(st: State, table: str, rows: np.ndarray, n: int) -> np.ndarray:
 
 def _params(hp: Hyperparameters) -> YumaParams:
     # torch (behind yuma) is imported on the first epoch, not when plugins load.
-    from .yuma import YumaParams
+    from tnode.yuma import YumaParams
 
     return YumaParams(kappa=hp.kappa, bonds_penalty=hp.bonds_penalty, bonds_moving_average=hp.bonds_moving_average)
 
@@ -119,7 +119,7 @@ def run_epoch(st: State, hp: Hyperparameters, number: int) -> EpochOutcome | Non
     active = (number - last_update) <= hp.activity_cutoff
     permit = validator_permits(stake, hp.max_allowed_validators)
     rows = np.flatnonzero(permit)
-    from .yuma import epoch as yuma_epoch
+    from tnode.yuma import epoch as yuma_epoch
 
     result = yuma_epoch(
         _load_rows(st, "weights", rows, n), stake, _load_rows(st, "bonds", rows, n), _params(hp),
