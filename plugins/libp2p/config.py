@@ -66,6 +66,14 @@ class Libp2pConfig:
     partial_frame_bytes_per_peer: int = option(
         32 * 1024 * 1024, "Bytes of frames being received from one peer (see partial_frame_bytes).",
         ge=1024, le=1 << 40)
+    max_streams_per_connection: int = option(
+        64, "Open inbound streams one connection may hold (a client keeps streams_per_peer for requests, plus "
+            "identify, ping, DHT and gossip streams); a further stream is reset at once and counted.",
+        ge=1, le=4096)
+    max_stream_window_bytes: int = option(
+        1024 * 1024, "Largest receive window a stream may grow to. A connection's unread bytes stay below "
+                     "(max_streams_per_connection + 11) x 2 x this; a peer sending past its window is "
+                     "disconnected.", ge=256 * 1024, le=16 * 1024 * 1024)
     dial_backoff_seconds: float = option(1.0, "First back-off after a failed dial; doubles up to 60 s.",
                                          ge=0.0, le=3600.0)
     announce_interval: float = option(

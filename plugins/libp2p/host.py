@@ -33,8 +33,12 @@ def libp2p_keypair(key: Keypair) -> KeyPair:
 
 
 def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Multiaddr],
-               announce: list[multiaddr.Multiaddr] | None = None, mdns: bool = False) -> Any:
-    """A host that accepts only Noise (no plaintext, no secio/TLS) and multiplexes with Yamux."""
+               announce: list[multiaddr.Multiaddr] | None = None, mdns: bool = False,
+               stream_limits: muxer.StreamLimits | None = None) -> Any:
+    """A host that accepts only Noise (no plaintext, no secio/TLS) and multiplexes with Yamux.
+
+    ``stream_limits`` bound each connection's inbound streams and receive windows (defaults when None).
+    """
     kp = libp2p_keypair(key)
     noise = NoiseTransport(kp, noise_privkey=new_x25519_pair().private_key)
     host = new_host(
@@ -56,7 +60,8 @@ def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Mul
     # The transport has its own per-peer back-off and tries every address itself: one quick retry
     # per address is enough (the default, 3 retries with growing delays, costs ~0.7 s per dead address).
     host.get_network().retry_config = RetryConfig(max_retries=1, initial_delay=0.1)
-    muxer.install(host)  # reset streams give back their buffered bytes at once, not after 60-90 s
+    # Reset streams give back their buffered bytes at once (not after 60-90 s); streams and windows bounded.
+    muxer.install(host, stream_limits)
     return host
 
 

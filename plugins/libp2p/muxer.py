@@ -13,13 +13,65 @@ makes every Yamux connection of one host drop a reset stream's buffer, event and
 soon as the reset is finalized; later DATA for that id is read off the connection and discarded,
 as for any unknown stream. py-libp2p builds its Yamux class directly (the muxer option's class is
 not used for Yamux), so the hook is on the host's muxer negotiation, like :mod:`.inbound`'s.
+
+The same hook bounds what one connection can make the node buffer (:class:`StreamLimits`):
+py-libp2p accepts any number of inbound streams, doubles each stream's receive window up to
+16 MiB while it is read, and appends DATA beyond the granted window with only a log line. So:
+
+- at most ``max_inbound_streams`` accepted inbound streams are open per connection; a further one
+  is reset as soon as it is accepted (``streams_refused``);
+- a stream's receive window grows to ``max_window_bytes`` at most;
+- a stream's unread bytes may not exceed twice its current window (py-libp2p's own accounting can
+  hand out up to one read's worth of credit above the window, so a compliant sender stays below);
+  a peer that goes past it, or sends one DATA frame larger than the window cap, is ignoring flow
+  control and its connection is closed (``window_exceeded``), as go-yamux does.
+
+Unread bytes per connection are then at most ``(max_inbound_streams + 11) * 2 * max_window_bytes``
+(11: the 10 streams py-libp2p queues before they are accepted, and one being queued).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from libp2p.stream_muxer.yamux.yamux import Yamux
+import trio
+from libp2p.stream_muxer.yamux.yamux import DEFAULT_WINDOW_SIZE, Yamux
+
+#: Streams py-libp2p's Yamux holds before they are accepted: its new-stream channel (10) plus one
+#: blocked on sending into it.
+QUEUED_STREAMS = 11
+
+
+@dataclass
+class StreamLimits:
+    """What one Yamux connection of the node may hold; refusals are counted in ``stats``."""
+
+    max_inbound_streams: int = 64
+    max_window_bytes: int = 1024 * 1024
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_inbound_streams < 1:
+            raise ValueError(f"max_inbound_streams must be >= 1, got {self.max_inbound_streams}")
+        if self.max_window_bytes < DEFAULT_WINDOW_SIZE:
+            # Every stream starts with this window (Yamux spec); a smaller cap could not be honoured.
+            raise ValueError(f"max_window_bytes must be >= {DEFAULT_WINDOW_SIZE}, got {self.max_window_bytes}")
+        for key in ("streams_refused", "window_exceeded"):
+            self.stats.setdefault(key, 0)
+
+    @property
+    def buffered_bound(self) -> int:
+        """Most unread bytes one connection can make the node hold in its stream buffers."""
+        return (self.max_inbound_streams + QUEUED_STREAMS) * 2 * self.max_window_bytes
+
+
+class WindowExceeded(trio.TooSlowError):
+    """A peer sent more than the receive window it was granted.
+
+    A subclass of ``trio.TooSlowError`` on purpose: that is the one exception every frame path of
+    py-libp2p 0.8.1's Yamux reader answers by closing the connection (its DATA-body timeout).
+    """
 
 
 def _discard_locked(conn: Any, stream: Any) -> None:
@@ -52,18 +104,118 @@ def free_reset_streams(conn: Any) -> None:
     conn._finalize_stream_locked = finalize_and_free
 
 
-def install(host: Any) -> None:
-    """Apply :func:`free_reset_streams` to every Yamux connection ``host`` negotiates from now on."""
+def limit_inbound_streams(conn: Any, limits: StreamLimits) -> None:
+    """Reset each inbound stream of ``conn`` accepted while ``limits.max_inbound_streams`` are open."""
+    accept = conn.accept_stream
+    accepted: set[int] = set()
+
+    async def accept_within_limit() -> Any:
+        while True:
+            stream = await accept()
+            # Only accepted streams count: those still queued behind this one are not served yet.
+            accepted.intersection_update(sid for sid, s in conn.streams.items() if not s.closed)
+            if stream.closed or len(accepted) < limits.max_inbound_streams:
+                accepted.add(stream.stream_id)
+                return stream
+            limits.stats["streams_refused"] += 1
+            try:
+                await stream.reset()
+            except Exception:  # noqa: BLE001 - the connection went away meanwhile; nothing to refuse
+                pass
+
+    conn.accept_stream = accept_within_limit  # SwarmConn calls ``muxed_conn.accept_stream()``
+
+
+class _BoundedBuffer(bytearray):
+    """A stream's receive buffer that refuses DATA beyond twice the stream's window."""
+
+    def __init__(self, stream: Any, limits: StreamLimits) -> None:
+        super().__init__()
+        self.stream = stream
+        self.limits = limits
+
+    def extend(self, data: Any) -> None:  # type: ignore[override]
+        """Append ``data``, or raise :class:`WindowExceeded` when the peer ignored flow control."""
+        allowed = 2 * self.stream.target_recv_window
+        if len(self) + len(data) > allowed:
+            self.limits.stats["window_exceeded"] += 1
+            raise WindowExceeded(f"stream {self.stream.stream_id}: {len(self) + len(data)} unread bytes, "
+                                 f"window {self.stream.target_recv_window}")
+        super().extend(data)
+
+
+def _cap_window(stream: Any, cap: int) -> None:
+    """Keep ``stream``'s receive window from growing past ``cap`` (py-libp2p doubles it up to 16 MiB)."""
+    grow_epoch = stream._apply_autotune_epoch  # the one place the target window grows
+
+    def grow_epoch_capped(buffered: int) -> int:
+        if stream.target_recv_window >= cap:
+            stream.epoch_start = trio.current_time()
+            return 0
+        extra: int = grow_epoch(buffered)
+        excess = stream.target_recv_window - cap
+        if excess > 0:
+            # Take back the credit granted above the cap before it is sent (the caller sends ``extra``).
+            stream.target_recv_window = cap
+            taken = min(extra, excess)
+            stream.recv_window -= taken
+            extra -= taken
+        return extra
+
+    stream._apply_autotune_epoch = grow_epoch_capped
+
+
+class _BoundedBuffers(dict):  # type: ignore[type-arg]
+    """``Yamux.stream_buffers`` that caps each new stream's window and bounds its buffer."""
+
+    def __init__(self, conn: Any, limits: StreamLimits) -> None:
+        super().__init__(conn.stream_buffers)
+        self.conn = conn
+        self.limits = limits
+
+    def __setitem__(self, sid: int, buffer: Any) -> None:
+        # Yamux registers the stream in ``conn.streams`` before its buffer, on both open and accept.
+        stream = self.conn.streams.get(sid)
+        if stream is not None and not buffer:
+            _cap_window(stream, self.limits.max_window_bytes)
+            buffer = _BoundedBuffer(stream, self.limits)
+        super().__setitem__(sid, buffer)
+
+
+def bound_streams(conn: Any, limits: StreamLimits) -> None:
+    """Apply ``limits`` to one Yamux connection (before it has streams)."""
+    limit_inbound_streams(conn, limits)
+    conn.stream_buffers = _BoundedBuffers(conn, limits)
+    read_body = conn._read_data_body
+
+    async def read_body_within_window(length: int) -> bytes:
+        # No window the node grants is larger than the cap, so a larger frame is a flow-control
+        # violation; refuse it before reading (py-libp2p would read all of it, up to 4 GiB).
+        if length > 2 * limits.max_window_bytes:
+            limits.stats["window_exceeded"] += 1
+            raise WindowExceeded(f"DATA frame of {length} bytes, window cap {limits.max_window_bytes}")
+        data: bytes = await read_body(length)
+        return data
+
+    conn._read_data_body = read_body_within_window
+
+
+def install(host: Any, limits: StreamLimits | None = None) -> StreamLimits:
+    """Apply :func:`free_reset_streams` and :func:`bound_streams` to every Yamux connection ``host``
+    negotiates from now on; returns the limits in force (defaults when ``limits`` is None)."""
+    limits = limits or StreamLimits()
     multistream = host.get_network().upgrader.muxer_multistream
     new_conn = multistream.new_conn
 
-    async def new_conn_freeing_resets(conn: Any, peer_id: Any) -> Any:
+    async def new_conn_bounded(conn: Any, peer_id: Any) -> Any:
         muxed = await new_conn(conn, peer_id)
         if isinstance(muxed, Yamux):
             free_reset_streams(muxed)
+            bound_streams(muxed, limits)
         return muxed
 
-    multistream.new_conn = new_conn_freeing_resets
+    multistream.new_conn = new_conn_bounded
+    return limits
 
 
 def buffered_bytes(muxed_conn: Any) -> int:

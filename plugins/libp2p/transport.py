@@ -40,6 +40,7 @@ from .config import Libp2pConfig
 from .framing import FrameBudget, read_frame
 from .host import build_host, check_port_free
 from .inbound import install as install_inbound_gate
+from .muxer import StreamLimits
 from .server import TaskServer
 from .tarpit import Tarpit
 
@@ -107,7 +108,9 @@ class Libp2pTransport:
         for i, addr in enumerate(self._listen):
             check_port_free(addr, f"{self.name}.listen[{i}]")
         self.host = build_host(self.key, max_connections=self.config.max_connections, listen=self._listen,
-                               announce=self._announce, mdns=self.config.mdns)
+                               announce=self._announce, mdns=self.config.mdns,
+                               stream_limits=StreamLimits(self.config.max_streams_per_connection,
+                                                          self.config.max_stream_window_bytes, self.stats))
         self.inbound = install_inbound_gate(
             self.host, total=self.config.max_connections, per_ip=self.config.max_inbound_per_ip,
             per_peer=self.config.max_inbound_per_peer, stats=self.stats, log=self.log)
