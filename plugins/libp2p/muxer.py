@@ -32,6 +32,7 @@ Unread bytes per connection are then at most ``(max_inbound_streams + 11) * 2 * 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,10 +119,8 @@ def limit_inbound_streams(conn: Any, limits: StreamLimits) -> None:
                 accepted.add(stream.stream_id)
                 return stream
             limits.stats["streams_refused"] += 1
-            try:
+            with contextlib.suppress(Exception):  # the connection went away meanwhile: nothing to refuse
                 await stream.reset()
-            except Exception:  # noqa: BLE001 - the connection went away meanwhile; nothing to refuse
-                pass
 
     conn.accept_stream = accept_within_limit  # SwarmConn calls ``muxed_conn.accept_stream()``
 
