@@ -106,6 +106,8 @@ class ImageModalityConfig:
     """Image restoration and generation: serves `model` (miners) and makes checkable tasks from the
     held-out split of `dataset` (validators)."""
 
+    serve_as: str = option("", "Name peers reach this modality under on the wire (and validators ask it by); "
+                               "empty: its type, \"image\". The table name is only how node.toml refers to it.")
     model: str = option("", "The [models.NAME] this node serves; empty: it serves no images.", ref="models")
     dataset: str = option("", "The [datasets.NAME] validation tasks are drawn from; empty: no tasks.",
                           ref="datasets")

@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+from tnode import dispatch
 from tnode.contracts.image import Corruption, ImageAnswer, ImageTruth
 from tnode.errors import ConfigError, TaskError
 from tnode.events import TaskReceived
@@ -39,6 +40,7 @@ class ImageModality:
         self.node = node
         self.name = name
         self.config = config
+        self.wire_name = dispatch.wire_name(config, "image")  # what peers route by, not the table name
         if not config.tasks:
             raise ConfigError("tasks must name at least one task", key_path=f"modalities.{name}.tasks")
         if not config.sigmas or any(not 0 < s <= config.max_sigma for s in config.sigmas):
@@ -64,7 +66,7 @@ class ImageModality:
                                   f"{self.config.factors}", key_path=f"{key}.factors")
         undo = None
         if self.model is not None:
-            undo = self.node.bus.serve(TaskReceived, self.handle, key=self.name)
+            undo = self.node.bus.serve(TaskReceived, self.handle, key=self.wire_name)
         task_status.started()
         try:
             await anyio.sleep_forever()
@@ -112,7 +114,7 @@ class ImageModality:
             h, w, c = original.shape
             how = Corruption("generate", label=label, height=h, width=w, channels=c, seed=int(rng.integers(2**62)))
             ask = {"label": label, "height": h, "width": w, "channels": c, "seed": how.seed}
-            return ValidatorTask(self.name, "generate", ask, None, ImageTruth(original, None, how, same))
+            return ValidatorTask(self.wire_name, "generate", ask, None, ImageTruth(original, None, how, same))
         damaged, how = corrupt(original, kind, rng, sigmas=tuple(cfg.sigmas), factors=tuple(cfg.factors),
                                mask_kinds=tuple(cfg.mask_kinds))
         if kind == "inpaint":
@@ -122,7 +124,7 @@ class ImageModality:
             body = {"sigma": how.sigma}
         else:
             body = {"factor": how.factor}
-        return ValidatorTask(self.name, kind, body, damaged, ImageTruth(original, damaged, how))
+        return ValidatorTask(self.wire_name, kind, body, damaged, ImageTruth(original, damaged, how))
 
     def parse_response(self, task: ValidatorTask, reply: Reply) -> ImageAnswer:
         """Check a miner's answer; ``TaskError("invalid_response")`` when it does not fit the task."""

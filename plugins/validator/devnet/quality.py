@@ -61,7 +61,9 @@ def task_eval_doc(plan: DevnetPlan) -> dict[str, Any]:
         models.setdefault(miner.model, miner.doc["models"]["main"])
     modalities = {name: validator["modalities"][name]}
     for kind in models:
-        modalities[f"serve_{kind}"] = {"type": validator["modalities"][name]["type"], "model": kind}
+        # One modality per model in this evaluation node: each needs a wire name of its own.
+        modalities[f"serve_{kind}"] = {"type": validator["modalities"][name]["type"], "model": kind,
+                                       "serve_as": f"serve_{kind}"}
     # The topology check wants a transport wherever a modality serves; loopback, port 0, never dialled.
     return {"node": {"name": "devnet-eval", "create_keys": True},
             "transport": {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"], "announce_interval": 0.0,
