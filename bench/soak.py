@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -296,14 +295,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         finished = True
     finally:
         stop.touch()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if finished and not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"logs and data kept in {root}", file=sys.stderr)
+        children.close(keep=args.keep or not finished)
     return 0
 
 

@@ -332,6 +332,17 @@ class Children:
                 raise SystemExit(f"{what} did not start; see the logs in {self.root}")
             time.sleep(0.05)
 
+    def close(self, *, keep: bool) -> None:
+        """Kill the children still running; remove ``root`` unless ``keep`` (then say where it is)."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if keep:
+            print(f"logs and data kept in {self.root}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
 
 # ============================================================================ orchestration
 def orchestrate(args: argparse.Namespace) -> int:
@@ -414,14 +425,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         finished = True
     finally:
         stop.touch()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if finished and not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"logs and data kept in {root}", file=sys.stderr)
+        children.close(keep=args.keep or not finished)
     return 0
 
 
