@@ -26,6 +26,13 @@ py-libp2p accepts any number of inbound streams, doubles each stream's receive w
   a peer that goes past it, or sends one DATA frame larger than the window cap, is ignoring flow
   control and its connection is closed (``window_exceeded``), as go-yamux does.
 
+It also makes every frame write whole (:func:`atomic_frame_writes`): py-libp2p's Noise session
+encrypts a frame, advancing its nonce, before it sends it, so a write cancelled in between (a read
+deadline that fires while the read is sending a window update) desynchronises the two ends and the
+remote closes the connection on its next decrypt. A frame write is therefore shielded from
+cancellation and bounded by its own deadline (``FRAME_WRITE_SECONDS``); a peer that does not take
+a frame in that time has its connection closed, which a half-written frame would need anyway.
+
 Unread bytes per connection are then at most ``(max_inbound_streams + 11) * 2 * max_window_bytes``
 (11: the 10 streams py-libp2p queues before they are accepted, and one being queued).
 """
@@ -42,6 +49,9 @@ from libp2p.stream_muxer.yamux.yamux import DEFAULT_WINDOW_SIZE, Yamux
 #: Streams py-libp2p's Yamux holds before they are accepted: its new-stream channel (10) plus one
 #: blocked on sending into it.
 QUEUED_STREAMS = 11
+
+#: How long one Yamux frame write may take before the connection is given up on.
+FRAME_WRITE_SECONDS = 30.0
 
 
 @dataclass
@@ -199,6 +209,23 @@ def bound_streams(conn: Any, limits: StreamLimits) -> None:
     conn._read_data_body = read_body_within_window
 
 
+def atomic_frame_writes(conn: Any, seconds: float = FRAME_WRITE_SECONDS) -> None:
+    """Make each of ``conn``'s frame writes run to completion or close the connection."""
+    write_frame = conn._write_frame
+
+    async def write_whole_frame(data: bytes) -> None:
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + seconds
+            await write_frame(data)
+        if scope.cancelled_caught:  # part of a frame may be on the wire: the session is lost
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await conn.close()
+            raise trio.BrokenResourceError(f"frame write took longer than {seconds:.0f} s; connection closed")
+        await trio.lowlevel.checkpoint()  # a cancellation that arrived meanwhile is delivered here
+
+    conn._write_frame = write_whole_frame
+
+
 def install(host: Any, limits: StreamLimits | None = None) -> StreamLimits:
     """Apply :func:`free_reset_streams` and :func:`bound_streams` to every Yamux connection ``host``
     negotiates from now on; returns the limits in force (defaults when ``limits`` is None)."""
@@ -209,6 +236,7 @@ def install(host: Any, limits: StreamLimits | None = None) -> StreamLimits:
     async def new_conn_bounded(conn: Any, peer_id: Any) -> Any:
         muxed = await new_conn(conn, peer_id)
         if isinstance(muxed, Yamux):
+            atomic_frame_writes(muxed)
             free_reset_streams(muxed)
             bound_streams(muxed, limits)
         return muxed

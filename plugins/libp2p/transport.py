@@ -246,12 +246,29 @@ class Libp2pTransport:
         if peer.lib_id is None:
             peer.lib_id = ID.from_base58(peer.peer_id)
         pid = peer.lib_id
-        if self.host.get_network().connections.get(pid):
+        if self._live_connections(pid):
             return
         async with peer.dial_lock:  # one dial per peer at a time; the others reuse its connection
-            if self.host.get_network().connections.get(pid):
+            if self._live_connections(pid):
                 return
             await self._dial(peer, pid)
+
+    def connected_to(self, peer_id: str) -> bool:
+        """Whether a live (not closing) connection to ``peer_id`` exists now."""
+        return bool(self._live_connections(ID.from_base58(peer_id)))
+
+    def _live_connections(self, pid: Any) -> list[Any]:
+        """The swarm's connections to ``pid`` that are not closing.
+
+        A connection the remote side closed stays listed until its muxer has noticed; counting it
+        as connected would skip the dial and fail the next stream with "no valid connections".
+        """
+        live = []
+        for conn in self.host.get_network().get_connections(pid):
+            with contextlib.suppress(Exception):
+                if not conn.is_closed and not conn.muxed_conn.is_closed:
+                    live.append(conn)
+        return live
 
     async def _dial(self, peer: _Peer, pid: Any) -> None:
         now = time.monotonic()
@@ -266,7 +283,7 @@ class Libp2pTransport:
             found: list[str] = []
             with trio.move_on_after(DHT_LOOKUP_SECONDS):
                 found = [a for a in await self.dht.find(peer.peer_id) if a.split("/p2p/")[0] not in addrs]
-            if self.host.get_network().connections.get(pid):
+            if self._live_connections(pid):
                 return  # the lookup itself reached the peer
             if found:
                 self.add_peer_addrs(peer.peer_id, found)
@@ -357,8 +374,7 @@ class Libp2pTransport:
                             await self._discard(state, stream)
                             stream = None
                     if stream is None:
-                        await self._ensure_connected(state)
-                        stream = await self._open_stream(state)
+                        stream = await self._connected_stream(state)
                         await stream.write(frame)
                         raw = await read_frame(stream, self.config.max_frame_bytes)
                 except (StreamError, WireError, OSError, trio.BrokenResourceError, trio.ClosedResourceError,
@@ -401,6 +417,21 @@ class Libp2pTransport:
         if not isinstance(result, dict):
             raise TaskError("invalid_response", "result is not an object")
         return Reply(result, msg.payload, peer_id, msg.sender, time.perf_counter() - start)
+
+    async def _connected_stream(self, state: _Peer) -> Any:
+        """A new task stream to the peer, dialing first when no live connection is left.
+
+        The connection can close between the check and the stream (the remote hung up): then it is
+        dialed once more. Nothing has been sent yet, so the retry cannot run a request twice.
+        """
+        await self._ensure_connected(state)
+        try:
+            return await self._open_stream(state)
+        except Exception:
+            if self._live_connections(state.lib_id):
+                raise  # the connection is up and the stream itself failed: not a dial problem
+        await self._ensure_connected(state)
+        return await self._open_stream(state)
 
     async def _open_stream(self, state: _Peer) -> Any:
         stream = await self.host.new_stream(state.lib_id, [TASK_PROTOCOL])

@@ -9,7 +9,7 @@ import trio
 from libp2p.peer.id import ID
 from libp2p_helpers import make_node
 from tnode import wire
-from tnode.plugins.libp2p.muxer import StreamLimits, buffered_bytes
+from tnode.plugins.libp2p.muxer import StreamLimits, atomic_frame_writes, buffered_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -106,3 +106,35 @@ async def test_receive_windows_stay_capped_and_a_peer_ignoring_them_is_disconnec
         assert peak["bytes"] <= bound
         await b.transport.connect(a.transport.listen_addrs()[0])
         assert await _echo(b, a) == {"still": "serving"}
+
+
+class _SlowConn:
+    """A muxed connection whose frame writes take ``seconds`` each (the shape py-libp2p's Yamux has)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.written, self.closed = seconds, [], False
+
+    async def _write_frame(self, data: bytes) -> None:
+        await trio.sleep(self.seconds)
+        self.written.append(data)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_cancelled_frame_write_still_writes_the_whole_frame():
+    # Noise encrypts before it sends: a write cut short desynchronises the session for good.
+    conn = _SlowConn(0.2)
+    atomic_frame_writes(conn, seconds=5)
+    with trio.move_on_after(0.05) as scope:
+        await conn._write_frame(b"frame")
+    assert scope.cancelled_caught  # the caller's cancellation is still delivered...
+    assert conn.written == [b"frame"] and not conn.closed  # ...after the frame went out whole
+
+
+async def test_a_frame_write_past_its_deadline_closes_the_connection():
+    conn = _SlowConn(10)
+    atomic_frame_writes(conn, seconds=0.1)
+    with pytest.raises(trio.BrokenResourceError):
+        await conn._write_frame(b"frame")
+    assert conn.closed and conn.written == []
