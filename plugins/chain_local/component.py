@@ -72,6 +72,9 @@ class LocalChain:
                 lambda: Ledger(path, genesis, history_blocks=self.config.history_blocks,
                                block_time=self.config.block_time)
             )
+            if self.ledger.upgrade_backup is not None:
+                self.node.log.warning("ledger upgraded from format 1 (one subnet) to format 2",
+                                      db=str(path), backup=str(self.ledger.upgrade_backup))
             backend = LocalBackend(self.ledger)
             self._backend = backend
             self.genesis_hash = self.ledger.genesis_hash

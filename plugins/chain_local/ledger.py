@@ -80,7 +80,7 @@ class Ledger:
         self.path = Path(path)
         self.block_time = block_time  # informational (clients poll at this pace); not part of genesis
         self._lock = threading.RLock()
-        self._conn = connect(self.path)
+        self._conn, self.upgrade_backup = connect(self.path)  # a format-1 file is upgraded, after a backup
         self._st = State(self._conn, genesis.netuid)
         self.history_blocks = history_blocks
         self.netuid = genesis.netuid

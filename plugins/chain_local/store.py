@@ -68,8 +68,11 @@ NEURON_COLUMNS = (
 )
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating) the ledger file with the durability settings the ledger relies on."""
+def connect(path: Path) -> tuple[sqlite3.Connection, Path | None]:
+    """Open (creating) the ledger file with the durability settings the ledger relies on.
+
+    A ledger of format 1 is upgraded in place first (see :mod:`.migrate`); the second value is
+    then the backup it left, else ``None``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: the ledger issues BEGIN IMMEDIATE / COMMIT itself.
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -78,29 +81,34 @@ def connect(path: Path) -> sqlite3.Connection:
         raise ChainError("storage", f"{path}: cannot switch the ledger to WAL mode (got {mode!r})")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=OFF")
-    _check_format(conn, path)
+    backup = None
+    if _check_format(conn, path) == 1:
+        from .migrate import migrate_v1
+
+        try:
+            backup = migrate_v1(conn, path, SCHEMA, SUBNET_KEYS)
+        except BaseException:
+            conn.close()
+            raise
     conn.executescript(SCHEMA)
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    return conn
+    return conn, backup
 
 
-def _check_format(conn: sqlite3.Connection, path: Path) -> None:
-    """Refuse a ledger written in another format instead of misreading it."""
+def _check_format(conn: sqlite3.Connection, path: Path) -> int:
+    """The format of the ledger in ``conn`` (a new file: this one); refuses formats it cannot read."""
     columns = [r[1] for r in conn.execute("PRAGMA table_info(neurons)").fetchall()]
     if columns and "netuid" not in columns:
-        conn.close()
-        raise ChainError("ledger_format",
-                         f"{path} is a ledger of format 1 (one subnet, before subnets); this tnode reads format "
-                         f"{SCHEMA_VERSION}. Keep running it with the tnode that wrote it, or start a new chain: "
-                         f"move the file away or point [node] data_dir / [chain] db at a new one")
+        return 1  # one subnet, before subnets: upgraded in place
     if not columns:
-        return
+        return SCHEMA_VERSION
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     version = int(orjson.loads(row[0])) if row else SCHEMA_VERSION
     if version != SCHEMA_VERSION:
         conn.close()
         raise ChainError("ledger_format", f"{path} is a ledger of format {version}; this tnode reads format "
                                           f"{SCHEMA_VERSION} (use the tnode that wrote it, or start a new chain)")
+    return version
 
 
 class State:

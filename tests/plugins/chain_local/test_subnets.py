@@ -214,7 +214,7 @@ def test_a_single_subnet_config_keeps_its_genesis_document() -> None:
     assert set(doc["accounts"][0]) == {"coldkey", "hotkey", "balance", "stake", "register"}
 
 
-def test_a_ledger_of_the_single_subnet_format_is_refused_clearly(tmp_path: Path) -> None:
+def test_a_file_that_only_looks_like_format_1_is_refused_and_left_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)
     conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -225,3 +225,4 @@ def test_a_ledger_of_the_single_subnet_format_is_refused_clearly(tmp_path: Path)
         Ledger(path, genesis_from_config(cfg, 1))
     assert exc.value.code == "ledger_format"
     assert str(path) in exc.value.message and "format 1" in exc.value.message
+    assert not list(tmp_path.glob("*backup*"))  # nothing upgraded, so nothing backed up
