@@ -48,3 +48,14 @@ class MoeRouterConfig:
                                     f"{self.chain_weights!r}", "order: incentive, trust, validators' weights")
         if self.backoff_max < self.backoff_base:
             yield "backoff_max", f"backoff_max = {self.backoff_max} is below backoff_base = {self.backoff_base}", ""
+
+
+@dataclass(frozen=True)
+class RouterTeachersConfig:
+    """The subnet's miners as teachers for distillation, found and asked through a router."""
+
+    router: str = option("", "The [routers.NAME] whose board of miners is used (empty: the node's only router).")
+    modality: str = option("", "Wire name the teachers are asked under (empty: the router's modality).")
+    max_tasks: int = option(16, "Most windows one request carries (miners refuse more than their max_tasks).",
+                            ge=1, le=1024)
+    respect_backoff: bool = option(True, "Skip a teacher while the router backs off from it after a failure.")

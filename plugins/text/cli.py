@@ -69,11 +69,50 @@ def train_command(
     eval_only: Annotated[bool, typer.Option("--eval", help="Do not train: print the held-out cross-entropy "
                                                            "of the checkpoint, n-gram baselines and the "
                                                            "uniform model.")] = False,
+    teachers: Annotated[str, typer.Option(help="\"network\": also distil from the subnet's miners, asked "
+                                               "through the [teachers.NAME] of --config (see docs/learning.md); "
+                                               "\"none\": own data only.")] = "none",
+    teachers_name: Annotated[str, typer.Option(help="Name of the teachers table of --config to use (default: the only one).")] = "",
+    distill_weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the distillation loss "
+                                                                         "(the rest: next-token loss).")] = 0.5,
+    teacher_k: Annotated[int, typer.Option(min=1, max=256, help="Log-probabilities asked per position.")] = 32,
+    teacher_rps: Annotated[float, typer.Option(min=0.0, help="Most requests per second to teachers (0: no "
+                                                             "bound).")] = 20.0,
+    teacher_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a teacher request waits.")] = 10.0,
+    teacher_cache: Annotated[Path | None, typer.Option(help="SQLite cache of teachers' answers (default: "
+                                                            "CHECKPOINT.teachers.sqlite).")] = None,
+    show_gating: Annotated[Path | None, typer.Option(help="Print the learned gating of this checkpoint "
+                                                          "(weight per teacher) and exit.")] = None,
 ) -> None:
     """Train the byte transformer on CPU with checkpoints and exact resume, then compare it with the
     n-gram and uniform baselines on held-out data."""
     from .tokenizer import VOCAB_SIZE  # noqa: F401  (fail early if the plugin is broken)
 
+    if show_gating is not None:
+        _show_gating(show_gating)
+        return
+    if teachers not in ("none", "network"):
+        raise _fail(f"--teachers must be \"none\" or \"network\", got {teachers!r}", 2)
+    if teachers == "network":
+        if config is None:
+            raise _fail("--teachers network needs --config node.toml with [routers.NAME] and [teachers.NAME] "
+                        "tables (see docs/learning.md)", 2)
+        if eval_only:
+            raise _fail("--teachers network trains: leave out --eval", 2)
+        from .network_train import NetworkSettings
+
+        net = NetworkSettings(teachers=teachers_name, k=teacher_k, rps=teacher_rps, timeout=teacher_timeout,
+                              alpha=distill_weight, cache=teacher_cache)
+        _train_network(config, dataset, checkpoint, net, steps=steps, batch_size=batch_size, lr=lr, d_model=d_model,
+                       n_layers=n_layers, n_heads=n_heads, context=context, checkpoint_every=checkpoint_every,
+                       max_minutes=max_minutes, seed=seed, threads=threads, fresh=fresh)
+        if export is not None:
+            from .train import export as export_model
+
+            export_model(checkpoint, export)
+            console.print(f"exported the model to {export}")
+        _show_gating(checkpoint)
+        return
     try:
         data = load_dataset(config, dataset, data_dir)
     except typer.Exit:
@@ -167,4 +206,59 @@ def _eval_table(data: Any, checkpoint: Path | None, threads: int) -> None:
         table.add_column(col, justify="left" if col == "model" else "right")
     for name, loss in rows:
         table.add_row(name, f"{loss.nats:.3f}", f"{loss.bits:.3f}", f"{loss.perplexity:.2f}")
+    console.print(table)
+
+
+def _settings(*, steps: int, batch_size: int, lr: float, d_model: int, n_layers: int, n_heads: int, context: int,
+              checkpoint_every: int, max_minutes: float, seed: int, threads: int) -> Any:
+    from .train import TrainSettings
+    from .transformer import Shape
+
+    if d_model % n_heads:
+        raise _fail(f"--d-model {d_model} must be divisible by --n-heads {n_heads}", 2)
+    return TrainSettings(steps=steps, batch_size=batch_size, lr=lr, shape=Shape(d_model, n_layers, n_heads, context),
+                         seed=seed, checkpoint_every=checkpoint_every, threads=threads, max_seconds=max_minutes * 60)
+
+
+def _train_network(config: Path, dataset: str, checkpoint: Path, net: Any, *, fresh: bool, **shape: Any) -> None:
+    from tnode.errors import TnodeError
+
+    from .network_train import train_from_network
+
+    settings = _settings(**shape)
+    if checkpoint.exists() and not fresh:
+        console.print(f"resuming from {checkpoint}")
+
+    def on_step(p: Any) -> None:
+        if p.heldout is not None:
+            console.print(f"step {p.step}/{p.steps}: loss {p.loss:.3f}, held-out {p.heldout.nats:.3f} nats/byte")
+
+    try:
+        done = train_from_network(config, dataset, checkpoint, settings, net, resume=not fresh, progress=on_step)
+    except (TnodeError, ValueError) as exc:
+        raise _fail(str(exc), 78) from None
+    r = done.result
+    fails = ", ".join(f"{code} {n}" for code, n in sorted(done.failures.items())) or "none"
+    console.print(f"step {r.step}: held-out {r.heldout.nats:.3f} nats/byte = {r.heldout.bits:.3f} bits/byte; "
+                  f"{len(done.teachers)} teachers, {done.requests} requests, {done.cache_hits} cached answers, "
+                  f"failures: {fails} → {r.checkpoint}")
+
+
+def _show_gating(checkpoint: Path) -> None:
+    from rich.table import Table
+
+    from .distill import gating_rows
+    from .transformer import load_checkpoint
+
+    try:
+        _, state = load_checkpoint(checkpoint)
+        rows = gating_rows(state)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc), 78) from None
+    table = Table(title=f"gating of {checkpoint} (step {state.get('step', 0)})")
+    for col in ("uid", "hotkey", "mean weight", "context-free", "windows answered"):
+        table.add_column(col, justify="left" if col == "hotkey" else "right")
+    for row in sorted(rows, key=lambda r: -r["mean_weight"]):
+        table.add_row(str(row["uid"]), row["hotkey"][:16], f"{row['mean_weight']:.3f}", f"{row['prior_weight']:.3f}",
+                      f"{row['answered']:,}")
     console.print(table)

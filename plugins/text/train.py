@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,11 +87,14 @@ def _lr_at(step: int, s: TrainSettings) -> float:
 
 
 def train(train_tokens: np.ndarray, heldout_tokens: np.ndarray, checkpoint: Path, settings: TrainSettings, *,
-          resume: bool = True, progress: Callable[[Progress], None] | None = None) -> TrainResult:
+          resume: bool = True, progress: Callable[[Progress], None] | None = None,
+          distiller: Any = None) -> TrainResult:
     """Train (or continue training) the byte transformer, checkpointing to ``checkpoint``.
 
     Resumes from ``checkpoint`` when it exists and ``resume`` is true; the run ends at
-    ``settings.steps`` total steps (a finished checkpoint is only evaluated).
+    ``settings.steps`` total steps (a finished checkpoint is only evaluated). A ``distiller``
+    (:class:`tnode.plugins.text.distill.Distiller`) replaces the next-token loss with its own and
+    keeps its state in the checkpoint; it draws no random numbers, so the windows stay the same.
     """
     torch.set_num_threads(settings.threads)
     checkpoint = Path(checkpoint)
@@ -102,6 +106,8 @@ def train(train_tokens: np.ndarray, heldout_tokens: np.ndarray, checkpoint: Path
         torch.manual_seed(settings.seed)
         model, state, start = ByteTransformer(settings.shape), {}, 0
     model.train()
+    if distiller is not None:
+        distiller.setup(model, state)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("pos")]
     rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and not n.startswith("pos"))]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
@@ -123,8 +129,10 @@ def train(train_tokens: np.ndarray, heldout_tokens: np.ndarray, checkpoint: Path
     offsets = torch.arange(ctx + 1)
 
     def save(step: int) -> None:
-        save_checkpoint(checkpoint, model, optimizer=opt, step=step,
-                        extra={"rng": torch.get_rng_state(), "data_rng": data_gen.get_state()})
+        extra = {"rng": torch.get_rng_state(), "data_rng": data_gen.get_state()}
+        if distiller is not None:
+            extra.update(distiller.state())
+        save_checkpoint(checkpoint, model, optimizer=opt, step=step, extra=extra)
 
     started = time.monotonic()
     loss_value = float("nan")
@@ -134,14 +142,20 @@ def train(train_tokens: np.ndarray, heldout_tokens: np.ndarray, checkpoint: Path
             group["lr"] = _lr_at(step, settings)
         starts = torch.randint(0, len(data) - ctx - 1, (settings.batch_size,), generator=data_gen)
         batch = data[starts[:, None] + offsets]
-        logits = model(batch[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        if distiller is not None:
+            loss = distiller.loss(model, batch)
+        else:
+            logits = model(batch[:, :-1])
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                     batch[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if distiller is not None:
+            distiller.step()
         step += 1
-        loss_value = loss.item()
+        loss_value = distiller.own_loss if distiller is not None else loss.item()  # the next-token loss
         out_of_time = settings.max_seconds > 0 and time.monotonic() - started >= settings.max_seconds
         heldout = None
         if step % settings.checkpoint_every == 0 or step == settings.steps or out_of_time:

@@ -73,13 +73,17 @@ class ByteTransformer(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (batch, seq, vocab) for int64 ids (batch, seq) with seq ≤ context."""
+        return self.hidden(idx) @ self.tok.weight.T
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final normalized hidden states (batch, seq, d_model) the logits are read from."""
         t = idx.shape[1]
         if t > self.shape.context:
             raise ValueError(f"sequence of {t} tokens exceeds the context of {self.shape.context}")
         x = self.tok(idx) + self.pos(torch.arange(t, device=idx.device))
         for block in self.blocks:
             x = block(x)
-        return self.ln(x) @ self.tok.weight.T
+        return self.ln(x)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
