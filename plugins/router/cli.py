@@ -71,10 +71,18 @@ async def client_router(config: Path | None, authority: str, name: str, *, modal
             if name and name not in routers:
                 raise ConfigError(f"no [routers.{name}] (there are: {', '.join(routers)})", file=str(config),
                                   key_path=f"routers.{name}")
-            router = routers[name] if name else next(iter(routers.values()))
+            if name:
+                router = routers[name]
+            else:  # the first router of the modality asked for, else the first one
+                router = next((r for r in routers.values() if r.config.modality == modality),
+                              next(iter(routers.values())))
+            changes: dict[str, Any] = {}
             if k:
-                router.config = type(router.config)(**{**router.config.__dict__, "k": k,
-                                                       "k_min": min(router.config.k_min, k)})
+                changes.update(k=k, k_min=min(router.config.k_min, k))
+            if timeout:
+                changes["timeout"] = timeout
+            if changes:
+                router.config = type(router.config)(**{**router.config.__dict__, **changes})
             yield router
         return
     if not authority:

@@ -75,6 +75,9 @@ def devnet(
     base_port: Annotated[int, typer.Option(min=0, max=65000, help="First TCP port (0: free ports).")] = 0,
     registration: Annotated[str, typer.Option(help="How miners get uids: pow, burn or genesis.")] = "pow",
     live: Annotated[bool, typer.Option(help="Show the live metagraph view.")] = True,
+    keep_going: Annotated[bool, typer.Option("--keep-going", help="A node that exits is noted in the view "
+                                             "instead of stopping the devnet (to watch the network lose a node).")
+                          ] = False,
     models: Annotated[str, typer.Option(help="Comma-separated model types the miners cycle through, best first "
                                              "(default: the modality's own; text: transformer,ngram,uniform,garbage, "
                                              "image: unet,classical,blur,image_garbage).")] = "",
@@ -122,7 +125,7 @@ def devnet(
     opts = DevnetOptions(run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
                          tempo=tempo, base_port=base_port, checkpoint=_checkpoint_option(checkpoint),
                          registration=registration, models=kinds, modality=",".join(modalities),
-                         emission_shares=shares)
+                         emission_shares=shares, keep_going=keep_going)
     try:
         with quiet_logs():
             result = trio.run(_devnet_main, opts, epochs, report, train_steps, live)

@@ -40,6 +40,7 @@ class DevnetOptions:
     text_overrides: dict[str, Any] = field(default_factory=dict)
     modality: str = "text"  # "text", "image", or several comma-separated ("text,image"): one subnet each
     emission_shares: tuple[float, ...] = ()  # each modality's share of the emission, in order; () = equal
+    keep_going: bool = False  # a node that exits is noted instead of stopping the devnet
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -98,6 +99,7 @@ class DevnetPlan:
     authority: NodeSpec
     validators: list[NodeSpec]
     miners: list[NodeSpec]
+    client: NodeSpec | None = None  # `tnode query -c client/node.toml`: not started, never registered
 
     @property
     def nodes(self) -> list[NodeSpec]:
@@ -116,7 +118,7 @@ class DevnetPlan:
         opts = dataclasses.replace(self.options, modality=modality, models=self.options.models_for(modality),
                                    emission_shares=())
         return DevnetPlan(opts, self.authority, [v for v in self.validators if v.netuid == netuid],
-                          [m for m in self.miners if m.netuid == netuid])
+                          [m for m in self.miners if m.netuid == netuid], self.client)
 
 
 def free_ports(count: int) -> list[int]:
@@ -196,11 +198,49 @@ def make_plan(opts: DevnetOptions) -> DevnetPlan:
                        for i in range(opts.validators)]
         miners += [spec(f"{prefix}miner{i}", "miner", cycle[i % len(cycle)], modality=modality, netuid=k + 1)
                    for i in range(opts.miners)]
-    plan = DevnetPlan(opts, authority, validators, miners)
+    plan = DevnetPlan(opts, authority, validators, miners, client_spec(run_dir))
     for node in plan.nodes:
         node.doc = node_doc(plan, node)
         node.config_path.write_text(to_toml(node.doc))
+    assert plan.client is not None
+    plan.client.doc = client_doc(plan)
+    plan.client.config_path.write_text(to_toml(plan.client.doc))
     return plan
+
+
+def client_spec(run_dir: Path) -> NodeSpec:
+    """The query client's directory and keys (kept across runs like every node's)."""
+    node_dir = run_dir / "client"
+    store = Keystore(node_dir / "data")
+    keys = {name: store.load(name) if store.path(name).exists() else store.new(name, role=name)
+            for name in ("hotkey", "coldkey")}
+    return NodeSpec("client", "client", node_dir, 0, keys["hotkey"], keys["coldkey"])
+
+
+def client_doc(plan: DevnetPlan) -> dict[str, Any]:
+    """``client/node.toml``: a chain client with one ``moe`` router per subnet, for ``tnode query -c``.
+
+    The client holds no uid and no stake: the miners list its hotkey in ``registered_only``'s
+    ``allow``, and ``stake_priority`` serves it after every staked sender, i.e. when capacity is free.
+    """
+    return {
+        "node": {"name": "client", "data_dir": "./data"},
+        "log": {"level": "warning"},
+        "transport": {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"], "announce_interval": 0.0,
+                      "dht": False},
+        "chain": {"type": "local", "mode": "client", "authority": plan.authority.p2p_addr,
+                  "request_timeout": 10.0},
+        "routers": {modality: {"type": "moe", "modality": modality} for modality in plan.subnets.values()},
+    }
+
+
+def miner_spam(plan: DevnetPlan) -> dict[str, Any]:
+    """A miner serves registered senders (and the devnet's query client) only, rate limits each, and
+    orders work by the sender's stake."""
+    allow = [plan.client.hotkey.public_hex] if plan.client is not None else []
+    return {"registered": {"type": "registered_only", "allow": allow}, "limits": {"type": "limits"},
+            "rate": {"type": "token_bucket", "rate": 50.0, "burst": 100.0},
+            "priority": {"type": "stake_priority"}}
 
 
 def fresh_state(node_dir: Path) -> None:
@@ -311,10 +351,7 @@ def text_sections(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
         model["dataset"] = "docs"
         sections["datasets"] = dataset
     sections["models"] = {"main": model}
-    # A miner serves registered senders only, rate limits each, and orders work by the sender's stake.
-    sections["spam"] = {"registered": {"type": "registered_only"}, "limits": {"type": "limits"},
-                        "rate": {"type": "token_bucket", "rate": 50.0, "burst": 100.0},
-                        "priority": {"type": "stake_priority"}}
+    sections["spam"] = miner_spam(plan)
     sections["modalities"] = {"text": {"type": "text", "model": "main", **opts.text_overrides}}
     return sections
 
@@ -331,9 +368,7 @@ def image_sections(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
         # The transformer's --checkpoint means nothing here; the U-Net serves the model shipped with tnode.
         model.update(checkpoint="builtin", threads=1)
     return {"models": {"main": model},
-            "spam": {"registered": {"type": "registered_only"}, "limits": {"type": "limits"},
-                     "rate": {"type": "token_bucket", "rate": 50.0, "burst": 100.0},
-                     "priority": {"type": "stake_priority"}},
+            "spam": miner_spam(plan),
             "modalities": {"image": {"type": "image", "model": "main"}}}
 
 

@@ -54,9 +54,11 @@ class Supervisor:
     procs: list[Proc] = field(default_factory=list)
 
     def start(self, name: str, config: Path, log: Path, *, env: dict[str, str] | None = None) -> Proc:
-        """Start ``tnode run -c config`` with its output in ``log``."""
-        return self.spawn(name, tnode_command("run", "-c", str(config), "--log-format", "json"), log,
+        """Start ``tnode run -c config`` with its output in ``log`` and its process id in ``node.pid`` beside it."""
+        proc = self.spawn(name, tnode_command("run", "-c", str(config), "--log-format", "json"), log,
                           cwd=config.parent, env=env, config=config)
+        (config.parent / "node.pid").write_text(f"{proc.pid}\n")
+        return proc
 
     def spawn(self, name: str, argv: list[str], log: Path, *, cwd: Path, env: dict[str, str] | None = None,
               config: Path | None = None) -> Proc:

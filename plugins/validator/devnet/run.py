@@ -50,6 +50,7 @@ class Progress:
     mgs: dict[int, Metagraph] = field(default_factory=dict)  # netuid → latest metagraph
     epochs_by_subnet: dict[int, int] = field(default_factory=dict)
     emission_by_subnet: dict[int, dict[int, float]] = field(default_factory=dict)  # netuid → uid → tokens
+    exited: set[str] = field(default_factory=set)  # nodes that exited (with keep_going)
 
     @property
     def mg(self) -> Metagraph | None:
@@ -80,6 +81,14 @@ async def wait_port(port: int, supervisor: Supervisor, timeout: float) -> None:
             if anyio.current_time() > deadline:
                 raise DevnetError(f"nothing listens on port {port} after {timeout:.0f} s") from None
         await anyio.sleep(0.2)
+
+
+def note_exits(supervisor: Supervisor, progress: Progress) -> None:
+    """With ``keep_going``: a node that exited becomes a note in the view, once."""
+    for p in supervisor.exited():
+        if p.name not in progress.exited:
+            progress.exited.add(p.name)
+            progress.notes.append(f"{p.name} exited with code {p.popen.returncode}")
 
 
 def check_alive(supervisor: Supervisor) -> None:
@@ -114,6 +123,15 @@ def print_dashboard(observer: Node, console: Console) -> None:
     feed = observer.component("exporter", "feed").endpoint
     console.print(f"dashboard: {url}  (metrics {url}metrics, state {url}api/state)", highlight=False, soft_wrap=True)
     console.print(f"events: tnode events --connect {feed}", highlight=False, soft_wrap=True)
+
+
+def print_query_command(plan: DevnetPlan, console: Console) -> None:
+    """Tell the operator how to ask the network from another terminal (``client/node.toml``)."""
+    if plan.client is None:
+        return
+    for modality in plan.subnets.values():
+        ask = 'text "def __init__(self" --max-tokens 32' if modality == "text" else "image denoise --in a.png --out b.png"
+        console.print(f"query: tnode query {ask} -c {plan.client.config_path}", highlight=False, soft_wrap=True)
 
 
 async def register_miners(chain: Any, plan: DevnetPlan, progress: Progress) -> None:
@@ -222,6 +240,7 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
             console.print("starting validators")
             for spec in plan.validators:
                 supervisor.start(spec.name, spec.config_path, spec.dir / "node.log")
+            print_query_command(plan, console)
             progress.phase = "waiting for validators' first weights"
             with Live(console=console, auto_refresh=False, transient=False) as screen:
                 await watch(chain, plan, supervisor, progress, epochs, screen if live else None, labels)
@@ -245,7 +264,10 @@ async def watch(chain: Any, plan: DevnetPlan, supervisor: Supervisor, progress: 
     """Refresh the view every block until ``epochs`` epochs were counted (or forever)."""
     last_block = -1
     while not (epochs and progress.epochs >= epochs):
-        check_alive(supervisor)
+        if plan.options.keep_going:
+            note_exits(supervisor, progress)
+        else:
+            check_alive(supervisor)
         try:
             mgs = {n: await chain.metagraph(netuid=n) for n in plan.subnets}
         except ChainError as exc:
