@@ -331,6 +331,25 @@ class ValidatingModality(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchingModality(Protocol):
+    """Optional for a validating modality: several tasks for one miner travel as one request.
+
+    A validator with ``tasks_per_step`` > 1 that finds these methods sends a miner its tasks of one
+    step in one frame (text: body ``batch`` = B and a (B, T) payload), then scores each task as if
+    it had been sent alone.
+    """
+
+    def batch_tasks(self, tasks: Sequence[ValidatorTask]) -> ValidatorTask | None:
+        """One request carrying ``tasks`` (same task kind), or None when they cannot share one."""
+        ...
+
+    def unbatch_reply(self, batch: ValidatorTask, tasks: Sequence[ValidatorTask], reply: Reply) -> list[Reply]:
+        """The answer to each of ``tasks`` from the answer to ``batch``, in order; raise
+        :class:`tnode.errors.TaskError` ("invalid_response") when the reply does not hold one per task."""
+        ...
+
+
 class Scorer(Protocol):
     """Turns the parsed answers of all queried miners to one task into scores in [0, 1]."""
 

@@ -21,7 +21,7 @@ failed).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -263,6 +263,29 @@ class TextModality:
         truth = window[1:] if positions == "all" else window[-1:]
         return ValidatorTask(self.wire_name, "next_token", {"k": self.config.top_k, "positions": positions},
                              np.asarray(window[:n], dtype=np.int32), np.asarray(truth, dtype=np.int64))
+
+    def batch_tasks(self, tasks: Sequence[ValidatorTask]) -> ValidatorTask | None:
+        """``next_token`` tasks with the same body and window length as one ``batch`` request."""
+        first = tasks[0] if tasks else None
+        if (first is None or len(tasks) > self.config.max_tasks
+                or any(t.task != "next_token" or t.body != first.body or not isinstance(t.payload, np.ndarray)
+                       or not isinstance(first.payload, np.ndarray) or t.payload.shape != first.payload.shape
+                       for t in tasks)):
+            return None
+        payload = np.stack([np.asarray(t.payload) for t in tasks])
+        return ValidatorTask(first.modality, "next_token", {**first.body, "batch": len(tasks)}, payload,
+                             tuple(t.truth for t in tasks))
+
+    def unbatch_reply(self, batch: ValidatorTask, tasks: Sequence[ValidatorTask], reply: Reply) -> list[Reply]:
+        """Row i of a batched answer (body ``ids`` [B][P][k], payload (B, P, k)) as the answer to task i."""
+        ids = reply.body.get("ids") if isinstance(reply.body, dict) else None
+        values = reply.payload
+        if (not isinstance(ids, list) or len(ids) != len(tasks) or not isinstance(values, np.ndarray)
+                or values.ndim != 3 or values.shape[0] != len(tasks)):
+            raise TaskError("invalid_response", f"a batch of {len(tasks)} needs {len(tasks)} answers "
+                                                f"(ids [B][P][k] and a (B, P, k) payload)")
+        return [Reply({"ids": ids[i]}, values[i], reply.peer_id, reply.hotkey, reply.latency)
+                for i in range(len(tasks))]
 
     def parse_response(self, task: ValidatorTask, reply: Reply) -> TopKPrediction:
         """Check a miner's answer to ``task``; ``TaskError("invalid_response")`` when it is not sound."""

@@ -22,6 +22,10 @@ class ValidatorConfig:
     timeout: float = option(10.0, "Seconds a miner has to answer a task.", ge=0.01)
     step_interval: float = option(2.0, "Seconds between the starts of two query steps (> 0).", ge=0.01)
     tasks_per_step: int = option(1, "Tasks sent in one step (each to every chosen miner).", ge=1)
+    batch_tasks: bool = option(
+        True, "With tasks_per_step > 1, send a miner the step's tasks in one batched request where the modality "
+              "supports it (text: up to the miners' max_tasks); each task is still scored on its own."
+    )
     sample_size: int = option(
         0, "Miners queried per step, favouring those least recently and least often measured; 0 queries all.", ge=0
     )

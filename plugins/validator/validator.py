@@ -23,7 +23,15 @@ from tnode import dispatch
 from tnode.errors import ChainError, TaskError, TnodeError
 from tnode.events import CollusionSuspected, ResponseScored, TaskRoundScored, WeightsSubmitted
 from tnode.hyperparameters import Hyperparameters
-from tnode.interfaces import InboundRequest, Metagraph, Neuron, Reply, ValidatorTask, subnet_for_modality
+from tnode.interfaces import (
+    BatchingModality,
+    InboundRequest,
+    Metagraph,
+    Neuron,
+    Reply,
+    ValidatorTask,
+    subnet_for_modality,
+)
 from tnode.keys import peer_id_from_public_key
 
 from .config import ValidatorConfig
@@ -144,8 +152,12 @@ class Validator:
         report = StepReport(block=mg.block, queried=[n.uid for n in chosen])
         self.state.mark_queried(report.queried)
         if chosen:
-            for _ in range(self.config.tasks_per_step):
-                await self._task_round(chosen, report)
+            if self.config.tasks_per_step > 1 and self.config.batch_tasks and isinstance(self.modality,
+                                                                                         BatchingModality):
+                await self._batched_rounds(chosen, report)
+            else:
+                for _ in range(self.config.tasks_per_step):
+                    await self._task_round(chosen, report)
         self.state.step += 1
         self.steps += 1
         if me is not None:
@@ -175,13 +187,44 @@ class Validator:
         return peer_id_from_public_key(bytes.fromhex(neuron.hotkey))
 
     async def _task_round(self, chosen: list[Neuron], report: StepReport) -> None:
-        modality = self.modality
-        task: ValidatorTask = modality.make_task(self.rng)
+        task: ValidatorTask = self.modality.make_task(self.rng)
         outcomes: dict[int, Outcome] = {}
         limiter = anyio.CapacityLimiter(self.config.max_concurrency)
         async with anyio.create_task_group() as tg:
             for neuron in chosen:
                 tg.start_soon(self._query, neuron, task, outcomes, limiter)
+        await self._score_round(task, chosen, outcomes, report)
+
+    async def _batched_rounds(self, chosen: list[Neuron], report: StepReport) -> None:
+        """The step's tasks to each miner in one request; each task is then scored on its own."""
+        tasks = [self.modality.make_task(self.rng) for _ in range(self.config.tasks_per_step)]
+        batch = self.modality.batch_tasks(tasks)
+        limiter = anyio.CapacityLimiter(self.config.max_concurrency)
+        if batch is None:  # tasks that cannot share a request go one by one
+            for task in tasks:
+                outcomes: dict[int, Outcome] = {}
+                async with anyio.create_task_group() as tg:
+                    for neuron in chosen:
+                        tg.start_soon(self._query, neuron, task, outcomes, limiter)
+                await self._score_round(task, chosen, outcomes, report)
+            return
+        per_task: list[dict[int, Outcome]] = [{} for _ in tasks]
+
+        async def one(neuron: Neuron) -> None:
+            async with limiter:
+                answers = await self._ask_batch(neuron, batch, tasks)
+            for outcomes, outcome in zip(per_task, answers, strict=True):
+                outcomes[neuron.uid] = outcome
+
+        async with anyio.create_task_group() as tg:
+            for neuron in chosen:
+                tg.start_soon(one, neuron)
+        for task, outcomes in zip(tasks, per_task, strict=True):
+            await self._score_round(task, chosen, outcomes, report)
+
+    async def _score_round(self, task: ValidatorTask, chosen: list[Neuron], outcomes: dict[int, Outcome],
+                           report: StepReport) -> None:
+        """Score one task's answers, fold them into the averages and publish what happened."""
         answers = {uid: o.answer for uid, o in outcomes.items()}
         latencies = {uid: o.latency for uid, o in outcomes.items()}
         scores = await anyio.to_thread.run_sync(self.combined_scores, task, answers, latencies)
@@ -227,6 +270,24 @@ class Validator:
             out[neuron.uid] = await self._ask(neuron, task)
 
     async def _ask(self, neuron: Neuron, task: ValidatorTask) -> Outcome:
+        reply = await self._request(neuron, task)
+        if isinstance(reply, Outcome):
+            return reply
+        return self._parse(neuron, task, reply)
+
+    async def _ask_batch(self, neuron: Neuron, batch: ValidatorTask, tasks: list[ValidatorTask]) -> list[Outcome]:
+        """Send ``batch`` and parse the answer to each of ``tasks`` from the one reply."""
+        reply = await self._request(neuron, batch)
+        if isinstance(reply, Outcome):
+            return [reply] * len(tasks)
+        try:
+            replies = self.modality.unbatch_reply(batch, tasks, reply)
+        except TaskError as exc:
+            return [Outcome(None, reply.latency, exc.code)] * len(tasks)
+        return [self._parse(neuron, task, one) for task, one in zip(tasks, replies, strict=True)]
+
+    async def _request(self, neuron: Neuron, task: ValidatorTask) -> Reply | Outcome:
+        """The miner's reply to ``task``, or the failed :class:`Outcome`."""
         transport = self.node.transport
         peer = self._peer_id(neuron)
         if neuron.addrs and neuron.uid != self.own_uid:
@@ -251,6 +312,9 @@ class Validator:
             return Outcome(None, anyio.current_time() - began, "internal")
         if reply.hotkey and reply.hotkey != neuron.hotkey:
             return Outcome(None, reply.latency, "wrong_hotkey")
+        return reply
+
+    def _parse(self, neuron: Neuron, task: ValidatorTask, reply: Reply) -> Outcome:
         try:
             answer = self.modality.parse_response(task, reply)
         except TaskError as exc:
