@@ -13,7 +13,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
 import orjson
+from anyio.streams.memory import MemoryObjectSendStream
 from tnode import dispatch
 from tnode.errors import TaskError
 from tnode.interfaces import InboundRequest
@@ -27,6 +29,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 STATUS = {"unregistered": 403, "rate_limited": 429, "overloaded": 503, "starting": 503, "too_large": 413,
           "invalid_request": 400, "timeout": 504, "unreachable": 502, "invalid_response": 502}
+STREAM_BUFFER = 64  # pieces a slow HTTP client may fall behind before generation waits for it
 
 
 class HttpError(Exception):
@@ -35,6 +38,12 @@ class HttpError(Exception):
     def __init__(self, status: int, message: str, code: str, kind: str = "invalid_request_error") -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.kind = status, message, code, kind
+
+
+def _refused(exc: TaskError) -> HttpError:
+    """A refusal or failure of the admission pipeline or the router, as an HTTP error."""
+    return HttpError(STATUS.get(exc.code, 500), exc.message or exc.code, exc.code,
+                     "rate_limit_error" if exc.code == "rate_limited" else "server_error")
 
 
 def _error(exc: HttpError) -> tuple[int, bytes]:
@@ -62,6 +71,8 @@ class GatewayApp:
         self.route = route  # the bus key the gateway's handler serves
         self.config = config
         self.keys = keys
+        # stream id → channel of pieces, filled by the gateway's handler while the router generates
+        self.streams: dict[str, MemoryObjectSendStream[str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -154,24 +165,25 @@ class GatewayApp:
         if not isinstance(temperature, int | float) or isinstance(temperature, bool) or not 0 <= temperature <= 2:
             raise HttpError(400, "temperature must be a number in [0, 2]", "invalid_temperature")
         client = scope.get("client") or ("?", 0)
+        body: dict[str, Any] = {"prompt": prompt, "max_tokens": max_tokens, "temperature": float(temperature)}
+        stream = bool(doc.get("stream"))
+        if stream:  # the handler sends each piece to this request's channel as it is generated
+            body["stream"] = secrets.token_hex(16)
         request = InboundRequest(sender=hotkey, peer_id=f"http:{client[0]}:{client[1]}", modality=self.route,
-                                 task="complete", body={"prompt": prompt, "max_tokens": max_tokens,
-                                                        "temperature": float(temperature)},
-                                 payload_bytes=0, frame_bytes=len(prompt.encode()),
+                                 task="complete", body=body, payload_bytes=0, frame_bytes=len(prompt.encode()),
                                  deadline=time.monotonic() + self.config.request_timeout)
+        ident = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
+        created = int(time.time())
+        if stream:
+            await self._stream(send, request, ident, created, chat)
+            return
         try:
             result = await dispatch.of(self.node).handle(request)
         except TaskError as exc:
-            raise HttpError(STATUS.get(exc.code, 500), exc.message or exc.code, exc.code,
-                            "rate_limit_error" if exc.code == "rate_limited" else "server_error") from None
+            raise _refused(exc) from None
         text, tokens = str(result.body["text"]), int(result.body["tokens"])
         usage = {"prompt_tokens": len(prompt.encode()), "completion_tokens": tokens,
                  "total_tokens": len(prompt.encode()) + tokens}
-        ident = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
-        created = int(time.time())
-        if doc.get("stream"):
-            await self._stream(send, ident, created, chat, result.body["pieces"])
-            return
         if chat:
             choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
                                       "finish_reason": "length"}
@@ -182,20 +194,65 @@ class GatewayApp:
             "model": self.config.model, "choices": [choice], "usage": usage,
             "tnode": {"miners": result.body["miners"]}}))
 
-    async def _stream(self, send: Send, ident: str, created: int, chat: bool, pieces: list[str]) -> None:
-        """Server-sent events in OpenAI's chunk shape, one per generated piece, then ``[DONE]``."""
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
-        obj = "chat.completion.chunk" if chat else "text_completion"
-        for i, piece in enumerate([*pieces, None]):
-            finish = "length" if piece is None else None
-            if chat:
-                delta = {} if piece is None else ({"role": "assistant", "content": piece} if i == 0
-                                                  else {"content": piece})
-                choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
-            else:
-                choice = {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish}
-            chunk = {"id": ident, "object": obj, "created": created, "model": self.config.model, "choices": [choice]}
-            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
-                        "more_body": True})
+    async def _stream(self, send: Send, request: InboundRequest, ident: str, created: int, chat: bool) -> None:
+        """Server-sent events in OpenAI's chunk shape, one per piece as the router generates it, then ``[DONE]``.
+
+        The request is admitted like any other; a refusal before the first piece is an HTTP error, a
+        failure after it an ``error`` event that ends the stream."""
+        stream_id = str(request.body["stream"])
+        tx, rx = anyio.create_memory_object_stream[str](STREAM_BUFFER)
+        self.streams[stream_id] = tx
+        failed: list[TaskError] = []
+        started = False
+
+        async def generate() -> None:
+            try:
+                await dispatch.of(self.node).handle(request)
+            except TaskError as exc:
+                failed.append(exc)
+            finally:
+                await tx.aclose()
+
+        async def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+
+        try:
+            async with anyio.create_task_group() as tg, rx:
+                tg.start_soon(generate)
+                index = 0
+                async for piece in rx:
+                    await start()
+                    await self._event(send, self._chunk(ident, created, chat, piece, index))
+                    index += 1
+        finally:
+            self.streams.pop(stream_id, None)
+        if failed and not started:
+            raise _refused(failed[0])
+        await start()
+        if failed:
+            status, doc = _error(_refused(failed[0]))
+            await send({"type": "http.response.body", "body": b"data: " + doc + b"\n\n"})
+            return
+        await self._event(send, self._chunk(ident, created, chat, None, index))
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    @staticmethod
+    async def _event(send: Send, chunk: dict[str, Any]) -> None:
+        await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
+                    "more_body": True})
+
+    def _chunk(self, ident: str, created: int, chat: bool, piece: str | None, index: int) -> dict[str, Any]:
+        """One streamed chunk; ``piece`` None is the last one (``finish_reason``)."""
+        finish = "length" if piece is None else None
+        if chat:
+            delta = {} if piece is None else ({"role": "assistant", "content": piece} if index == 0
+                                              else {"content": piece})
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish}
+        return {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
+                "model": self.config.model, "choices": [choice]}

@@ -8,6 +8,7 @@ handler refuses anything that did not come through this gateway (a network peer 
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import time
@@ -72,23 +73,25 @@ class HttpGateway:
         if not task.peer_id.startswith("http:"):
             raise TaskError("unknown_modality", f"{self.route} is served only to this node's HTTP gateway")
         prompt = str(task.body["prompt"]).encode("utf-8")
+        sink = self.app.streams.get(str(task.body["stream"])) if task.body.get("stream") else None
+        # Pieces end at UTF-8 boundaries, so a streamed chunk never holds half a character.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pieces: list[str] = []
+
+        async def emit(piece: str) -> None:
+            if piece:
+                pieces.append(piece)
+                if sink is not None:
+                    await sink.send(piece)
+
+        async def on_token(token: int) -> None:
+            await emit(decoder.decode(bytes([token])))
+
         with anyio.fail_after(max(task.deadline - time.monotonic(), 0.1)):
             ids, steps = await self.router.complete(np.frombuffer(prompt, dtype=np.uint8),
                                                     int(task.body["max_tokens"]),
-                                                    temperature=float(task.body["temperature"]))
-        # Pieces split at UTF-8 boundaries, so a streamed chunk never holds half a character.
-        pieces, pending = [], b""
-        for token in ids:
-            pending += bytes([token])
-            try:
-                pieces.append(pending.decode("utf-8"))
-                pending = b""
-            except UnicodeDecodeError:
-                if len(pending) >= 4:
-                    pieces.append(pending.decode("utf-8", errors="replace"))
-                    pending = b""
-        if pending:
-            pieces.append(pending.decode("utf-8", errors="replace"))
+                                                    temperature=float(task.body["temperature"]), on_token=on_token)
+            await emit(decoder.decode(b"", final=True))
         miners = {}
         for step in steps:
             for row in step.miners(self.router.board):

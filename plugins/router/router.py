@@ -10,6 +10,7 @@ rewards for selection and an online EM step for the text mixture weights.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,11 +150,13 @@ class MoeRouter:
             self.board.learn_weights(mixed.used, resp, self.config.mixture_rate)
 
     async def complete(self, prompt: np.ndarray, max_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
-                       k: int | None = None) -> tuple[list[int], list[Mixed]]:
+                       k: int | None = None,
+                       on_token: Callable[[int], Awaitable[None]] | None = None) -> tuple[list[int], list[Mixed]]:
         """Generate up to ``max_tokens`` tokens, each drawn from the mixture of the miners asked for it.
 
         The first step asks for every position of the prompt: its own tokens are a truth the router
-        learns from before it trusts the mixture for the first new token."""
+        learns from before it trusts the mixture for the first new token. ``on_token`` is awaited
+        with each token as soon as it is drawn (streaming), before the next one is asked for."""
         context = np.asarray(prompt, dtype=np.int32).reshape(-1)
         out: list[int] = []
         steps: list[Mixed] = []
@@ -167,6 +170,8 @@ class MoeRouter:
             out.append(token)
             steps.append(mixed)
             context = np.append(context, np.int32(token))
+            if on_token is not None:
+                await on_token(token)
         return out, steps
 
     # ------------------------------------------------------------------ image

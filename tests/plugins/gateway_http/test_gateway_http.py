@@ -5,6 +5,7 @@ pipeline (a token bucket per API key's hotkey refuses the second request of a sp
 from __future__ import annotations
 
 import shutil
+import time
 
 import anyio
 import numpy as np
@@ -27,12 +28,21 @@ async def says_a(task: TaskReceived) -> TaskResult:
     return TaskResult({"ids": [[ord("a"), ord("b")]] * rows}, np.log(np.array([[0.7, 0.2]] * rows, np.float32)))
 
 
+async def says_a_slowly(task: TaskReceived) -> TaskResult:
+    await anyio.sleep(0.15)
+    return await says_a(task)
+
+
 @pytest.fixture
 def gateway_node(tmp_path, monkeypatch):
+    return make_gateway_node(tmp_path, monkeypatch, says_a)
+
+
+def make_gateway_node(tmp_path, monkeypatch, responder):
     chain, network = MemoryChain(), LoopbackNetwork()
     for _ in range(2):
         key = Keypair.generate()
-        chain.add_neuron(key.public_hex, addrs=[network.add_responder(key, says_a)], peer_id=key.peer_id)
+        chain.add_neuron(key.public_hex, addrs=[network.add_responder(key, responder)], peer_id=key.peer_id)
     good, limited = Keypair.generate().public_hex, Keypair.generate().public_hex
     (tmp_path / "keys.toml").write_text(f'[keys]\n"sk-good" = "{good}"\n')
     monkeypatch.setenv("TNODE_TEST_GATEWAY_KEYS", f"sk-limited={limited}")
@@ -106,3 +116,24 @@ async def test_plain_curl_gets_a_completion(gateway_node) -> None:
     reply = orjson.loads(done.stdout)
     assert reply["object"] == "text_completion" and reply["choices"][0]["text"] == "aa"
     assert reply["tnode"]["miners"]
+
+
+async def test_a_stream_sends_each_token_as_it_is_generated(tmp_path, monkeypatch) -> None:
+    node = make_gateway_node(tmp_path, monkeypatch, says_a_slowly)  # each router step takes >= 0.15 s
+    async with node.running():
+        url = node.component("gateway", "api").url + "/v1"
+        router = node.component("router", "main")
+
+        def read() -> list[tuple[float, str, int]]:
+            client = openai.OpenAI(base_url=url, api_key="sk-good", max_retries=0)
+            start, seen = time.monotonic(), []
+            for chunk in client.completions.create(model="tnode-moe", prompt="xy", max_tokens=8, stream=True):
+                seen.append((time.monotonic() - start, chunk.choices[0].text, router.queries))
+            return seen
+
+        with anyio.fail_after(60):
+            seen = await anyio.to_thread.run_sync(read)
+    assert "".join(text for _, text, _ in seen) == "aaaaaaaa"
+    first, last = seen[0], seen[-1]
+    assert first[2] <= 2, f"the first event came after {first[2]} of 8 router steps"
+    assert last[0] - first[0] >= 0.5, f"events at {[round(t, 2) for t, _, _ in seen]} s: not incremental"
