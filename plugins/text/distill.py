@@ -98,7 +98,7 @@ class Distiller:
     """
 
     def __init__(self, teachers: Sequence[Teacher], fetch: Callable[[np.ndarray], TeacherBatch], *,
-                 alpha: float = 0.5, gate_lr: float = 1e-2, mean_decay: float = 0.98) -> None:
+                 alpha: float = 0.5, gate_lr: float = 3e-2, mean_decay: float = 0.98) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"the distillation weight must lie in [0, 1], got {alpha}")
         self.teachers = list(teachers)
@@ -139,7 +139,9 @@ class Distiller:
             for i in range(len(self.teachers)):
                 rows = answered[i]
                 if bool(rows.any()):
-                    self.mean[i] = self.mean_decay * self.mean[i] + (1 - self.mean_decay) * w[rows, :, i].mean()
+                    now = w[rows, :, i].mean()
+                    first = int(self.answered[i]) == 0  # no stale start value in the running mean
+                    self.mean[i] = now if first else self.mean_decay * self.mean[i] + (1 - self.mean_decay) * now
                     self.answered[i] += int(rows.sum())
         self.own_loss = float(parts.own.item())
         self.last = parts
