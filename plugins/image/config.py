@@ -124,3 +124,9 @@ class ImageModalityConfig:
                            le=4096)
     max_pixels: int = option(65536, "Most pixels (H × W) of an image a request may carry or ask for.", ge=64)
     max_sigma: float = option(100.0, "Largest σ a denoise request may name.", ge=1, le=255)
+    max_batch: int = option(16, "Most requests restored in one forward pass (images of one output size share "
+                                "it); models without batched inference answer a batch's requests in turn.",
+                            ge=1, le=256)
+    batch_wait_ms: float = option(0.0, "How long an idle model waits for more requests after the first, in ms. "
+                                       "Requests that arrive while a pass runs join the next one without waiting.",
+                                  ge=0, le=1000)

@@ -27,6 +27,7 @@ from tnode.errors import ConfigError, TaskError
 from tnode.events import TaskReceived
 from tnode.interfaces import Reply, TaskResult, ValidatorTask
 
+from .batcher import ImageBatcher
 from .checks import check_answer, parse_request
 from .config import ImageModalityConfig
 from .corrupt import corrupt, encode_mask
@@ -51,8 +52,8 @@ class ImageModality:
                 raise ConfigError(f"{key} must not be empty", key_path=f"modalities.{name}.{key}")
         self.model: Any = None
         self.dataset: Any = None
-        # One inference at a time: a model uses its own torch threads; more would only contend.
-        self.limiter = anyio.CapacityLimiter(1)
+        # One pass at a time, in the batcher: a model uses its own torch threads; more would only contend.
+        self.batcher: ImageBatcher | None = None
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         key = f"modalities.{self.name}"
@@ -64,20 +65,28 @@ class ImageModality:
             if "upscale" in self.config.tasks and all(side % f for f in self.config.factors):
                 raise ConfigError(f"the dataset's {side}-pixel images cannot be downscaled by any of "
                                   f"{self.config.factors}", key_path=f"{key}.factors")
-        undo = None
-        if self.model is not None:
-            undo = self.node.bus.serve(TaskReceived, self.handle, key=self.wire_name)
-        task_status.started()
-        try:
+        if self.model is None:
+            task_status.started()
             await anyio.sleep_forever()
-        finally:
-            if undo is not None:
+        self.batcher = ImageBatcher(self.model, self.checked, max_batch=self.config.max_batch,
+                                    wait=self.config.batch_wait_ms / 1000)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.batcher.run)
+            undo = self.node.bus.serve(TaskReceived, self.handle, key=self.wire_name)
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
                 undo()
 
     # ------------------------------------------------------------------ miner side
     def answer(self, image: np.ndarray | None, corruption: Corruption) -> np.ndarray:
-        """Run the model on one checked request (blocking); the result is checked before it leaves."""
+        """Run the model on one checked request (blocking, unbatched); the result is checked before it leaves."""
         out = self.model.generate(corruption) if image is None else self.model.restore(image, corruption)
+        return self.checked(out, image, corruption)
+
+    def checked(self, out: Any, image: np.ndarray | None, corruption: Corruption) -> np.ndarray:
+        """``out`` if it is what the request asked for: uint8 of the right shape; else ``TaskError("internal")``."""
         out = np.asarray(out)
         if image is None:
             want = (corruption.height, corruption.width, corruption.channels)
@@ -95,8 +104,8 @@ class ImageModality:
                                           max_pixels=self.config.max_pixels, max_sigma=self.config.max_sigma)
         if time.monotonic() >= task.deadline:
             raise TaskError("timeout", "the deadline passed before the model ran")
-        out = await anyio.to_thread.run_sync(self.answer, image, corruption, limiter=self.limiter)
-        return TaskResult({}, out)
+        assert self.batcher is not None  # handle is served only once the batcher exists
+        return TaskResult({}, await self.batcher.infer(image, corruption, task.deadline))
 
     # ------------------------------------------------------------------ validator side
     def make_task(self, rng: np.random.Generator) -> ValidatorTask:
