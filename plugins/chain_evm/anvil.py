@@ -49,8 +49,9 @@ class Anvil:
     """One anvil process; ``start()`` waits until it answers JSON-RPC, ``stop()`` ends it."""
 
     def __init__(self, *, port: int | None = None, block_time: float | None = None, chain_id: int = 31337,
-                 state: Path | None = None) -> None:
+                 state: Path | None = None, balance: int | None = None) -> None:
         self.port = port or free_port()
+        self.balance = balance  # ether of each development account (anvil's default: 10000)
         self.block_time = block_time
         self.state = state  # keep the chain in this file (loaded at start, written every second and on exit)
         self.chain_id = chain_id
@@ -65,6 +66,8 @@ class Anvil:
                 "--gas-price", "0", "--base-fee", "0", "--no-priority-fee", "--silent", "--accounts", "2", "--gas-limit", "300000000"]
         if self.block_time:
             args += ["--block-time", str(self.block_time)]
+        if self.balance is not None:
+            args += ["--balance", str(self.balance)]
         if self.state is not None:
             args += ["--state", str(self.state), "--state-interval", "1"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -25,6 +25,9 @@ from .contract import WEI_PER_TOKEN, WEI_PER_UNIT, artifact, functions, hp_from_
 from .rpc import Rpc
 
 PAGE = 512
+EPOCH_CHUNK = 256
+"""uids per postEpochChunk transaction: about 14 M gas when every uid is paid (bench/chain.py), half
+of a 30 M block gas limit."""
 RECEIPT_POLL = 0.02
 
 
@@ -53,6 +56,7 @@ class EvmSubnets:
         self._locks: dict[str, anyio.Lock] = {}
         self._bound: set[str] = set()
         self._known: dict[str, str] = {}  # public key hex → derived account, for keys this client has held
+        self._binding_ok: dict[bytes, bool] = {}  # bound key → whether its binding signature verifies
         self.gas_used: dict[str, int] = {}
 
     # ------------------------------------------------------------------ setup
@@ -175,6 +179,31 @@ class EvmSubnets:
                              "registered_at": info[i][0], "last_update": info[i][1], "emission": info[i][2]})
         return rows
 
+    async def forged_uids(self, rows: Sequence[dict[str, Any]], *, block: int | str = "latest") -> set[int]:
+        """uids whose hotkey or coldkey is bound to an EVM account by a signature that does not verify.
+
+        The contract cannot check Ed25519 (no precompile), so every node checks each binding here
+        (:func:`.accounts.binding_valid`); such a uid is ignored: no stake, address, permit or
+        weights of it count. A key bound to no account is fine (it has sent nothing itself). A
+        binding never changes once made, so each verdict is kept.
+        """
+        keys = {bytes.fromhex(r[k]) for r in rows for k in ("hotkey", "coldkey")} - {bytes(32)}
+        todo = sorted(k for k in keys if k not in self._binding_ok)
+        if todo:
+            tag = hex(block) if isinstance(block, int) else block
+            acc_fn, sig_fn = functions()["accountOf"], functions()["bindingSignature"]
+            calls = [("eth_call", [{"to": self.address, "data": "0x" + fn.encode(k).hex()}, tag])
+                     for k in todo for fn in (acc_fn, sig_fn)]
+            results = await self.rpc.batch(calls)
+            for i, k in enumerate(todo):
+                (account,) = acc_fn.decode(bytes.fromhex(results[2 * i][2:]))
+                if int(account, 16) == 0:
+                    continue
+                (sig,) = sig_fn.decode(bytes.fromhex(results[2 * i + 1][2:]))
+                self._binding_ok[k] = accounts.binding_valid(k, bytes(sig), self.chain_id, self.address, str(account))
+        bad = {k for k in keys if not self._binding_ok.get(k, True)}
+        return {int(r["uid"]) for r in rows if bytes.fromhex(r["hotkey"]) in bad or bytes.fromhex(r["coldkey"]) in bad}
+
     async def weights_rows(self, uids: Sequence[int], *, netuid: int | None = None,
                            block: int | str = "latest") -> dict[int, tuple[list[int], list[int]]]:
         """Stored weights (uids, max-upscaled u16 values) of validators ``uids``, in one batch."""
@@ -200,6 +229,7 @@ class EvmSubnets:
         addr_results = await self.rpc.batch(
             [("eth_call", [{"to": self.address, "data": "0x" + fn.encode(net, r["uid"]).hex()}, hextag]) for r in rows])
         view = self.epoch_view.get(net) if self.epoch_view is not None else None
+        forged = await self.forged_uids(rows, block=tag)
         neurons = []
         for r, raw in zip(rows, addr_results, strict=True):
             addrs, peer_id = fn.decode(bytes.fromhex(raw[2:]))
@@ -214,13 +244,18 @@ class EvmSubnets:
                 emission=r["emission"] * WEI_PER_UNIT / WEI_PER_TOKEN, last_update=r["last_update"],
                 registered_at=r["registered_at"], active=(int(tag) - r["last_update"]) <= hp.activity_cutoff,
                 addrs=tuple(a for a in str(addrs).split("\n") if a), peer_id=str(peer_id), **extra,
+            ) if u not in forged else Neuron(  # the uid's slot stays (uids are positions), its claims do not
+                uid=u, hotkey=r["hotkey"], coldkey=r["coldkey"], stake=0.0,
+                emission=r["emission"] * WEI_PER_UNIT / WEI_PER_TOKEN, last_update=r["last_update"],
+                registered_at=r["registered_at"], active=False, **{**extra, "validator_permit": False},
             ))
         weights = None
         if matrices and rows:
             import numpy as np
 
             weights = np.zeros((len(rows), len(rows)), dtype=np.float32)
-            for u, (cols, vals) in (await self.weights_rows([r["uid"] for r in rows], netuid=net, block=tag)).items():
+            counted = [r["uid"] for r in rows if r["uid"] not in forged]
+            for u, (cols, vals) in (await self.weights_rows(counted, netuid=net, block=tag)).items():
                 for c, v in zip(cols, vals, strict=True):
                     if c < len(rows):
                         weights[u, c] = v
@@ -312,9 +347,24 @@ class EvmSubnets:
         account = await self._as(hotkey)
         await self._send(account, "publishAddrs", self._net(netuid), "\n".join(addrs), peer_id)
 
-    async def post_epoch(self, keeper: LocalAccount, netuid: int, epoch_block: int, emission: Sequence[int]) -> None:
-        """Keeper only: post the emission (base units per uid) of ``epoch_block``."""
-        await self._send(keeper, "postEpoch", netuid, epoch_block, [int(e) for e in emission])
+    async def post_epoch(self, keeper: LocalAccount, netuid: int, epoch_block: int, emission: Sequence[int], *,
+                         chunk: int = EPOCH_CHUNK) -> list[int]:
+        """Keeper only: post the emission (base units per uid) of ``epoch_block``, ``chunk`` uids per
+        transaction (resuming a posting of the same epoch left open); returns the gas of each chunk."""
+        if chunk < 1:
+            raise ChainError("invalid_args", "chunk must be at least 1 uid")
+        values = [int(e) for e in emission]
+        open_block, start = (await self.call("epochPosting", netuid))[:2]
+        start = int(start) if int(open_block) == epoch_block else 0
+        gas: list[int] = []
+        while True:
+            part = values[start:start + chunk]
+            last = start + len(part) >= len(values)
+            receipt = await self._send(keeper, "postEpochChunk", netuid, epoch_block, start, part, last)
+            gas.append(int(receipt["gasUsed"], 16))
+            start += len(part)
+            if last:
+                return gas
 
     async def dispute_epoch(self, hotkey: Keypair, netuid: int, epoch_block: int, expected_hash: bytes) -> None:
         account = await self._as(hotkey)

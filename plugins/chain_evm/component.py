@@ -136,14 +136,23 @@ class EvmChain:
                 validator_trust=view.validator_trust))
 
     async def _dispute(self, alarm: Alarm) -> None:
-        from eth_abi import encode
-        from eth_utils import keccak
+        from .epochs import epoch_digest
 
-        expected = keccak(b"".join(encode(["uint64"], [e]) for e in alarm.computed))
+        expected = epoch_digest(alarm.computed, alarm.starts)
         try:
             await self._require().dispute_epoch(self.node.hotkey, alarm.netuid, alarm.block, expected)
         except ChainError as exc:
             self.node.log.warning("cannot dispute the epoch on-chain", block=alarm.block, error=str(exc))
+
+    async def verify_history(self) -> tuple[int, list[str]]:
+        """Recompute every epoch posted on this node's subnet from the start (``tnode chain verify``):
+        (epochs checked, one line per mismatch)."""
+        book = EpochBook(self._require())
+        self._require().epoch_view = self.book  # the fresh book must not replace the followed one
+        alarms = await book.verify(self.netuid)
+        lines = [f"epoch {a.block} (tx {a.tx_hash}): posted emission differs by up to {a.max_difference} base units"
+                 for a in alarms]
+        return book.checked, lines
 
     def _require(self) -> EvmSubnets:
         if self.client is None:

@@ -76,6 +76,7 @@ REFUSALS: dict[str, str] = {
     "reveal_too_early": "the commit cannot be revealed yet",
     "commit_expired": "the matching commit expired",
     "invalid_epoch": "not a postable epoch block",
+    "epoch_posting": "an epoch is being posted in chunks: no uid is replaced until it is closed",
     "emission_exceeded": "the posted emission exceeds what accrued",
     "reserve_exhausted": "the emission reserve is empty (fundReserve)",
     "invalid_args": "invalid arguments",

@@ -8,6 +8,7 @@ refusal code when a call reverted with ``ChainError(code)``.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,10 @@ import httpx
 from tnode.errors import ChainError
 
 from .contract import refusal
+
+# One line per request at INFO would drown a node's log: a node polls the chain every second.
+if logging.getLogger("httpx").getEffectiveLevel() < logging.WARNING:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _revert_data(error: dict[str, Any]) -> Any:

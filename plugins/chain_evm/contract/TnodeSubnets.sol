@@ -84,6 +84,16 @@ contract TnodeSubnets {
         string modality;
     }
 
+    /// An epoch being posted in chunks (several transactions; see postEpochChunk).
+    struct Posting {
+        uint64 epochBlock; // 0 = none open
+        uint16 next; // first uid of the next chunk
+        uint16 n; // uids at the first chunk
+        uint256 pending; // emission accrued as of epochBlock, wei
+        uint256 paid; // credited by the chunks so far, wei
+        bytes32 digest; // chained hash of the chunks so far
+    }
+
     address public owner;
     address public keeper;
     uint256 public reserve; // native currency backing emission, wei
@@ -103,6 +113,7 @@ contract TnodeSubnets {
     mapping(uint16 => mapping(uint16 => uint64)) internal addrsSetAt; // block + 1
     mapping(uint16 => mapping(uint64 => mapping(bytes32 => mapping(uint64 => bool)))) internal usedSeals;
     mapping(uint16 => mapping(uint64 => bytes32)) public epochEmissionHash;
+    mapping(uint16 => Posting) public epochPosting;
 
     mapping(bytes32 => address) public accountOf; // Ed25519 key → bound EVM account
     mapping(address => bytes32) public keyOf;
@@ -118,7 +129,10 @@ contract TnodeSubnets {
     event WeightsCommitted(uint16 indexed netuid, uint16 uid, bytes32 hash);
     event AddrsPublished(uint16 indexed netuid, uint16 uid);
     event StakeChanged(bytes32 indexed coldkey, bytes32 indexed hotkey, uint256 stake);
-    event EpochPosted(uint16 indexed netuid, uint64 epochBlock, bytes32 emissionHash, uint256 paid, address keeper);
+    event EpochPosted(
+        uint16 indexed netuid, uint64 epochBlock, bytes32 emissionHash, uint256 paid, uint256 pending, address keeper
+    );
+    event EpochChunkPosted(uint16 indexed netuid, uint64 epochBlock, uint16 start, uint16 count);
     event EpochDisputed(uint16 indexed netuid, uint64 epochBlock, bytes32 by, bytes32 expectedHash);
     event KeeperChanged(address keeper);
 
@@ -353,6 +367,8 @@ contract TnodeSubnets {
             s.n += 1;
         } else {
             bool found;
+            // A uid is not replaced under an epoch being posted: its chunk may still be due.
+            if (epochPosting[netuid].epochBlock != 0) _fail("epoch_posting");
             (found, uid) = pruneCandidate(netuid);
             if (!found) _fail("subnet_full");
             replaced = hotkeyOf[netuid][uid];
@@ -579,39 +595,59 @@ contract TnodeSubnets {
     }
 
     /// The keeper posts the emission of epoch block ``epochBlock`` (base units per uid, as every node
-    /// computes it with Yuma from this contract's state at that block). It is credited to the
-    /// owners' stake at once; nodes that compute something else raise an alarm and may dispute.
-    function postEpoch(uint16 netuid, uint64 epochBlock, uint64[] calldata emission) external {
+    /// computes it with Yuma from this contract's state at that block), in chunks of consecutive uids
+    /// starting at 0: one transaction per chunk, so thousands of uids fit under a block gas limit.
+    /// Each chunk is credited to the owners' stake at once; uids after the ``last`` chunk earn 0.
+    /// The commitment is the chained hash h = keccak256(h ‖ abi.encodePacked(chunk)), from h = 0;
+    /// the last chunk closes the epoch and emits it with EpochPosted, with the emission that had
+    /// accrued (``pending``, fixed at the first chunk: the amount every node splits with Yuma's
+    /// shares). Nodes that compute something else raise an alarm and may dispute.
+    function postEpochChunk(uint16 netuid, uint64 epochBlock, uint16 start, uint64[] calldata emission, bool last)
+        external
+    {
         Subnet storage s = _subnet(netuid);
         if (msg.sender != keeper) _fail("not_keeper");
-        uint256 tempo = hp[netuid][TEMPO];
-        if (epochBlock % tempo != 0 || epochBlock <= s.lastEpochBlock || epochBlock >= block.number) {
+        Posting storage p = epochPosting[netuid];
+        if (p.epochBlock == 0) {
+            uint256 tempo = hp[netuid][TEMPO];
+            if (start != 0 || epochBlock % tempo != 0 || epochBlock <= s.lastEpochBlock || epochBlock >= block.number) {
+                _fail("invalid_epoch");
+            }
+            p.epochBlock = epochBlock;
+            p.n = s.n;
+            p.pending = pendingEmission(netuid, epochBlock);
+        } else if (epochBlock != p.epochBlock || start != p.next) {
             _fail("invalid_epoch");
         }
-        if (emission.length > s.n) _fail("invalid_args");
-        uint256 pending = pendingEmission(netuid, epochBlock);
+        if (uint256(start) + emission.length > p.n) _fail("invalid_args");
         uint256 paid = 0;
-        for (uint16 u = 0; u < emission.length; u++) {
-            uint256 e = uint256(emission[u]) * WEI_PER_UNIT;
+        for (uint256 i = 0; i < emission.length; i++) {
+            uint16 u = uint16(start + i);
+            uint256 e = uint256(emission[i]) * WEI_PER_UNIT;
             paid += e;
-            neurons[netuid][u].emission = emission[u];
+            neurons[netuid][u].emission = emission[i];
             if (e == 0) continue;
             bytes32 hk = hotkeyOf[netuid][u];
             bytes32 ck = hotkeyOwner[hk];
             stakeOf[ck][hk] += e;
             totalStake[hk] += e;
         }
-        for (uint16 u = uint16(emission.length); u < s.n; u++) neurons[netuid][u].emission = 0;
-        if (paid > pending) _fail("emission_exceeded");
+        p.paid += paid;
+        if (p.paid > p.pending) _fail("emission_exceeded");
         if (paid > reserve) _fail("reserve_exhausted");
         reserve -= paid;
         issued += paid;
-        s.pending = pending - paid;
+        p.digest = keccak256(abi.encodePacked(p.digest, emission));
+        p.next = uint16(start + emission.length);
+        emit EpochChunkPosted(netuid, epochBlock, start, uint16(emission.length));
+        if (!last) return;
+        for (uint16 u = p.next; u < p.n; u++) neurons[netuid][u].emission = 0;
+        s.pending = p.pending - p.paid;
         s.lastAccrual = epochBlock;
         s.lastEpochBlock = epochBlock;
-        bytes32 digest = keccak256(abi.encodePacked(emission));
-        epochEmissionHash[netuid][epochBlock] = digest;
-        emit EpochPosted(netuid, epochBlock, digest, paid, msg.sender);
+        epochEmissionHash[netuid][epochBlock] = p.digest;
+        emit EpochPosted(netuid, epochBlock, p.digest, p.paid, p.pending, msg.sender);
+        delete epochPosting[netuid];
     }
 
     /// A registered node records on-chain that it computed another emission for an epoch.

@@ -85,11 +85,16 @@ async def test_wrong_epoch_is_detected_by_every_other_node(evm: Any) -> None:
             await book.client.rpc.aclose()
 
 
-async def test_tnode_evm_verify_exits_non_zero_on_a_wrong_epoch(evm: Any) -> None:
+async def test_tnode_chain_verify_exits_non_zero_on_a_wrong_epoch(evm: Any, tmp_path: Any) -> None:
+    """``tnode chain verify -c node.toml`` (a node on the contract) and its alias ``tnode evm verify``."""
     import sys
     from pathlib import Path
 
     _anvil, client, dev = evm
+    (tmp_path / "node.toml").write_text(
+        f'[node]\nname = "checker"\ndata_dir = "./data"\ncreate_keys = true\n\n'
+        f'[chain]\ntype = "evm"\nrpc_url = "{client.rpc.url}"\ncontract = "{client.address}"\n')
+    chain_verify = [str(Path(sys.executable).with_name("tnode")), "chain", "verify", "-c", str(tmp_path / "node.toml")]
     await _subnet_with_weights(client, dev)
     await client.rpc.call("anvil_mine", hex(12))
     tnode = [str(Path(sys.executable).with_name("tnode")), "evm", "verify", "--contract", client.address,
@@ -99,6 +104,9 @@ async def test_tnode_evm_verify_exits_non_zero_on_a_wrong_epoch(evm: Any) -> Non
     done = await anyio.run_process(tnode, check=False)
     assert done.returncode == 0, done.stderr.decode()
     assert b"1 epoch(s) checked, 0 mismatch(es)" in done.stdout
+    done = await anyio.run_process(chain_verify, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"1 epoch(s) checked, 0 mismatch(es)" in done.stdout
     second = await compute_epoch(client, 1, 20, honest)
     wrong = list(second.emission)
     wrong[1], wrong[2] = wrong[2], wrong[1]
@@ -106,3 +114,7 @@ async def test_tnode_evm_verify_exits_non_zero_on_a_wrong_epoch(evm: Any) -> Non
     done = await anyio.run_process(tnode, check=False)
     assert done.returncode == 1
     assert b"MISMATCH epoch 20" in done.stdout
+    done = await anyio.run_process(chain_verify, check=False)
+    assert done.returncode == 1, done.stderr.decode()
+    assert b"MISMATCH" in done.stdout and b"epoch 20" in done.stdout
+    assert b"2 epoch(s) checked, 1 mismatch(es)" in done.stdout
