@@ -86,6 +86,9 @@ def devnet(
     emission_shares: Annotated[str, typer.Option(
         "--emission-shares", help="With several modalities: each subnet's share of the emission, comma-separated "
                                   "in the order of --modality (default: equal shares).")] = "",
+    chain: Annotated[str, typer.Option("--chain", help="The chain: local (the embedded chain, held by the authority) "
+                                                      "or evm (a local anvil node with the subnet contract; the "
+                                                      "authority posts epochs as keeper).")] = "local",
 ) -> None:
     """Start a local network (chain authority, validators, miners) as separate processes on 127.0.0.1."""
     import trio
@@ -93,6 +96,8 @@ def devnet(
 
     from .devnet.plan import MODEL_CYCLES, DevnetOptions
 
+    if chain not in ("local", "evm"):
+        raise _fail(f"--chain must be local or evm (got {chain!r})", 2)
     if registration not in ("pow", "burn", "genesis"):
         raise _fail("--registration must be pow, burn or genesis", 2)
     modalities = [m.strip() for m in modality.split(",") if m.strip()]
@@ -125,7 +130,7 @@ def devnet(
     opts = DevnetOptions(run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
                          tempo=tempo, base_port=base_port, checkpoint=_checkpoint_option(checkpoint),
                          registration=registration, models=kinds, modality=",".join(modalities),
-                         emission_shares=shares, keep_going=keep_going)
+                         emission_shares=shares, keep_going=keep_going, chain=chain)
     try:
         with quiet_logs():
             result = trio.run(_devnet_main, opts, epochs, report, train_steps, live)

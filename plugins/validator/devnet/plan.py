@@ -41,6 +41,7 @@ class DevnetOptions:
     modality: str = "text"  # "text", "image", or several comma-separated ("text,image"): one subnet each
     emission_shares: tuple[float, ...] = ()  # each modality's share of the emission, in order; () = equal
     keep_going: bool = False  # a node that exits is noted instead of stopping the devnet
+    chain: str = "local"  # "local" (the embedded chain, the authority holds it) or "evm" (anvil, docs/chain-evm.md)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -100,6 +101,7 @@ class DevnetPlan:
     validators: list[NodeSpec]
     miners: list[NodeSpec]
     client: NodeSpec | None = None  # `tnode query -c client/node.toml`: not started, never registered
+    evm: dict[str, Any] = field(default_factory=dict)  # chain = "evm": rpc_url and contract, once deployed
 
     @property
     def nodes(self) -> list[NodeSpec]:
@@ -275,6 +277,8 @@ def genesis_accounts(plan: DevnetPlan) -> list[dict[str, Any]]:
 def chain_section(plan: DevnetPlan) -> dict[str, Any]:
     """The authority's [chain]: one subnet ruled by [chain.hyperparameters], or one subnet per modality."""
     opts = plan.options
+    if opts.chain == "evm":
+        return evm_chain(plan, keeper=True)
     doc: dict[str, Any] = {"type": "local", "mode": "authority", "block_time": opts.block_time,
                            "genesis": {"chain_id": f"tnode-devnet-{plan.authority.hotkey.peer_id[-8:]}",
                                        "accounts": genesis_accounts(plan)}}
@@ -285,6 +289,58 @@ def chain_section(plan: DevnetPlan) -> dict[str, Any]:
                            "hyperparameters": hyperparameters(opts)}
                           for (netuid, modality), share in zip(plan.subnets.items(), opts.shares(), strict=True)]
     return doc
+
+
+def chain_client(plan: DevnetPlan) -> dict[str, Any]:
+    """The [chain] of every node but the authority (and of the devnet's observer)."""
+    if plan.options.chain == "evm":
+        return evm_chain(plan, keeper=False)
+    return {"type": "local", "mode": "client", "authority": plan.authority.p2p_addr,
+            "poll_interval": min(plan.options.block_time, 1.0)}
+
+
+# --------------------------------------------------------------------------- EVM chain (anvil)
+def evm_chain(plan: DevnetPlan, *, keeper: bool) -> dict[str, Any]:
+    """[chain] type = "evm" on the devnet's anvil: the authority is the keeper (anvil's first
+    development account deploys the contract and posts epochs), every other node verifies."""
+    return {"type": "evm", "rpc_url": plan.evm.get("rpc_url", "http://127.0.0.1:8545"),
+            "contract": plan.evm.get("contract", "deploy"), "keeper": keeper, "verify": not keeper,
+            "poll_interval": min(plan.options.block_time, 1.0) / 2, "start_timeout": 60.0}
+
+
+def evm_spec(plan: DevnetPlan) -> dict[str, Any]:
+    """What ``tnode evm devchain --spec`` sets up: the subnets, and the genesis accounts by key file
+    (an EVM account is derived from each tnode key, so the chain needs the key, not only its public half)."""
+    opts = plan.options
+
+    def keyfile(node: NodeSpec, name: str) -> str:
+        return str(Keystore(node.dir / "data").path(name))
+
+    accounts: list[dict[str, Any]] = []
+    for v in plan.validators:
+        accounts.append({"coldkey_file": keyfile(v, "coldkey"), "hotkey_file": keyfile(v, "hotkey"), "balance": 1.0,
+                         "stake": VALIDATOR_STAKE, "register": True, "netuids": [v.netuid]})
+    for m in plan.miners:
+        account: dict[str, Any] = {"coldkey_file": keyfile(m, "coldkey"), "balance": MINER_BALANCE}
+        if opts.registration == "genesis":
+            account.update(hotkey_file=keyfile(m, "hotkey"), register=True, netuids=[m.netuid])
+        accounts.append(account)
+    subnets = [{"netuid": netuid, "modality": modality, "emission_share": share, "hyperparameters": hyperparameters(opts)}
+               for (netuid, modality), share in zip(plan.subnets.items(), opts.shares(), strict=True)]
+    return {"block_time": opts.block_time, "reserve": 100_000.0, "subnets": subnets, "accounts": accounts}
+
+
+def use_evm_chain(plan: DevnetPlan, rpc_url: str, contract: str) -> None:
+    """Point every node.toml of the plan at the deployed contract (rewrites the files)."""
+    plan.evm = {"rpc_url": rpc_url, "contract": contract}
+    for node in plan.nodes:
+        node.doc = node_doc(plan, node)
+        node.config_path.write_text(to_toml(node.doc))
+    if plan.client is not None and plan.client.config_path.exists():
+        doc = tomllib.loads(plan.client.config_path.read_text())
+        doc["chain"] = {**chain_client(plan), "request_timeout": 10.0}
+        plan.client.doc = doc
+        plan.client.config_path.write_text(to_toml(doc))
 
 
 def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
@@ -299,8 +355,7 @@ def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
         doc["chain"] = chain_section(plan)
         return doc
     doc["transport"]["bootstrap"] = [plan.authority.p2p_addr]
-    doc["chain"] = {"type": "local", "mode": "client", "authority": plan.authority.p2p_addr,
-                    "poll_interval": min(opts.block_time, 1.0)}
+    doc["chain"] = chain_client(plan)
     if node.modality == "image":
         doc.update(image_sections(plan, node))
     else:

@@ -26,7 +26,7 @@ from tnode.events import EpochCompleted
 from tnode.interfaces import Metagraph
 from tnode.node import Node
 
-from .plan import DevnetOptions, DevnetPlan, NodeSpec, make_plan
+from .plan import DevnetOptions, DevnetPlan, NodeSpec, chain_client, evm_spec, make_plan, use_evm_chain
 from .procs import Supervisor, tnode_command
 from .quality import heldout_losses, heldout_task_scores
 from .report import build_report
@@ -112,8 +112,7 @@ def observer_doc(plan: DevnetPlan) -> dict[str, Any]:
         "node": {"name": "devnet-observer", "create_keys": True},
         "transport": {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"],
                       "bootstrap": [plan.authority.p2p_addr]},
-        "chain": {"type": "local", "mode": "client", "authority": plan.authority.p2p_addr,
-                  "poll_interval": min(plan.options.block_time, 1.0)},
+        "chain": chain_client(plan),
     }
 
 
@@ -132,6 +131,27 @@ def print_query_command(plan: DevnetPlan, console: Console) -> None:
     for modality in plan.subnets.values():
         ask = 'text "def __init__(self" --max-tokens 32' if modality == "text" else "image denoise --in a.png --out b.png"
         console.print(f"query: tnode query {ask} -c {plan.client.config_path}", highlight=False, soft_wrap=True)
+
+
+async def start_evm_chain(plan: DevnetPlan, supervisor: Supervisor, console: Console) -> None:
+    """``chain = "evm"``: run ``tnode evm devchain`` (anvil with the contract and the genesis accounts)
+    and point every node.toml at it."""
+    chain_dir = plan.options.run_dir / "evm"
+    chain_dir.mkdir(parents=True, exist_ok=True)
+    spec, out = chain_dir / "spec.json", chain_dir / "chain.json"
+    out.unlink(missing_ok=True)
+    spec.write_text(json.dumps(evm_spec(plan), indent=2))
+    supervisor.spawn("evm-chain", tnode_command("evm", "devchain", "--spec", str(spec), "--out", str(out)),
+                     chain_dir / "devchain.log", cwd=chain_dir)
+    deadline = anyio.current_time() + STARTUP_SECONDS
+    while not out.exists():
+        check_alive(supervisor)
+        if anyio.current_time() > deadline:
+            raise DevnetError(f"the EVM chain was not ready after {STARTUP_SECONDS:.0f} s (see {chain_dir})")
+        await anyio.sleep(0.2)
+    info = json.loads(out.read_text())
+    use_evm_chain(plan, str(info["rpc_url"]), str(info["contract"]))
+    console.print(f"evm chain: anvil at {info['rpc_url']}, contract {info['contract']}", highlight=False)
 
 
 async def register_miners(chain: Any, plan: DevnetPlan, progress: Progress) -> None:
@@ -161,7 +181,8 @@ async def register_miners_pow(plan: DevnetPlan, supervisor: Supervisor) -> None:
 
     Runs before the miners start: the command opens the miner's own transport and chain client.
     """
-    procs = [supervisor.spawn(f"register-{m.name}", tnode_command("register", "-c", str(m.config_path)),
+    command = ("evm", "register") if plan.options.chain == "evm" else ("register",)
+    procs = [supervisor.spawn(f"register-{m.name}", tnode_command(*command, "-c", str(m.config_path)),
                               m.dir / "register.log", cwd=m.dir) for m in plan.miners]
     deadline = anyio.current_time() + STARTUP_SECONDS
     while any(p.alive() for p in procs):
@@ -210,6 +231,8 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
                   f"{len(plan.miners)} miners ({', '.join(m.model for m in plan.miners)})"
                   + (f", subnets {plan.subnets}" if len(plan.subnets) > 1 else ""))
     try:
+        if opts.chain == "evm":
+            await start_evm_chain(plan, supervisor, console)
         a = plan.authority
         supervisor.start(a.name, a.config_path, a.dir / "node.log")
         await wait_port(a.port, supervisor, STARTUP_SECONDS)
