@@ -35,6 +35,7 @@ class MinerRecord:
     sent: int = 0
     answered: int = 0
     failures: int = 0  # consecutive
+    lates: int = 0  # consecutive answers cut off after k_min others came
     backoff_until: float = 0.0
     latency: float = 0.0  # EWMA of answered latencies, seconds
     last_error: str = ""
@@ -73,12 +74,20 @@ def chain_prior(mg: Metagraph, mix: Sequence[float]) -> dict[int, float]:
     return {x.uid: float(0.25 + 0.5 * c) for x, c in zip(mg.neurons, combined, strict=True)}
 
 
+LATE_STREAK = 3
+"""Consecutive late answers after which a miner backs off like a failed one: a miner that never
+answers in time (dead, with its connection not yet known to be gone, or overloaded) stops being
+asked within a few queries instead of only losing quality."""
+
+
 class Board:
     """Every miner the router may ask, their measurements and the exploration policy."""
 
     def __init__(self, *, strength: float, decay: float, backoff_base: float, backoff_max: float,
-                 exploration: str = "thompson", ucb_c: float = 0.5, rng: np.random.Generator | None = None) -> None:
+                 exploration: str = "thompson", ucb_c: float = 0.5, rng: np.random.Generator | None = None,
+                 late_streak: int = LATE_STREAK) -> None:
         self.strength = strength
+        self.late_streak = late_streak
         self.decay = decay
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -151,6 +160,7 @@ class Board:
             return
         rec.answered += 1
         rec.failures = 0
+        rec.lates = 0
         rec.backoff_until = 0.0
         rec.latency = latency if rec.answered == 1 else 0.8 * rec.latency + 0.2 * latency
 
@@ -163,16 +173,24 @@ class Board:
         rec.errors[code] = rec.errors.get(code, 0) + 1
         self.reward(hotkey, 0.0)
         if code in REFUSALS_THAT_BACK_OFF:
-            rec.failures += 1
-            delay = min(self.backoff_base * 2 ** (rec.failures - 1), self.backoff_max)
-            rec.backoff_until = now + delay
+            self._back_off(rec, now)
 
-    def late(self, hotkey: str) -> None:
-        """Asked but cancelled once enough others answered: counted against its quality, no backoff."""
+    def _back_off(self, rec: MinerRecord, now: float) -> None:
+        rec.failures += 1
+        rec.backoff_until = now + min(self.backoff_base * 2 ** (rec.failures - 1), self.backoff_max)
+
+    def late(self, hotkey: str, now: float = 0.0) -> None:
+        """Asked but cancelled once enough others answered: counted against its quality; the
+        ``late_streak``-th late answer in a row (and each one after it) backs off like a failure."""
         rec = self.miners.get(hotkey)
-        if rec is not None:
-            rec.errors["late"] = rec.errors.get("late", 0) + 1
-            self.reward(hotkey, 0.0)
+        if rec is None:
+            return
+        rec.errors["late"] = rec.errors.get("late", 0) + 1
+        self.reward(hotkey, 0.0)
+        rec.lates += 1
+        if self.late_streak and rec.lates >= self.late_streak:
+            rec.last_error = "late"
+            self._back_off(rec, now)
 
     def reward(self, hotkey: str, value: float) -> None:
         """One quality observation in [0, 1] (older ones decay)."""

@@ -115,7 +115,7 @@ class MoeRouter:
         for hotkey, code in out.failures.items():
             self.board.failed(hotkey, code, now)
         for hotkey in out.late:
-            self.board.late(hotkey)
+            self.board.late(hotkey, now)
         if not out.answers:
             codes = ", ".join(sorted(set(out.failures.values()))) or "none"
             raise TaskError("unreachable", f"none of {len(miners)} miners answered (errors: {codes})")

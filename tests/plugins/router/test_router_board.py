@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from tnode.interfaces import Metagraph, Neuron
-from tnode.plugins.router.board import Board, chain_prior
+from tnode.plugins.router.board import LATE_STREAK, Board, chain_prior
 
 
 def neurons(n: int, **fields: list[float]) -> tuple[Neuron, ...]:
@@ -74,8 +74,23 @@ def test_late_answers_cost_quality_but_not_a_backoff() -> None:
     b = board(1)
     h = f"{0:064x}"
     before = b.miners[h].mean(b.strength)
-    b.late(h)
+    b.late(h, now=100.0)
     assert b.miners[h].mean(b.strength) < before and b.miners[h].backoff_until == 0.0
+
+
+def test_a_miner_late_every_time_backs_off_like_a_failed_one() -> None:
+    b = board(1)
+    h = f"{0:064x}"
+    for _ in range(LATE_STREAK - 1):
+        b.late(h, now=100.0)
+    assert b.miners[h].backoff_until == 0.0
+    b.late(h, now=100.0)
+    assert b.miners[h].backoff_until == 100.5 and b.miners[h].last_error == "late"
+    b.late(h, now=101.0)
+    assert b.miners[h].backoff_until == 102.0  # doubling, like consecutive failures
+    b.answered(h, 0.01)
+    b.late(h, now=103.0)
+    assert b.miners[h].backoff_until == 0.0  # an answer in time ends the streak
 
 
 def test_deregistered_miners_leave_and_a_reused_uid_starts_afresh() -> None:

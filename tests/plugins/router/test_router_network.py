@@ -69,7 +69,9 @@ async def test_killing_the_best_miner_costs_no_query_and_it_is_dropped(tmp_path)
             router.learn_text(mixed, w[-1:])
             if router.board.miners[best].sent > before:
                 last_sent = time.monotonic()
+        dead = router.board.miners[best]
     assert ok == 90
+    assert dead.failures >= 1, f"never backed off (errors {dead.errors})"  # dropped by failures, not only quality
     assert max(latencies) <= ROUTER["timeout"] + 0.5
     assert last_sent - died < 5.0
 
