@@ -44,8 +44,17 @@ Bounds (checked by :func:`decode_body` before the signature, so a frame outside 
            matches ``pl``; a ``bytes`` payload has shape ``[pl]``)
 ``re``     ``""`` or a nonce (32 lowercase hex characters)
 ``c``      string of at most :data:`MAX_CODE` (64) characters
-``sig``    128 lowercase hex characters (else :class:`~tnode.errors.BadSignature`)
+``sig``    128 lowercase hex characters (else :class:`~tnode.errors.BadSignature`), or ``""`` on
+           a session-authenticated request (below)
 =========  ==================================================================================
+
+Session-authenticated requests: a ``"req"`` frame may leave ``sig`` empty when the transport it
+travels on has already authenticated its sender, as libp2p's Noise handshake does (the connection's
+peer id is the sender's hotkey). :meth:`Verifier.verify` accepts such a frame only when its caller
+says so (``session_sender``, the hotkey the session authenticated) and ``s`` equals it; every other
+check (receiver, freshness, body hash, replay) still runs. A non-empty signature is always checked,
+and responses and announcements are always signed: a miner's signed answer is the evidence audits
+and collusion detection rest on.
 
 The whole header is at most :data:`MAX_HEADER` bytes. Booleans are never accepted where an
 integer is expected. JSON integers beyond 64 bits decode as floats and are refused as the
@@ -184,8 +193,14 @@ def encode(
     code: str = "",
     nonce: str | None = None,
     ts_ms: int | None = None,
+    sign: bool = True,
 ) -> bytes:
-    """Sign and serialize one message into a complete frame (length prefix included)."""
+    """Sign and serialize one message into a complete frame (length prefix included).
+
+    ``sign=False`` leaves the signature empty: only for a request on a session that authenticates
+    its sender (see the module docstring)."""
+    if not sign and kind != "req":
+        raise ValueError("only requests may go unsigned (on a session-authenticated transport)")
     if nonce is not None and not (isinstance(nonce, str) and _is_nonce(nonce)):
         raise ValueError(f"nonce must be {NONCE_HEX} lowercase hex characters (16 bytes)")
     body_bytes = orjson.dumps(body or {}, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -206,7 +221,7 @@ def encode(
         "re": reply_to,
         "c": code,
     }
-    header["sig"] = key.sign(signing_bytes(header)).hex()
+    header["sig"] = key.sign(signing_bytes(header)).hex() if sign else ""
     header_bytes = orjson.dumps(header)
     size = 4 + len(header_bytes) + len(body_bytes) + len(payload_bytes)
     return b"".join((PREFIX.pack(size), PREFIX.pack(len(header_bytes)), header_bytes, body_bytes, payload_bytes))
@@ -494,19 +509,25 @@ class Verifier:
     def verify_body(self, data: bytes | bytearray | memoryview, *, expect_kind: str | None = None) -> Message:
         return self.verify(decode_body(data, self.max_frame), expect_kind=expect_kind)
 
-    def verify(self, frame: RawFrame, *, expect_kind: str | None = None, now_ms: int | None = None) -> Message:
+    def verify(self, frame: RawFrame, *, expect_kind: str | None = None, now_ms: int | None = None,
+               session_sender: str | None = None) -> Message:
+        """The checked message, or the :class:`~tnode.errors.WireError` of the first check it fails.
+
+        ``session_sender``: the hotkey the transport's session authenticated for this frame's
+        connection; a request from exactly that sender may then come unsigned.
+        """
         h = frame.header
         if expect_kind is not None and h["k"] != expect_kind:
             raise MalformedFrame(f"expected a {expect_kind!r} frame, got {h['k']!r}")
         if h["r"] != self.me:
             raise WrongReceiver(f"frame is addressed to {h['r'][:16]}…, not to this node")
         sig = h.get("sig")
-        if not isinstance(sig, str) or not _is_sig(sig):
+        if sig == "" and session_sender is not None and h["k"] == "req" and h["s"] == session_sender:
+            pass  # authenticated by the session (Noise): the connection's peer is the sender
+        elif not isinstance(sig, str) or not _is_sig(sig):
             raise BadSignature("frame is unsigned or its signature is not 128 lowercase hex characters")
         # decode_body checked 's' is 64 lowercase hex, so both conversions succeed.
-        sig_bytes = bytes.fromhex(sig)
-        sender = bytes.fromhex(h["s"])
-        if not verify(sender, signing_bytes(h), sig_bytes):
+        elif not verify(bytes.fromhex(h["s"]), signing_bytes(h), bytes.fromhex(sig)):
             raise BadSignature(f"signature does not verify for sender {h['s'][:16]}…")
         now = int(time.time() * 1000) if now_ms is None else now_ms
         if abs(now - h["ts"]) > self.window_ms:

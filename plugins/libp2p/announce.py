@@ -69,10 +69,9 @@ class Announcer:
             return
         with contextlib.suppress(TaskError):
             await self.t.node.ready.wait()
-            if not self.t.connected_to(peer_id):
-                return  # it went away meanwhile: a greeting is no reason to dial it back
+            # dial=False: a peer that went away meanwhile is no reason to dial it back.
             reply = await self.t.request(peer_id, dispatch.service_route(SERVICE), "announce", self.payload(),
-                                         timeout=5.0)
+                                         timeout=5.0, dial=False)
             self.record(peer_id, self.t._peer(peer_id).hotkey, reply.body)
 
     async def _on_announce(self, task: dispatch.ServiceCall) -> TaskResult:

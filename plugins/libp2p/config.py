@@ -43,6 +43,13 @@ class Libp2pConfig:
         60.0, "Upper bound on any inbound task's deadline, in seconds (every entry point).", ge=0.01, le=86400.0
     )
     streams_per_peer: int = option(8, "Outbound streams kept open per peer (requests in flight per peer).", ge=1, le=256)
+    sign_requests: bool = option(
+        False, "Sign every request with the hotkey. Off (the default): requests ride the Noise session's "
+               "authentication, whose peer id is the hotkey, and a peer that insists on signatures gets a signed "
+               "retry; responses are always signed (see docs/security.md).")
+    accept_unsigned_requests: bool = option(
+        True, "Serve requests authenticated by the Noise session alone (sender = the connection's peer). Off: "
+              "every request must carry a valid signature, or is refused as bad_signature.")
     freshness_seconds: float = option(30.0, "Accepted clock difference for signed messages.", ge=1.0, le=3600.0)
     replay_memory_bytes: int = option(
         64 * 1024 * 1024, "Bytes of memory for the nonces seen within the freshness window; at the cap the oldest "

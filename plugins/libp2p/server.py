@@ -159,7 +159,8 @@ class TaskServer:
         if frame.header.get("s") != expected:
             raise WrongSender(f"frame signed by {str(frame.header.get('s'))[:16]}…, but the connection is "
                               f"authenticated as {remote}: a request must be signed by its connection's peer")
-        return self.t.verifier.verify(frame, expect_kind="req")
+        session = expected if self.t.config.accept_unsigned_requests else None
+        return self.t.verifier.verify(frame, expect_kind="req", session_sender=session)
 
     def _refused(self, msg: wire.Message, remote: str, code: str, reason: str) -> tuple[bytes, str]:
         """A refusal the transport makes itself (a body it cannot hand to dispatch)."""

@@ -62,6 +62,7 @@ class _Peer:
     announcement: Any = None
     lib_id: Any = None  # parsed libp2p ID, cached: base58 decoding on every request is measurable
     dial_lock: trio.Lock = field(default_factory=trio.Lock)
+    must_sign: bool = False  # the peer refused an unsigned request: sign every request to it
 
 
 class Libp2pTransport:
@@ -345,16 +346,38 @@ class Libp2pTransport:
 
     # ------------------------------------------------------------------ client
     async def request(self, peer: str, modality: str, task: str, body: Mapping[str, Any],
-                      payload: np.ndarray | bytes | None = None, *, timeout: float = 10.0) -> Reply:
+                      payload: np.ndarray | bytes | None = None, *, timeout: float = 10.0,
+                      dial: bool = True) -> Reply:
+        """Send one task and return the verified answer; ``dial=False`` uses only a live connection."""
         peer_id = self._resolve(peer)
         state = self._peer(peer_id)
         if not state.hotkey:
             raise TaskError("unreachable", f"{peer_id} is not an Ed25519 peer id")
-        nonce = os.urandom(16).hex()
-        frame = wire.encode(self.key, kind="req", modality=modality, task=task, receiver=state.hotkey,
-                            body={"args": dict(body), "timeout_ms": int(timeout * 1000)}, payload=payload,
-                            nonce=nonce)
         start = time.perf_counter()
+        sign = self.config.sign_requests or state.must_sign
+        while True:
+            nonce = os.urandom(16).hex()
+            frame = wire.encode(self.key, kind="req", modality=modality, task=task, receiver=state.hotkey,
+                                body={"args": dict(body), "timeout_ms": int(timeout * 1000)}, payload=payload,
+                                nonce=nonce, sign=sign)
+            msg = self._checked_answer(state, await self._exchange(state, frame, timeout, dial), nonce)
+            left = timeout - (time.perf_counter() - start)
+            if msg.code == "bad_signature" and not sign and left > 0:
+                # The peer serves signed requests only (accept_unsigned_requests = false): sign from now on.
+                state.must_sign = sign = True
+                timeout = left
+                continue
+            break
+        if msg.code:
+            raise TaskError(msg.code, str(msg.body.get("error", "")))
+        result = msg.body.get("result", {})
+        if not isinstance(result, dict):
+            raise TaskError("invalid_response", "result is not an object")
+        return Reply(result, msg.payload, peer_id, msg.sender, time.perf_counter() - start)
+
+    async def _exchange(self, state: _Peer, frame: bytes, timeout: float, dial: bool) -> bytes:
+        """Send one request frame on a pooled or new stream and read the answer frame."""
+        peer_id = state.peer_id
         stream = None
         raw: bytes | None = None
         assert state.slots is not None
@@ -374,7 +397,7 @@ class Libp2pTransport:
                             await self._discard(state, stream)
                             stream = None
                     if stream is None:
-                        stream = await self._connected_stream(state)
+                        stream = await self._connected_stream(state, dial)
                         await stream.write(frame)
                         raw = await read_frame(stream, self.config.max_frame_bytes)
                 except (StreamError, WireError, OSError, trio.BrokenResourceError, trio.ClosedResourceError,
@@ -397,6 +420,11 @@ class Libp2pTransport:
             await self._discard(state, stream)
             raise TaskError("timeout", f"no answer from {peer_id} within {timeout:.3f} s")
         assert raw is not None
+        return raw
+
+    def _checked_answer(self, state: _Peer, raw: bytes, nonce: str) -> wire.Message:
+        """The verified answer frame to the request with ``nonce``, signed by the peer asked."""
+        peer_id = state.peer_id
         try:
             msg = self.verifier.verify_body(raw, expect_kind="res")
         except WireError as exc:
@@ -411,25 +439,27 @@ class Libp2pTransport:
         if msg.reply_to != nonce and not (msg.code and msg.reply_to == ""):
             # An empty reply_to is allowed only on refusals of frames the server could not parse.
             raise TaskError("invalid_response", "answer does not refer to this request")
-        if msg.code:
-            raise TaskError(msg.code, str(msg.body.get("error", "")))
-        result = msg.body.get("result", {})
-        if not isinstance(result, dict):
-            raise TaskError("invalid_response", "result is not an object")
-        return Reply(result, msg.payload, peer_id, msg.sender, time.perf_counter() - start)
+        return msg
 
-    async def _connected_stream(self, state: _Peer) -> Any:
+    async def _connected_stream(self, state: _Peer, dial: bool = True) -> Any:
         """A new task stream to the peer, dialing first when no live connection is left.
 
         The connection can close between the check and the stream (the remote hung up): then it is
-        dialed once more. Nothing has been sent yet, so the retry cannot run a request twice.
+        dialed once more. Nothing has been sent yet, so the retry cannot run a request twice. With
+        ``dial=False`` a peer without a live connection is ``unreachable`` at once.
         """
-        await self._ensure_connected(state)
+        if state.lib_id is None:
+            state.lib_id = ID.from_base58(state.peer_id)
+        if not dial:
+            if not self._live_connections(state.lib_id):
+                raise TaskError("unreachable", f"{state.peer_id}: not connected")
+        else:
+            await self._ensure_connected(state)
         try:
             return await self._open_stream(state)
         except Exception:
-            if self._live_connections(state.lib_id):
-                raise  # the connection is up and the stream itself failed: not a dial problem
+            if self._live_connections(state.lib_id) or not dial:
+                raise  # the connection is up and the stream itself failed, or dialing is not wanted
         await self._ensure_connected(state)
         return await self._open_stream(state)
 
