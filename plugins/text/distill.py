@@ -66,6 +66,17 @@ def mixture(probs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nbtv,btn->btv", probs, weights)
 
 
+def gate_nll(weights: torch.Tensor, p_true: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    """−log Σᵢ gᵢ pᵢ(y) over the answered windows: weights (B, T, n), p_true (n, B, T), has (B,)."""
+    mix_true = torch.einsum("nbt,btn->bt", p_true, weights)[has]
+    return -torch.log(mix_true.clamp_min(1e-12)).mean()
+
+
+def true_probs(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each teacher's probability of the true next token: (n, B, T, V), (B, T) → (n, B, T)."""
+    return probs.gather(-1, targets[None, :, :, None].expand(probs.shape[0], -1, -1, 1))[..., 0]
+
+
 def losses(logits: torch.Tensor, hidden: torch.Tensor, targets: torch.Tensor, probs: torch.Tensor,
            answered: torch.Tensor, gate: Gate, alpha: float) -> Losses:
     """The step's losses (see the module doc).
@@ -81,9 +92,7 @@ def losses(logits: torch.Tensor, hidden: torch.Tensor, targets: torch.Tensor, pr
     zero = logits.new_zeros(())
     if not bool(has.any()):
         return Losses(own, own, zero, zero, weights)
-    p_true = probs.gather(-1, targets[None, :, :, None].expand(probs.shape[0], -1, -1, 1))[..., 0]  # (n, B, T)
-    mix_true = torch.einsum("nbt,btn->bt", p_true, weights)[has]
-    gate_loss = -torch.log(mix_true.clamp_min(1e-12)).mean()
+    gate_loss = gate_nll(weights, true_probs(probs, targets), has)
     m = mixture(probs, weights.detach())[has]  # (b', T, V)
     kl = (m * (torch.log(m.clamp_min(1e-12)) - logq[has])).sum(-1).mean()
     total = (1.0 - alpha) * own + alpha * kl + gate_loss
@@ -98,13 +107,14 @@ class Distiller:
     """
 
     def __init__(self, teachers: Sequence[Teacher], fetch: Callable[[np.ndarray], TeacherBatch], *,
-                 alpha: float = 0.5, gate_lr: float = 3e-2, mean_decay: float = 0.98) -> None:
+                 alpha: float = 0.5, gate_lr: float = 0.1, gate_steps: int = 4, mean_decay: float = 0.98) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"the distillation weight must lie in [0, 1], got {alpha}")
         self.teachers = list(teachers)
         self.fetch = fetch
         self.alpha = alpha
         self.gate_lr = gate_lr
+        self.gate_steps = gate_steps
         self.mean_decay = mean_decay
         self.gate: Gate | None = None
         self.opt: torch.optim.Optimizer | None = None
@@ -133,6 +143,7 @@ class Distiller:
         hidden = model.hidden(inputs)
         logits = hidden @ model.tok.weight.T
         answered = torch.as_tensor(got.answered)
+        self._fit_gate(hidden.detach(), targets, torch.as_tensor(got.probs), answered)
         parts = losses(logits, hidden, targets, torch.as_tensor(got.probs), answered, self.gate, self.alpha)
         with torch.no_grad():
             w = parts.weights  # (B, T, n)
@@ -146,6 +157,22 @@ class Distiller:
         self.own_loss = float(parts.own.item())
         self.last = parts
         return parts.total
+
+    def _fit_gate(self, hidden: torch.Tensor, targets: torch.Tensor, probs: torch.Tensor,
+                  answered: torch.Tensor) -> None:
+        """A few gate steps on this batch before its target is built: the gate is tiny next to the
+        student, and a target mixed by a gate that has not yet seen the batch teaches the student
+        the bad teachers' answers too."""
+        assert self.gate is not None and self.opt is not None
+        has = answered.any(dim=0)
+        if self.gate_steps <= 0 or not bool(has.any()):
+            return
+        p_true = true_probs(probs, targets)
+        for _ in range(self.gate_steps):
+            self.opt.zero_grad(set_to_none=True)
+            gate_nll(self.gate(hidden, answered), p_true, has).backward()
+            self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
 
     def step(self) -> None:
         """The gate's own optimizer step (after the student's)."""
