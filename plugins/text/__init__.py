@@ -12,6 +12,7 @@ from .config import (
     PythonDocsConfig,
     TextFilesConfig,
     TextModalityConfig,
+    TextTrainingConfig,
     TransformerConfig,
     UniformConfig,
 )
@@ -21,6 +22,19 @@ def _transformer(node: Any, name: str, config: TransformerConfig) -> Any:
     from .transformer import TransformerModel  # torch is imported only when a transformer is configured
 
     return TransformerModel(node, name, config)
+
+
+def _training(node: Any, name: str, config: TextTrainingConfig) -> Any:
+    from .online import OnlineTraining  # torch is imported only when online training is configured
+
+    return OnlineTraining(node, name, config)
+
+
+@tnode.hookimpl
+def tnode_add_component_kinds(declare: Any) -> None:
+    # Online learning is optional: the kind exists for nodes that configure a [training.NAME] table.
+    declare(kind="training", section="training", after="modality",
+            description="Keeps training a served model while the node serves (online learning).")
 
 
 @tnode.hookimpl
@@ -41,6 +55,9 @@ def tnode_register_components(register: Any) -> None:
              description="Every byte equally likely.")
     register(kind="model", type="garbage", factory=GarbageModel, schema=GarbageConfig,
              description="Spam miner: random or constant distributions that ignore the input.")
+    register(kind="training", type="text", factory=_training, schema=TextTrainingConfig,
+             description="Online learning: trains a copy of a served transformer on its own data (and the "
+                         "network's answers) and swaps the weights in atomically between passes.")
     register(kind="modality", type="text", factory=TextModality, schema=TextModalityConfig,
              description="Next-token prediction and completion over byte tokens; validation tasks from "
                          "held-out data.")

@@ -116,3 +116,29 @@ class TextModalityConfig:
         if self.sequence_length > self.max_sequence_length:
             yield "sequence_length", (f"sequence_length {self.sequence_length} exceeds max_sequence_length "
                                       f"{self.max_sequence_length}")
+
+
+@dataclass(frozen=True)
+class TextTrainingConfig:
+    """Online learning for a serving miner: keeps training the served transformer on its own data
+    (and, with ``teachers``, the network's answers) and swaps the new weights in between passes."""
+
+    model: str = option(doc="The [models.NAME] to train (a transformer in the node's process, workers = 0).",
+                        ref="models")
+    dataset: str = option(doc="The [datasets.NAME] whose train split it learns from (held-out: the figures).",
+                          ref="datasets")
+    teachers: str = option("", "The [teachers.NAME] to distil from; empty: own data only.", ref="teachers")
+    checkpoint: str = option("", "Checkpoint written and resumed from (relative to node.toml's directory); "
+                                 "empty: <data_dir>/training/NAME.pt.")
+    batch_size: int = option(8, "Windows per step.", ge=1, le=1024)
+    lr: float = option(5e-4, "Learning rate (AdamW, constant).", ge=1e-9, le=1.0)
+    swap_every: int = option(10, "Steps between weight swaps into the serving model.", ge=1)
+    checkpoint_every: int = option(100, "Steps between checkpoints.", ge=1)
+    busy_fraction: float = option(0.25, "Share of wall time spent training: after each round it sleeps "
+                                        "round time × (1 / busy_fraction − 1), so serving keeps the CPU.",
+                                  ge=0.01, le=1.0)
+    max_steps: int = option(0, "Stop after this many steps in total; 0: train while the node runs.", ge=0)
+    distill_weight: float = option(0.5, "Share of the distillation loss (with teachers).", ge=0.0, le=1.0)
+    teacher_k: int = option(32, "Log-probabilities asked per position.", ge=1, le=256)
+    teacher_rps: float = option(5.0, "Most requests per second to teachers (0: no bound).", ge=0.0)
+    seed: int = option(0, "Seed of the training windows.")

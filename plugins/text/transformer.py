@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,8 @@ class TransformerModel:
         self.name = name
         self.config = config
         self.model: ByteTransformer | None = None
+        self._swap_lock = threading.Lock()  # a forward pass takes the reference once, under this lock
+        self.swaps = 0
         path = self.checkpoint_path()
         if path is not None and not path.is_file():  # checked here so that `tnode validate` reports it
             raise ConfigError(f"checkpoint {path} does not exist", key_path=f"models.{name}.checkpoint",
@@ -220,9 +223,22 @@ class TransformerModel:
         """float32 (batch, seq, 256) log-probabilities; see :class:`tnode.contracts.text.LanguageModel`."""
         if self.model is None:
             self.load()
-        assert self.model is not None
+        with self._swap_lock:
+            model = self.model
+        assert model is not None
         idx = torch.as_tensor(np.asarray(tokens, dtype=np.int64))
-        return logprobs_any_length(self.model, idx).numpy()
+        return logprobs_any_length(model, idx).numpy()
+
+    def swap(self, model: ByteTransformer) -> None:
+        """Serve ``model`` from the next forward pass on; a pass under way finishes on the old one.
+
+        ``model`` must not be changed afterwards (train a copy and swap in a fresh snapshot)."""
+        if self.pool is not None:
+            raise RuntimeError(f"model {self.name!r} runs in worker processes: its weights cannot be swapped")
+        model.eval()
+        with self._swap_lock:
+            self.model = model
+            self.swaps += 1
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         if self.pool is not None:  # the weights load in each worker, not here
