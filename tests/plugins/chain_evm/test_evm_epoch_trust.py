@@ -118,3 +118,21 @@ async def test_tnode_chain_verify_exits_non_zero_on_a_wrong_epoch(evm: Any, tmp_
     assert done.returncode == 1, done.stderr.decode()
     assert b"MISMATCH" in done.stdout and b"epoch 20" in done.stdout
     assert b"2 epoch(s) checked, 1 mismatch(es)" in done.stdout
+
+
+async def test_tnode_evm_register_solves_the_contracts_proof_of_work(evm: Any, tmp_path: Any) -> None:
+    import sys
+    from pathlib import Path
+
+    _anvil, client, _dev = evm
+    (tmp_path / "node.toml").write_text(
+        f'[node]\nname = "miner"\ndata_dir = "./data"\ncreate_keys = true\n\n'
+        f'[chain]\ntype = "evm"\nrpc_url = "{client.rpc.url}"\ncontract = "{client.address}"\n')
+    cmd = [str(Path(sys.executable).with_name("tnode")), "evm", "register", "-c", str(tmp_path / "node.toml")]
+    done = await anyio.run_process(cmd, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.strip() == b"registered as uid 0"
+    mg = await client.metagraph()
+    assert mg.n == 1 and mg.neurons[0].coldkey != "00" * 32
+    again = await anyio.run_process(cmd, check=False, cwd=tmp_path)  # already registered: the same uid
+    assert again.returncode == 0 and again.stdout.strip() == b"registered as uid 0"
