@@ -58,18 +58,48 @@ def weights(rng: np.random.Generator, epochs: int, *, drift: float, copier_lag: 
     return out
 
 
-def run_yuma(matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Summed dividends and incentive per uid over the epochs."""
+def run_yuma(matrices: list[np.ndarray], *, verdict_factor: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Summed dividends and incentive per uid over the epochs.
+
+    With ``verdict_factor``, the chain acts on the ``weight_copy`` detector as tnode's embedded chain
+    does (docs/collusion.md): before each epoch the detector reads that epoch's weights, and the
+    stake of every validator it flagged counts times the factor in the epoch.
+    """
     n = matrices[0].shape[0]
     stake = np.array([1.0] * V + [0.0] * M)
     bonds = None
     div, inc = np.zeros(n), np.zeros(n)
-    for w in matrices:
-        result = epoch(w, stake, bonds, YumaParams())
+    watch = Watch(WeightCopyConfig(action="scale", factor=verdict_factor)) if verdict_factor is not None else None
+    for e, w in enumerate(matrices):
+        weighing = stake.copy()
+        if watch is not None:
+            for uid in watch.flagged(e, w):
+                weighing[uid] *= verdict_factor
+        result = epoch(w, weighing, bonds, YumaParams())
         bonds = result.bonds
         div += result.dividends
         inc += result.incentive
     return div, inc
+
+
+class Watch:
+    """A ``weight_copy`` detector fed one epoch's weights at a time (what a chain authority runs)."""
+
+    def __init__(self, config: WeightCopyConfig) -> None:
+        self.node = SimpleNamespace(bus=EventBus(), log=structlog.get_logger(), data_dir=None, ready=None, chain=None)
+        self.detector = WeightCopyDetector(self.node, "copy", config)
+
+    def flagged(self, e: int, w: np.ndarray) -> set[int]:
+        neurons = tuple(Neuron(uid=u, hotkey=f"{u:064x}", coldkey=f"c{u}", stake=100.0 if u < V else 0.0)
+                        for u in range(V + M))
+
+        async def go() -> None:
+            self.node.bus = EventBus()  # a bus serves one event loop; each epoch runs its own
+            async with self.node.bus:
+                await self.detector.observe(Metagraph(block=e * TEMPO, netuid=1, neurons=neurons, weights=w))
+
+        asyncio.run(go())
+        return {u for s in self.detector.history.suspects() for u in s.uids}
 
 
 def detect(matrices: list[np.ndarray]) -> set[int]:
@@ -102,22 +132,29 @@ def main() -> None:
         for name, kw, adversaries in (("honest", {}, set()),
                                       ("copier, no commit-reveal", {"copier_lag": 0}, {V - 1}),
                                       ("copier, commit-reveal", {"copier_lag": 1}, {V - 1}),
+                                      ("copier, reveal lag 3", {"copier_lag": 3}, {V - 1}),
+                                      ("copier, c-r + chain verdict", {"copier_lag": 1, "verdict": 0.1}, {V - 1}),
                                       ("cabal of 3", {"cabal": 3}, {V - 3, V - 2, V - 1})):
-            ratios, hits, false = [], 0, 0
+            ratios, worst, hits, false = [], [], 0, 0
             for seed in seeds:
-                m = weights(np.random.default_rng(seed), epochs, drift=drift, **kw)
-                div, _ = run_yuma(m)
+                options = dict(kw)
+                verdict = options.pop("verdict", None)
+                m = weights(np.random.default_rng(seed), epochs, drift=drift, **options)
+                div, _ = run_yuma(m, verdict_factor=verdict)
                 honest = [div[v] for v in range(V) if v not in adversaries]
                 ratios.append(float(np.mean([div[v] for v in adversaries]) / np.mean(honest)) if adversaries else 1.0)
+                worst.append(float(max(div[v] for v in adversaries) / min(honest)) if adversaries else 1.0)
                 flagged = detect(m)
                 hits += len(flagged & adversaries)
                 false += len(flagged - adversaries)
-            rows.append({"drift": drift, "scenario": name, "ratio": float(np.mean(ratios)),
+            rows.append({"drift": drift, "scenario": name, "ratio": float(np.mean(ratios)), "worst": max(worst),
                          "recall": hits / (len(adversaries) * len(seeds)) if adversaries else 1.0,
                          "false": false})
-    print(f"{'drift':>5}  {'scenario':<26} {'div/stake vs honest':>20} {'recall':>7} {'honest flagged':>15}")
+    print(f"{'drift':>5}  {'scenario':<28} {'div/stake vs honest':>20} {'vs poorest':>11} {'recall':>7} "
+          f"{'honest flagged':>15}")
     for r in rows:
-        print(f"{r['drift']:>5.2f}  {r['scenario']:<26} {r['ratio']:>19.3f}× {r['recall']:>7.2f} {r['false']:>15}")
+        print(f"{r['drift']:>5.2f}  {r['scenario']:<28} {r['ratio']:>19.3f}× {r['worst']:>10.3f}× {r['recall']:>7.2f} "
+              f"{r['false']:>15}")
     # Sybils: 3 uids of one miner (same answers) against one honest uid of the same quality.
     m = weights(np.random.default_rng(0), epochs, drift=0.0, sybils=3)
     _, inc = run_yuma(m)
@@ -132,6 +169,10 @@ def main() -> None:
         late = next(r["ratio"] for r in rows if r["drift"] == drift and r["scenario"] == "copier, commit-reveal")
         print(f"{'PASS' if late < now else 'FAIL'}: drift {drift}: commit-reveal cuts the copier's edge "
               f"{now:.3f}× → {late:.3f}× (goal: lower)")
+        acted = next(r for r in rows if r["drift"] == drift and r["scenario"] == "copier, c-r + chain verdict")
+        print(f"{'PASS' if acted['worst'] < 1.0 else 'FAIL'}: drift {drift}: with the chain acting on weight_copy "
+              f"(scale 0.1) the copier earns at most {acted['worst']:.3f}× the poorest honest validator "
+              f"(mean {acted['ratio']:.3f}× the honest mean; goal: below every honest validator)")
 
 
 if __name__ == "__main__":

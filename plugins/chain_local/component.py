@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 from tnode import dispatch
 from tnode.errors import ChainError, ConfigError
-from tnode.events import BlockProduced, EpochCompleted, NeuronRegistered
+from tnode.events import BlockProduced, CollusionSuspected, EpochCompleted, NeuronRegistered
 from tnode.hyperparameters import Hyperparameters
 from tnode.interfaces import Metagraph, TaskResult
 from tnode.keys import Keypair
@@ -54,6 +54,8 @@ class LocalChain:
         self._nonces: dict[str, int] = {}
         self._signer_locks: dict[str, anyio.Lock] = {}
         self._tempos: dict[int, int] = {}  # netuid → tempo, to see epochs go by (client mode)
+        # hotkey → (stake factor, monotonic expiry): zero/scale verdicts of this node's collusion detectors.
+        self._verdicts: dict[str, tuple[float, float]] = {}
 
     # ================================================================== lifecycle
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -85,6 +87,7 @@ class LocalChain:
                 # A service, not a modality: answered before the node is ready (other nodes need the
                 # authority to start) and judged only by the spam filters that judge services.
                 unserve = dispatch.of(self.node).serve_service("chain", self._serve, before_ready=True)
+                verdicts = self.node.bus.subscribe(CollusionSuspected, self._on_verdict, name="chain:verdicts")
                 try:
                     tg.start_soon(self._produce_loop)
                     self.node.log.info("chain authority started", genesis=self.genesis_hash[:16],
@@ -92,6 +95,7 @@ class LocalChain:
                     task_status.started()
                     await anyio.sleep_forever()
                 finally:
+                    verdicts.close()
                     unserve()
         finally:
             with anyio.CancelScope(shield=True):
@@ -142,12 +146,30 @@ class LocalChain:
         changed, self._head_changed = self._head_changed, anyio.Event()
         changed.set()
 
+    async def _on_verdict(self, event: CollusionSuspected) -> None:
+        """Hold a zero/scale verdict of a detector on this authority (e.g. ``weight_copy``): the
+        suspects' stake counts times ``factor`` in epochs for ``hold_seconds`` (docs/collusion.md)."""
+        if event.action == "report" or event.hold_seconds <= 0:
+            return
+        until = anyio.current_time() + event.hold_seconds
+        for hotkey in event.members:
+            if hotkey not in self._verdicts:
+                self.node.log.info("epoch stake scaled for a collusion suspect", hotkey=hotkey[:12],
+                                   kind=event.kind, factor=event.factor, detector=event.detector)
+            self._verdicts[hotkey] = (min(1.0, max(0.0, event.factor)), until)
+
+    def _current_stake_factors(self) -> dict[str, float]:
+        now = anyio.current_time()
+        self._verdicts = {h: v for h, v in self._verdicts.items() if v[1] > now}
+        return {h: f for h, (f, _) in self._verdicts.items()}
+
     async def _produce_loop(self) -> None:
         assert self.ledger is not None and isinstance(self._backend, LocalBackend)
         interval = self.config.block_time
         next_at = anyio.current_time() + interval
         while True:
             await anyio.sleep_until(next_at)
+            self.ledger.stake_factors = self._current_stake_factors()
             with anyio.CancelScope(shield=True):  # never abandon a half-written block
                 outcome: BlockOutcome = await self._backend.run_sync(self.ledger.produce_block)
             now = anyio.current_time()

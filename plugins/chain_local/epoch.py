@@ -11,6 +11,7 @@ remainder goes to the owner). Amounts are floored to base units; what rounding l
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -102,10 +103,13 @@ def _pay(st: State, hotkeys: list[str], incentive_amount: np.ndarray, dividend_a
     )
 
 
-def run_epoch(st: State, hp: Hyperparameters, number: int) -> EpochOutcome | None:
+def run_epoch(st: State, hp: Hyperparameters, number: int, *,
+              stake_factors: Mapping[str, float] | None = None) -> EpochOutcome | None:
     """Run Yuma at the end of block ``number`` and pay out the pending emission.
 
     With no neurons there is nothing to run: the emission stays pending for the next epoch.
+    ``stake_factors`` (hotkey → factor in [0, 1]) scale the stake the named validators' weights carry
+    in this epoch (consensus, bonds, hence dividends); permits and payouts still follow real stake.
     """
     neurons = st.neurons()
     n = len(neurons)
@@ -121,8 +125,12 @@ def run_epoch(st: State, hp: Hyperparameters, number: int) -> EpochOutcome | Non
     rows = np.flatnonzero(permit)
     from tnode.yuma import epoch as yuma_epoch
 
+    weighing = stake.copy()
+    for uid, hotkey in enumerate(hotkeys):
+        if stake_factors and hotkey in stake_factors:
+            weighing[uid] *= min(1.0, max(0.0, float(stake_factors[hotkey])))
     result = yuma_epoch(
-        _load_rows(st, "weights", rows, n), stake, _load_rows(st, "bonds", rows, n), _params(hp),
+        _load_rows(st, "weights", rows, n), weighing, _load_rows(st, "bonds", rows, n), _params(hp),
         active=active, validator_permit=permit, last_update=last_update, registered_at=registered_at,
         row_uids=rows, reset_bonds=registered_at > number - hp.tempo,
     )

@@ -96,6 +96,9 @@ class Ledger:
         self._chain_hp = hyperparameters_from_units(self._st.get("chain_hyperparameters"))
         self.genesis_hash: str = self._st.get("genesis_hash")
         self._head = self._load_head()
+        # hotkey → factor on the stake its weights carry in epochs: the authority's collusion verdicts
+        # (docs/collusion.md, "Acting on the chain side"); replaced whole, never mutated in place.
+        self.stake_factors: dict[str, float] = {}
 
     # ------------------------------------------------------------------ genesis
     def _init_genesis(self, genesis: Genesis) -> None:
@@ -321,7 +324,7 @@ class Ledger:
             self._conn.execute("DELETE FROM commits WHERE netuid = ? AND block + ? <= ?",
                                (sub.netuid, hp.commit_reveal_period + 2 * hp.commit_reveal_window, number))
             if number % hp.tempo == 0:
-                outcome = run_epoch(sst, hp, number)
+                outcome = run_epoch(sst, hp, number, stake_factors=self.stake_factors)
                 if outcome is not None:
                     epochs.append(outcome)
         return epochs

@@ -1,5 +1,7 @@
 """tnode plugin: collusion detectors (relaying and copying miners, lazy miners, shared operators,
-weight-copying validators, cabals, self-dealing) and ``tnode collusion report``."""
+weight-copying validators, cabals, self-dealing), ``tnode collusion report``, and the adversaries
+they are tested against (``relay``, ``noisy-relay`` and ``lazy`` models; ``copier`` and ``cabal``
+validators), which ``tnode devnet --adversaries`` places."""
 
 from __future__ import annotations
 
@@ -35,6 +37,32 @@ def tnode_register_components(register: Any) -> None:
              description="Validators whose deviations from the stake median point the same way.")
     register(kind=kind, type="self_dealing", factory=SelfDealingDetector, schema=SelfDealingConfig,
              description="Validators weighting their own coldkey's miners far above the others.")
+    _register_adversaries(register)
+
+
+def _register_adversaries(register: Any) -> None:
+    from .adversary_config import (
+        CabalConfig as CabalValidatorConfig,
+    )
+    from .adversary_config import (
+        CopierConfig,
+        LazyMinerConfig,
+        NoisyRelayMinerConfig,
+        RelayMinerConfig,
+    )
+    from .adversary_miners import LazyModel, RelayModel
+    from .adversary_validators import CopierValidator
+
+    register(kind="model", type="relay", factory=RelayModel, schema=RelayMinerConfig,
+             description="Adversary: forwards every task to another miner (`source`) and returns its answer.")
+    register(kind="model", type="noisy-relay", factory=RelayModel, schema=NoisyRelayMinerConfig,
+             description="Adversary: a relay adding 0.05 nats of noise to the source's distributions.")
+    register(kind="model", type="lazy", factory=LazyModel, schema=LazyMinerConfig,
+             description="Adversary: answers with `model` on a fraction of tasks, with junk on the rest.")
+    register(kind="validator", type="copier", factory=CopierValidator, schema=CopierConfig,
+             description="Adversary: sets the stake-weighted mean of the other validators' weights.")
+    register(kind="validator", type="cabal", factory=CopierValidator, schema=CabalValidatorConfig,
+             description="Adversary: a copier moving `boost` of its weight onto the miner its cabal pushes.")
 
 
 @tnode.hookimpl

@@ -14,6 +14,14 @@ from .config import DetectorConfig
 from .history import Suspect, SuspectHistory
 
 
+async def metagraph_with_weights(chain: Any) -> Any:
+    """The metagraph with its weights matrix, from backends that leave matrices out unless asked."""
+    try:
+        return await chain.metagraph(matrices=True)
+    except TypeError:  # a backend whose metagraph always carries (or never has) the matrices
+        return await chain.metagraph()
+
+
 class Detector:
     """Base of the ``[collusion.NAME]`` components; subclasses call :meth:`found` for each finding."""
 
@@ -61,6 +69,19 @@ class Detector:
         self.maybe_summarize()
         return record
 
+    def current_suspects(self) -> dict[str, int]:
+        """Kind → suspects seen within the last ``hold_seconds`` (the exporter's gauge)."""
+        since = time.time() - self.config.hold_seconds
+        counts: dict[str, int] = {}
+        for s in self.history.suspects():
+            if s.last_seen >= since:
+                counts[s.kind] = counts.get(s.kind, 0) + 1
+        return counts
+
+    def stats(self) -> dict[str, int]:
+        """Suspects recorded (all, and current)."""
+        return {"suspects": len(self.history.records), "current": sum(self.current_suspects().values())}
+
     def maybe_summarize(self) -> None:
         """An info line with the suspects at most every summary_seconds; the history file with it."""
         now = time.monotonic()
@@ -107,7 +128,7 @@ class PollingDetector(Detector):
         await self.node.ready.wait()
         while True:
             try:
-                mg = await self.node.chain.metagraph()
+                mg = await metagraph_with_weights(self.node.chain)
             except TnodeError as exc:  # chain trouble: try again next poll
                 self.log.debug("metagraph unavailable", error=f"{type(exc).__name__}: {exc}")
             else:

@@ -33,10 +33,11 @@ class RelayConfig(DetectorConfig):
 
     action: str = option("zero", "What validators do with a relay's weights (report, zero, scale).", choices=ACTIONS)
     window: int = option(32, "Shared tasks per miner pair kept (the newest).", ge=2)
-    min_tasks: int = option(8, "Shared tasks a pair needs before it is judged.", ge=2)
+    min_tasks: int = option(16, "Shared tasks a pair needs before it is judged (fewer let honest twins "
+                                "look ordered by chance).", ge=2)
     max_distance: float = option(0.4, "Median answer distance (text: mean L1 between next-token distributions, "
                                       "0..2) at or below which two miners answer as one.", ge=0.0, le=2.0)
-    order_fraction: float = option(0.8, "Share of shared tasks one of a close pair must answer later for it to be "
+    order_fraction: float = option(0.9, "Share of shared tasks one of a close pair must answer later for it to be "
                                         "the relay; below it the pair are honest twins.", ge=0.5, le=1.0)
     min_lag: float = option(0.0005, "Seconds later an answer must come to count as later.", ge=0.0)
 
@@ -52,7 +53,7 @@ class LazyConfig(DetectorConfig):
     high: float = option(0.8, "A task counts as good at or above this fraction of the round's median.", ge=0.0)
     min_junk: float = option(0.2, "Share of junk tasks that, with enough good ones, makes a miner lazy.", ge=0.0,
                              le=1.0)
-    min_good: float = option(0.2, "Share of good tasks a lazy miner shows (a miner always bad is not lazy, "
+    min_good: float = option(0.3, "Share of good tasks a lazy miner shows (a miner always bad is not lazy, "
                                   "just bad: the scores handle it).", ge=0.0, le=1.0)
 
 

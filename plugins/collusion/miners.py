@@ -114,10 +114,14 @@ class LazyDetector(RoundDetector):
         self.uids: dict[str, int] = {}
 
     async def on_round(self, event: TaskRoundScored) -> None:
-        median = statistics.median(event.scores) if event.scores else 0.0
+        # Only answers count: a timeout or a refusal is not lazy work (its zero score handles it), and
+        # failures must not pull the round's median down either.
+        answered = [(h, u, s) for h, u, a, s in zip(event.hotkeys, event.uids, event.answers, event.scores,
+                                                    strict=True) if a is not None]
+        median = statistics.median(s for _, _, s in answered) if answered else 0.0
         if median <= 0:
             return  # nobody did well: nothing to be lazy relative to
-        for hotkey, uid, score in zip(event.hotkeys, event.uids, event.scores, strict=True):
+        for hotkey, uid, score in answered:
             self.uids[hotkey] = uid
             window = self.relative.setdefault(hotkey, deque(maxlen=self.config.window))
             window.append(score / median)

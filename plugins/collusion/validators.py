@@ -9,8 +9,10 @@ Each reads the metagraph every ``poll_interval`` seconds and takes one observati
   way (cosine similarity, as FoolsGold compares update histories).
 - ``self_dealing``: a validator giving miners of its own coldkey far more weight than the others do.
 
-Findings are published with action ``report``: they are for stakers and operators (a validator's
-weights weigh miners, not other validators).
+Findings carry the detector's configured ``action`` (default ``report``: for stakers and operators).
+A chain authority running a detector with ``zero`` or ``scale`` scales the suspects' stake in its
+epochs (the embedded chain does; see docs/collusion.md); validators' weights weigh miners only, so a
+validator on the same node changes nothing for them.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class WeightCopyDetector(EpochDetector):
             if len(window) >= self.config.min_epochs and mean <= self.config.max_ratio:
                 await self.found((n.hotkey,), "weight_copy", 1.0 - mean,
                                  f"weights {mean:.2f}× as far from the others' as honest validators' over "
-                                 f"{len(window)} epochs", uids=(n.uid,), act=False)
+                                 f"{len(window)} epochs", uids=(n.uid,))
 
 
 class CabalDetector(EpochDetector):
@@ -156,7 +158,7 @@ class CabalDetector(EpochDetector):
             await self.found(tuple(mg.neurons[i].hotkey for i in group), "cabal", float(min(inner)),
                              f"{len(group)} validators deviate from the stake median the same way "
                              f"(cosine ≥ {min(inner):.2f}, mean L1 deviation {float(size[group].mean()):.2f} "
-                             f"over {len(self.deviations)} epochs)", uids=tuple(group), act=False)
+                             f"over {len(self.deviations)} epochs)", uids=tuple(group))
 
 
 class SelfDealingDetector(EpochDetector):
@@ -177,4 +179,4 @@ class SelfDealingDetector(EpochDetector):
             if share >= self.config.min_share and share >= self.config.over_consensus * others:
                 await self.found((v.hotkey, *(mg.neurons[u].hotkey for u in own)), "self_dealing", share,
                                  f"gives {share:.0%} of its weight to uids {own} of its own coldkey; the others "
-                                 f"give them {others:.0%}", uids=(v.uid, *own), act=False)
+                                 f"give them {others:.0%}", uids=(v.uid, *own))

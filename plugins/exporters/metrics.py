@@ -52,8 +52,8 @@ class NodeMetrics:
         self.refusals = Counter("tnode_refusals", "Inbound requests refused before any handler ran, by code.",
                                 ["code"], registry=r)
         self.spam = Counter("tnode_spam_detected", "SpamDetected events, by rule.", ["kind"], registry=r)
-        self.collusion = Counter("tnode_collusion_suspected", "CollusionSuspected alarms, by detector kind.",
-                                 ["kind"], registry=r)
+        self.collusion = Counter("tnode_collusion_suspected", "CollusionSuspected alarms, by kind of collusion "
+                                 "and by the detector that raised them.", ["kind", "detector"], registry=r)
         self.scored = Counter("tnode_responses_scored", "Miner responses this validator scored.", ["scorer"],
                               registry=r)
         self.score = Histogram("tnode_response_score", "Scores given to miner responses.", ["scorer"],
@@ -95,7 +95,7 @@ class NodeMetrics:
         self.spam.labels(ev.kind).inc()
 
     async def _collusion(self, ev: CollusionSuspected) -> None:
-        self.collusion.labels(ev.kind).inc()
+        self.collusion.labels(ev.kind, ev.detector).inc()
 
     async def _scored(self, ev: ResponseScored) -> None:
         self.scored.labels(ev.scorer).inc()
@@ -129,6 +129,23 @@ def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, float]]:
     elif isinstance(value, Mapping):
         for k, v in value.items():
             yield from _flatten(f"{prefix}.{k}" if prefix else str(k), v)
+
+
+def _suspects(node: Any) -> GaugeMetricFamily:
+    """Current suspects per collusion detector and kind (each detector's ``current_suspects()``)."""
+    family = GaugeMetricFamily("tnode_collusion_suspects", "Hotkey groups a collusion detector suspects now "
+                               "(seen within its hold_seconds), by detector and kind.", labels=["detector", "kind"])
+    for name, comp in node.components_of("collusion_detector").items():
+        fn = getattr(comp, "current_suspects", None)
+        if not callable(fn):
+            continue
+        try:
+            counts = fn()
+        except Exception:  # a detector must not break the scrape
+            continue
+        for kind, count in sorted(counts.items()):
+            family.add_metric([name, str(kind)], float(count))
+    return family
 
 
 class _PresentCollector(Collector):
@@ -173,6 +190,7 @@ class _PresentCollector(Collector):
                 for f, fam in families.items():
                     fam.add_metric([str(n.uid)], float(getattr(n, f)))
             yield from families.values()
+        yield _suspects(self.node)
         stat = GaugeMetricFamily("tnode_component_stat", "Numeric values from components' stats(), flattened "
                                  "with dots (e.g. refused.rate_limited).", labels=["kind", "component", "key"])
         for kind in STAT_KINDS:

@@ -86,6 +86,10 @@ def devnet(
     emission_shares: Annotated[str, typer.Option(
         "--emission-shares", help="With several modalities: each subnet's share of the emission, comma-separated "
                                   "in the order of --modality (default: equal shares).")] = "",
+    adversaries: Annotated[str, typer.Option(
+        "--adversaries", help="Attackers placed beside the honest nodes, comma-separated: relay, noisy-relay, lazy "
+                              "(miners), copier, cabal (validators); adds an honest twin miner and the "
+                              "detection checks to the report (docs/collusion.md).")] = "",
     chain: Annotated[str, typer.Option("--chain", help="The chain: local (the embedded chain, held by the authority) "
                                                       "or evm (a local anvil node with the subnet contract; the "
                                                       "authority posts epochs as keeper).")] = "local",
@@ -127,7 +131,15 @@ def devnet(
         raise _fail("--report needs --epochs N (the report is written when the run ends)", 2)
     run_dir = run_dir or Path("runs") / time.strftime("devnet-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    opts = DevnetOptions(run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
+    from .devnet.adversaries import parse_adversaries
+
+    try:
+        adversary_types = parse_adversaries(adversaries)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    if adversary_types and modalities != ["text"]:
+        raise _fail("--adversaries needs --modality text (the adversary miners are text models)", 2)
+    opts = DevnetOptions(adversaries=adversary_types, run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
                          tempo=tempo, base_port=base_port, checkpoint=_checkpoint_option(checkpoint),
                          registration=registration, models=kinds, modality=",".join(modalities),
                          emission_shares=shares, keep_going=keep_going, chain=chain)

@@ -16,6 +16,8 @@ from typing import Any
 
 from tnode.keys import Keypair, Keystore
 
+from .adversaries import adversary_doc, extra_nodes, extra_validators, place
+
 MODEL_CYCLE = ("transformer", "ngram", "uniform", "garbage")
 # The default miners per modality, best first. `--models` may name any registered model type.
 MODEL_CYCLES = {"text": MODEL_CYCLE, "image": ("unet", "classical", "blur", "image_garbage")}
@@ -40,6 +42,7 @@ class DevnetOptions:
     text_overrides: dict[str, Any] = field(default_factory=dict)
     modality: str = "text"  # "text", "image", or several comma-separated ("text,image"): one subnet each
     emission_shares: tuple[float, ...] = ()  # each modality's share of the emission, in order; () = equal
+    adversaries: tuple[str, ...] = ()  # attackers placed beside the honest nodes (devnet/adversaries.py)
     keep_going: bool = False  # a node that exits is noted instead of stopping the devnet
     chain: str = "local"  # "local" (the embedded chain, the authority holds it) or "evm" (anvil, docs/chain-evm.md)
 
@@ -80,6 +83,8 @@ class NodeSpec:
     doc: dict[str, Any] = field(default_factory=dict)
     modality: str = "text"  # validators and miners: what they check or serve
     netuid: int = 1  # the subnet of that modality
+    adversary: str = ""  # the adversary this node plays (devnet/adversaries.py), "" when honest
+    twin_of: str = ""  # an honest twin: the miner whose model it serves too
 
     @property
     def config_path(self) -> Path:
@@ -139,20 +144,20 @@ def free_ports(count: int) -> list[int]:
 
 def hyperparameters(opts: DevnetOptions) -> dict[str, Any]:
     """Subnet rules for a fast devnet: short epochs, cheap registration, every validator permitted."""
-    n = opts.miners + opts.validators
+    n = opts.miners + opts.validators + extra_nodes(opts.adversaries)
     return {
         "tempo": opts.tempo,
         "weights_rate_limit": max(1, opts.tempo // 4),
         "activity_cutoff": 10_000,
         "immunity_period": 10_000,
         "max_allowed_uids": max(n, 4),
-        "max_allowed_validators": opts.validators,
+        "max_allowed_validators": opts.validators + extra_validators(opts.adversaries),
         "min_allowed_weights": 1,
         "max_weight_limit": 1.0,
         "burn": 0.1,
         "min_burn": 0.01,
         "max_burn": 1.0,
-        "max_registrations_per_block": max(1, opts.miners),
+        "max_registrations_per_block": max(1, opts.miners + extra_nodes(opts.adversaries)),
         "max_registrations_per_interval": max(6, 2 * n),
         "target_registrations_per_interval": max(2, n),
         "difficulty": 10_000,  # a few milliseconds of proof of work
@@ -175,7 +180,9 @@ def make_plan(opts: DevnetOptions) -> DevnetPlan:
     opts.shares()  # refuse bad shares before writing anything
     run_dir = opts.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    count = 1 + len(mods) * (opts.validators + opts.miners)
+    if opts.adversaries and mods != ("text",):
+        raise ValueError("--adversaries needs a single text modality (the adversary miners are text models)")
+    count = 1 + len(mods) * (opts.validators + opts.miners) + extra_nodes(opts.adversaries)
     ports = iter(list(range(opts.base_port, opts.base_port + count)) if opts.base_port else free_ports(count))
 
     def spec(name: str, role: str, model: str = "", modality: str = mods[0], netuid: int = 1) -> NodeSpec:
@@ -200,6 +207,9 @@ def make_plan(opts: DevnetOptions) -> DevnetPlan:
                        for i in range(opts.validators)]
         miners += [spec(f"{prefix}miner{i}", "miner", cycle[i % len(cycle)], modality=modality, netuid=k + 1)
                    for i in range(opts.miners)]
+    more_miners, more_validators = place(opts.adversaries, miners, validators, spec, opts.models_for(mods[0]))
+    miners += more_miners
+    validators += more_validators
     plan = DevnetPlan(opts, authority, validators, miners, client_spec(run_dir))
     for node in plan.nodes:
         node.doc = node_doc(plan, node)
@@ -353,7 +363,7 @@ def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
     }
     if node.role == "authority":
         doc["chain"] = chain_section(plan)
-        return doc
+        return adversary_doc(plan, node, doc)
     doc["transport"]["bootstrap"] = [plan.authority.p2p_addr]
     doc["chain"] = chain_client(plan)
     if node.modality == "image":
@@ -379,7 +389,7 @@ def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
                             **opts.validator_overrides}
     if node.role == "validator":
         doc["collusion"] = collusion_sections()
-    return doc
+    return adversary_doc(plan, node, doc)
 
 
 def collusion_sections() -> dict[str, Any]:

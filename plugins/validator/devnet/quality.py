@@ -25,6 +25,8 @@ def eval_doc(plan: DevnetPlan) -> dict[str, Any]:
     """A node.toml document with the miners' dataset and one model table per distinct model kind."""
     models: dict[str, Any] = {}
     for miner in plan.miners:
+        if miner.adversary:  # attackers are measured by what the network pays them, not held out
+            continue
         models.setdefault(miner.model, miner.doc["models"]["main"])
     return {"node": {"name": "devnet-eval", "create_keys": True},
             "datasets": {"docs": {"type": "python_docs"}}, "models": models}
@@ -58,6 +60,8 @@ def task_eval_doc(plan: DevnetPlan) -> dict[str, Any]:
     name = validator["validator"]["modality"]
     models: dict[str, Any] = {}
     for miner in plan.miners:
+        if miner.adversary:  # attackers are measured by what the network pays them, not held out
+            continue
         models.setdefault(miner.model, miner.doc["models"]["main"])
     modalities = {name: validator["modalities"][name]}
     for kind in models:

@@ -26,6 +26,7 @@ from tnode.events import EpochCompleted
 from tnode.interfaces import Metagraph
 from tnode.node import Node
 
+from .adversaries import OBSERVER_DETECTORS, WARMUP_EPOCHS, adversary_report
 from .plan import DevnetOptions, DevnetPlan, NodeSpec, chain_client, evm_spec, make_plan, use_evm_chain
 from .procs import Supervisor, tnode_command
 from .quality import heldout_losses, heldout_task_scores
@@ -50,6 +51,7 @@ class Progress:
     mgs: dict[int, Metagraph] = field(default_factory=dict)  # netuid → latest metagraph
     epochs_by_subnet: dict[int, int] = field(default_factory=dict)
     emission_by_subnet: dict[int, dict[int, float]] = field(default_factory=dict)  # netuid → uid → tokens
+    warmup: int = 0  # epochs still to pass before counting (adversaries: detectors judge first)
     exited: set[str] = field(default_factory=set)  # nodes that exited (with keep_going)
 
     @property
@@ -113,6 +115,8 @@ def observer_doc(plan: DevnetPlan) -> dict[str, Any]:
         "transport": {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"],
                       "bootstrap": [plan.authority.p2p_addr]},
         "chain": chain_client(plan),
+        # With adversaries the observer watches the chain for weight copiers and cabals.
+        **({"collusion": OBSERVER_DETECTORS} if plan.options.adversaries else {}),
     }
 
 
@@ -223,7 +227,7 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
     console = console or Console()
     plan = make_plan(opts)
     supervisor = Supervisor()
-    progress = Progress()
+    progress = Progress(warmup=WARMUP_EPOCHS if opts.adversaries else 0)
     labels = {n.hotkey.public_hex: n.name.replace("validator", "val") + (f" {n.model}" if n.model else "")
               for n in plan.nodes}
     started = time.monotonic()
@@ -236,13 +240,18 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
         a = plan.authority
         supervisor.start(a.name, a.config_path, a.dir / "node.log")
         await wait_port(a.port, supervisor, STARTUP_SECONDS)
-        observer = Node.from_dict(observer_doc(plan), data_dir=opts.run_dir / "observer", kinds=OBSERVER_KINDS)
+        observer = Node.from_dict(observer_doc(plan), data_dir=opts.run_dir / "observer",
+                                  kinds=OBSERVER_KINDS | ({"collusion_detector"} if opts.adversaries else set()))
         async with observer.running():
             chain = observer.chain
             print_dashboard(observer, console)
 
             async def on_epoch(ev: EpochCompleted) -> None:
                 if not progress.counting or ev.netuid not in plan.subnets:
+                    return
+                if progress.warmup > 0:
+                    progress.warmup -= 1
+                    progress.notes.append(f"warm-up epoch at block {ev.block} not counted")
                     return
                 progress.count_epoch(ev.netuid, ev.emission)
                 progress.epochs = min(progress.epochs_by_subnet.get(n, 0) for n in plan.subnets)
@@ -344,6 +353,9 @@ async def subnet_report(plan: DevnetPlan, netuid: int, progress: Progress, secon
         report["picture"] = str(picture)
         report["heldout_quality"] = "minus the validators' mean score on held-out tasks (heldout_loss)"
     checks = report["checks"]
+    if plan.options.adversaries:
+        checks.update(adversary_report(part, report, console))
+        checks["passed"] = bool(checks["passed"] and checks["adversary_checks_passed"])
     console.print(f"{'subnet ' + str(netuid) + ' (' + part.options.modality + '): ' if len(plan.subnets) > 1 else ''}"
                   f"incentive order {' > '.join(checks['incentive_order'])}: "
                   f"{'yes' if checks['incentive_ordered'] else 'NO'}; "
