@@ -157,7 +157,7 @@ async def main(quick: bool) -> int:
     print(f"{'teacher':<12} {'uid':>4} {'mean weight':>12} {'context-free':>13} {'windows':>8}")
     for label in QUALITY:
         r = rows[label]
-        print(f"{label:<12} {r['uid']:>4} {r['mean_weight']:12.3f} {r['prior_weight']:13.3f} {r['answered']:>8}")
+        print(f"{label:<12} {r['uid']:>4} {r['mean_weight']:12.3g} {r['prior_weight']:13.3f} {r['answered']:>8}")
     print()
     gain = alone.heldout.nats - done.result.heldout.nats
     ok = gain > 0
@@ -165,7 +165,7 @@ async def main(quick: bool) -> int:
           f"{alone.heldout.nats:.3f} nats/byte (−{gain:.3f}) goal: distilled < alone after {steps} steps")
     weights = [rows[label]["mean_weight"] for label in QUALITY]
     ranked = all(a > b for a, b in zip(weights, weights[1:], strict=False))
-    print(f"{'PASS' if ranked else 'FAIL'}: gate weights " + " > ".join(f"{label} {w:.3f}" for label, w in
+    print(f"{'PASS' if ranked else 'FAIL'}: gate weights " + " > ".join(f"{label} {w:.3g}" for label, w in
                                                                        zip(QUALITY, weights, strict=True))
           + " goal: ranked by teacher quality")
     return 0
