@@ -17,6 +17,7 @@ runs on loopback, bounded in count and time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -112,6 +113,9 @@ async def bench_raw(loads: list[tuple[str, int, int, int]]) -> list[dict]:
                 await stream.write(head + body)
         except Exception:
             return
+        finally:  # both halves closed: the stream leaves the muxer's table (it counts toward its limit)
+            with contextlib.suppress(Exception):
+                await stream.close()
 
     a.set_stream_handler(proto, handler)
     out = []

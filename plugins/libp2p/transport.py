@@ -1,8 +1,7 @@
 """The libp2p transport component: signed request/response over ``/tnode/task/1``.
 
-Client side: a small pool of open streams per peer (opening a stream costs ~2 ms, a reused one
-carries a request in well under a millisecond); each stream carries one request/response pair at
-a time. Server side (:mod:`.server`): every stream is served by its own task; each frame is
+Client side (:mod:`.client`): a small pool of open streams per peer, one request/response pair
+at a time on each. Server side (:mod:`.server`): every stream is served by its own task; each frame is
 verified (size, structure, signature, freshness, replay, body hash), then handed to
 :mod:`tnode.dispatch` (spam filters, execution slot, the modality or ``svc:`` service it names).
 
@@ -13,59 +12,37 @@ Response body: ``{"result": <body>}`` or, with a non-empty code, ``{"error": <me
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import multiaddr
-import numpy as np
 import trio
-from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from tnode import dispatch, wire
 from tnode.errors import (
     ConfigError,
     TaskError,
-    WireError,
 )
 from tnode.events import PeerConnected, PeerDisconnected
-from tnode.interfaces import PeerInfo, Reply
+from tnode.interfaces import PeerInfo
 from tnode.keys import public_key_from_peer_id
 
+from .client import TASK_PROTOCOL, PeerState, RequestClient
 from .config import Libp2pConfig
-from .framing import FrameBudget, read_frame
+from .framing import FrameBudget
 from .host import build_host, check_port_free
 from .inbound import install as install_inbound_gate
 from .muxer import StreamLimits
 from .server import TaskServer
 from .tarpit import Tarpit
 
-TASK_PROTOCOL = "/tnode/task/1"
 DHT_LOOKUP_SECONDS = 10.0  # upper bound of one lookup; a request's own deadline may cut it shorter
 
 
-@dataclass
-class _Peer:
-    peer_id: str
-    addrs: list[str] = field(default_factory=list)
-    idle: list[Any] = field(default_factory=list)
-    open_streams: int = 0
-    slots: trio.Semaphore | None = None
-    connected: bool = False
-    failures: int = 0
-    next_dial: float = 0.0
-    hotkey: str = ""
-    announcement: Any = None
-    lib_id: Any = None  # parsed libp2p ID, cached: base58 decoding on every request is measurable
-    dial_lock: trio.Lock = field(default_factory=trio.Lock)
-    must_sign: bool = False  # the peer refused an unsigned request: sign every request to it
-
-
-class Libp2pTransport:
+class Libp2pTransport(RequestClient):
     """Implements :class:`tnode.interfaces.Transport` over py-libp2p."""
 
     TASK_PROTOCOL = TASK_PROTOCOL
@@ -85,7 +62,7 @@ class Libp2pTransport:
             self._announce = [multiaddr.Multiaddr(a) for a in config.announce]
         except Exception as exc:
             raise ConfigError(f"invalid multiaddr: {exc}", key_path=f"{name}.listen") from None
-        self._peers: dict[str, _Peer] = {}
+        self._peers: dict[str, PeerState] = {}
         # The execution slots and the task deadline cap are node-wide (every entry point shares them):
         # this transport's options set them on the node's dispatcher.
         dispatch.of(node).configure(max_concurrent_tasks=config.max_concurrent_tasks,
@@ -218,10 +195,10 @@ class Libp2pTransport:
                                 ann.capacity if ann else 0))
         return out
 
-    def _peer(self, peer_id: str) -> _Peer:
+    def _peer(self, peer_id: str) -> PeerState:
         peer = self._peers.get(peer_id)
         if peer is None:
-            peer = _Peer(peer_id, slots=trio.Semaphore(self.config.streams_per_peer))
+            peer = PeerState(peer_id, slots=trio.Semaphore(self.config.streams_per_peer))
             with contextlib.suppress(ValueError):
                 peer.hotkey = public_key_from_peer_id(peer_id).hex()
             self._peers[peer_id] = peer
@@ -243,7 +220,7 @@ class Libp2pTransport:
         await self._ensure_connected(self._peer(peer_id))
         return peer_id
 
-    async def _ensure_connected(self, peer: _Peer) -> None:
+    async def _ensure_connected(self, peer: PeerState) -> None:
         if peer.lib_id is None:
             peer.lib_id = ID.from_base58(peer.peer_id)
         pid = peer.lib_id
@@ -271,7 +248,7 @@ class Libp2pTransport:
                     live.append(conn)
         return live
 
-    async def _dial(self, peer: _Peer, pid: Any) -> None:
+    async def _dial(self, peer: PeerState, pid: Any) -> None:
         now = time.monotonic()
         if now < peer.next_dial:
             raise TaskError("unreachable", f"peer {peer.peer_id} in dial back-off for {peer.next_dial - now:.1f} s")
@@ -304,7 +281,7 @@ class Libp2pTransport:
         except Exception:  # the peerstore raises for unknown peers
             return []
 
-    async def _dial_each(self, peer: _Peer, addrs: Sequence[str], errors: list[str]) -> bool:
+    async def _dial_each(self, peer: PeerState, addrs: Sequence[str], errors: list[str]) -> bool:
         """Dial ``addrs`` one by one; True once connected.
 
         ``host.connect`` would dial only the first address per transport from the peerstore (so a
@@ -343,137 +320,6 @@ class Libp2pTransport:
                 self.log.debug("bootstrap dial failed", addr=addr, error=str(exc), retry_in=delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 60.0)
-
-    # ------------------------------------------------------------------ client
-    async def request(self, peer: str, modality: str, task: str, body: Mapping[str, Any],
-                      payload: np.ndarray | bytes | None = None, *, timeout: float = 10.0,
-                      dial: bool = True) -> Reply:
-        """Send one task and return the verified answer; ``dial=False`` uses only a live connection."""
-        peer_id = self._resolve(peer)
-        state = self._peer(peer_id)
-        if not state.hotkey:
-            raise TaskError("unreachable", f"{peer_id} is not an Ed25519 peer id")
-        start = time.perf_counter()
-        sign = self.config.sign_requests or state.must_sign
-        while True:
-            nonce = os.urandom(16).hex()
-            frame = wire.encode(self.key, kind="req", modality=modality, task=task, receiver=state.hotkey,
-                                body={"args": dict(body), "timeout_ms": int(timeout * 1000)}, payload=payload,
-                                nonce=nonce, sign=sign)
-            msg = self._checked_answer(state, await self._exchange(state, frame, timeout, dial), nonce)
-            left = timeout - (time.perf_counter() - start)
-            if msg.code == "bad_signature" and not sign and left > 0:
-                # The peer serves signed requests only (accept_unsigned_requests = false): sign from now on.
-                state.must_sign = sign = True
-                timeout = left
-                continue
-            break
-        if msg.code:
-            raise TaskError(msg.code, str(msg.body.get("error", "")))
-        result = msg.body.get("result", {})
-        if not isinstance(result, dict):
-            raise TaskError("invalid_response", "result is not an object")
-        return Reply(result, msg.payload, peer_id, msg.sender, time.perf_counter() - start)
-
-    async def _exchange(self, state: _Peer, frame: bytes, timeout: float, dial: bool) -> bytes:
-        """Send one request frame on a pooled or new stream and read the answer frame."""
-        peer_id = state.peer_id
-        stream = None
-        raw: bytes | None = None
-        assert state.slots is not None
-        with trio.move_on_after(timeout) as scope:
-            async with state.slots:
-                try:
-                    if state.idle:
-                        stream = state.idle.pop()
-                        try:
-                            await stream.write(frame)
-                            raw = await read_frame(stream, self.config.max_frame_bytes)
-                        except (StreamError, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                            raw = None
-                        if raw is None:
-                            # A pooled stream the server closed meanwhile (idle timeout): one retry on a
-                            # fresh stream with the same frame; the replay guard runs it at most once.
-                            await self._discard(state, stream)
-                            stream = None
-                    if stream is None:
-                        stream = await self._connected_stream(state, dial)
-                        await stream.write(frame)
-                        raw = await read_frame(stream, self.config.max_frame_bytes)
-                except (StreamError, WireError, OSError, trio.BrokenResourceError, trio.ClosedResourceError,
-                        RuntimeError) as exc:
-                    await self._discard(state, stream)
-                    stream = None
-                    raise TaskError("unreachable", f"{peer_id}: {type(exc).__name__}: {exc}") from None
-                except Exception as exc:
-                    if isinstance(exc, TaskError):
-                        raise
-                    await self._discard(state, stream)
-                    stream = None
-                    raise TaskError("unreachable", f"{peer_id}: {type(exc).__name__}: {exc}") from None
-                if raw is None:
-                    await self._discard(state, stream)
-                    raise TaskError("unreachable", f"{peer_id} closed the stream before answering")
-                state.idle.append(stream)
-        if scope.cancelled_caught:
-            # The late answer would land on this stream: never reuse it.
-            await self._discard(state, stream)
-            raise TaskError("timeout", f"no answer from {peer_id} within {timeout:.3f} s")
-        assert raw is not None
-        return raw
-
-    def _checked_answer(self, state: _Peer, raw: bytes, nonce: str) -> wire.Message:
-        """The verified answer frame to the request with ``nonce``, signed by the peer asked."""
-        peer_id = state.peer_id
-        try:
-            msg = self.verifier.verify_body(raw, expect_kind="res")
-        except WireError as exc:
-            self.stats["bad_responses"] += 1
-            raise TaskError("invalid_response", f"{peer_id}: {exc.code}: {exc}") from None
-        except Exception as exc:  # the decoder met input it does not expect: a bad answer, not a crash
-            self.stats["bad_responses"] += 1
-            self.log_peer_bug(peer_id, "response", exc)
-            raise TaskError("invalid_response", f"{peer_id}: undecodable answer ({type(exc).__name__})") from None
-        if msg.sender != state.hotkey:
-            raise TaskError("invalid_response", f"answer signed by {msg.sender[:16]}…, not by {peer_id}")
-        if msg.reply_to != nonce and not (msg.code and msg.reply_to == ""):
-            # An empty reply_to is allowed only on refusals of frames the server could not parse.
-            raise TaskError("invalid_response", "answer does not refer to this request")
-        return msg
-
-    async def _connected_stream(self, state: _Peer, dial: bool = True) -> Any:
-        """A new task stream to the peer, dialing first when no live connection is left.
-
-        The connection can close between the check and the stream (the remote hung up): then it is
-        dialed once more. Nothing has been sent yet, so the retry cannot run a request twice. With
-        ``dial=False`` a peer without a live connection is ``unreachable`` at once.
-        """
-        if state.lib_id is None:
-            state.lib_id = ID.from_base58(state.peer_id)
-        if not dial:
-            if not self._live_connections(state.lib_id):
-                raise TaskError("unreachable", f"{state.peer_id}: not connected")
-        else:
-            await self._ensure_connected(state)
-        try:
-            return await self._open_stream(state)
-        except Exception:
-            if self._live_connections(state.lib_id) or not dial:
-                raise  # the connection is up and the stream itself failed, or dialing is not wanted
-        await self._ensure_connected(state)
-        return await self._open_stream(state)
-
-    async def _open_stream(self, state: _Peer) -> Any:
-        stream = await self.host.new_stream(state.lib_id, [TASK_PROTOCOL])
-        state.open_streams += 1
-        return stream
-
-    async def _discard(self, state: _Peer, stream: Any) -> None:
-        if stream is None:
-            return
-        state.open_streams = max(0, state.open_streams - 1)
-        with trio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await stream.reset()
 
     # ------------------------------------------------------------------ connection events
     def _on_connected(self, peer_id: str, addr: str) -> None:
