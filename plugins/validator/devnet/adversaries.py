@@ -25,7 +25,7 @@ ADVERSARIES = (*MINER_ADVERSARIES, *VALIDATOR_ADVERSARIES)
 CAUGHT_BY = {"relay": ("relay",), "noisy-relay": ("relay",), "lazy": ("lazy",), "copier": ("weight_copy",),
              "cabal": ("cabal",)}
 PAID_AT_MOST = 0.01  # of the miners' emission, for relaying and lazy miners
-WARMUP_EPOCHS = 2  # epochs not counted while the detectors gather their first tasks and epochs
+WARMUP_EPOCHS = 5  # epochs not counted while the detectors gather their first tasks and epochs (weight_copy: 4)
 SUMMARY_SECONDS = 5.0  # detectors save their history this often in a devnet with adversaries
 OBSERVER_DETECTORS = {"weight_copy": {"type": "weight_copy", "poll_interval": 1.0, "summary_seconds": SUMMARY_SECONDS},
                       "cabal": {"type": "cabal", "poll_interval": 1.0, "summary_seconds": SUMMARY_SECONDS}}

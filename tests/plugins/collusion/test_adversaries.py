@@ -120,3 +120,24 @@ def test_adversary_checks_count_recall_precision_pay_and_dividends(tmp_path: Pat
     checks = adversary_checks(plan, report_of(plan, emission, {"validator0": 1070.0, "copier0": 500.0}), suspects)
     assert checks["honest_flagged"] == ["miner2"] and checks["adversary_precision"] == pytest.approx(2 / 3)
     assert not checks["copier_below_every_honest_validator"] and not checks["adversary_checks_passed"]
+
+
+def test_a_late_copier_of_agreeing_honest_validators_stands_out() -> None:
+    from tnode.plugins.collusion.validators import copy_ratios
+
+    rng = np.random.default_rng(5)
+    quality = rng.uniform(0.2, 1.0, 12)
+    stake = np.zeros(16)
+    stake[:4] = 1.0  # uids 0-2 honest validators, 3 the copier, 4-15 miners
+    previous = None
+    for _ in range(6):
+        w = np.zeros((16, 16))
+        for v in range(3):  # honest validators measuring with little noise: they nearly agree
+            w[v, 4:] = quality * (1 + rng.normal(0, 0.02, 12))
+        w[:3] /= w[:3].sum(axis=1, keepdims=True)
+        w[3] = (previous if previous is not None else w)[:3].mean(axis=0)  # the mean, one reveal late
+        if previous is not None:
+            ratios = copy_ratios(w, previous, stake)
+            assert ratios[3] <= 0.35, ratios
+            assert (ratios[:3] > 0.35).all(), ratios
+        previous = w
