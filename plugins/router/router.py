@@ -53,6 +53,9 @@ class Mixed:
         return rows
 
 
+CONTEXT_EM_STEPS = 5  # EM iterations when fitting a completion's weights to its prompt
+
+
 class MoeRouter:
     """The ``moe`` router component; see the module doc and docs/router.md."""
 
@@ -160,12 +163,18 @@ class MoeRouter:
         context = np.asarray(prompt, dtype=np.int32).reshape(-1)
         out: list[int] = []
         steps: list[Mixed] = []
+        local: dict[str, float] = {}  # this completion's weights, fitted to its prompt
         for step in range(max_tokens):
             positions = "all" if step == 0 and len(context) > 1 else "last"
             mixed = await self.next_token(context, positions=positions, k=k)
             if positions == "all":
-                self.learn_text(Mixed(mixed.value[:-1], mixed.used, mixed.weights, [p[:-1] for p in mixed.parts],
-                                      mixed.outcome), context[1:])
+                seen = Mixed(mixed.value[:-1], mixed.used, mixed.weights, [p[:-1] for p in mixed.parts],
+                             mixed.outcome)
+                local = self.context_weights(seen, context[1:])
+                self.learn_text(seen, context[1:])
+            if local:
+                mixed.weights = self._local(mixed.used, local)
+                mixed.value = text_mix.mix(mixed.parts, mixed.weights)
             token = text_mix.sample_token(mixed.value[-1], self.rng, temperature=temperature, top_k=top_k)
             out.append(token)
             steps.append(mixed)
@@ -173,6 +182,31 @@ class MoeRouter:
             if on_token is not None:
                 await on_token(token)
         return out, steps
+
+    def context_weights(self, mixed: Mixed, truth: np.ndarray) -> dict[str, float]:
+        """Mixture weights fitted to one context (per-context gating): EM on the context's own
+        tokens, starting from the router's weights, each of the n tokens worth one online step
+        (rate 1 − (1 − mixture_rate)ⁿ). The router's own weights are not changed."""
+        truth = np.asarray(truth, dtype=np.int64).reshape(-1)
+        if len(mixed.used) < 2 or not len(truth) or self.config.mixture_rate <= 0:
+            return {}
+        rate = 1.0 - (1.0 - self.config.mixture_rate) ** len(truth)
+        w = np.asarray(mixed.weights, dtype=np.float64)
+        for _ in range(CONTEXT_EM_STEPS):
+            w = (1.0 - rate) * w + rate * text_mix.responsibilities(mixed.parts, w, truth)
+        return dict(zip(mixed.used, (float(x) for x in w), strict=True))
+
+    def _local(self, used: list[str], local: dict[str, float]) -> np.ndarray:
+        # A miner asked later but not for the prompt has no evidence on this context: it keeps the
+        # router's weight (scaled like the others), at most the smallest weight the prompt left.
+        scale = sum(local.values()) / max(sum(self.board.miners[h].weight for h in local if h in self.board.miners),
+                                          1e-12)
+        least = min(local.values())
+        w = np.array([local[h] if h in local else
+                      min(self.board.miners[h].weight * scale if h in self.board.miners else 0.0, least)
+                      for h in used])
+        total = w.sum()
+        return w / total if total > 0 else np.full(len(used), 1.0 / max(len(used), 1))
 
     # ------------------------------------------------------------------ image
     async def image(self, task: str, image: np.ndarray, body: dict[str, Any], *, k: int | None = None,

@@ -23,14 +23,15 @@ def test_tnode_query_text_answers_from_the_devnet(tmp_path: Path) -> None:
     env = {**os.environ, "TNODE_DISABLE_PLUGIN_AUTOLOAD": "1"}
     with open(log, "wb") as out:
         devnet = subprocess.Popen([*TNODE, "devnet", "--miners", "2", "--validators", "1", "--models", "ngram,uniform",
-                                   "--block-time", "0.5", "--no-live", "--run-dir", str(run_dir)],
+                                   "--block-time", "0.5", "--registration", "genesis", "--no-live",
+                                   "--run-dir", str(run_dir)],
                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                   start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 75
         while b"query: tnode query text" not in log.read_bytes():
             assert devnet.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "the devnet printed no query command within 60 s"
+            assert time.monotonic() < deadline, "the devnet printed no query command within 75 s"
             time.sleep(0.5)
         line = next(x for x in log.read_text().splitlines() if x.startswith("query: tnode query text"))
         client = run_dir / "client" / "node.toml"

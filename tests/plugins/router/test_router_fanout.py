@@ -100,6 +100,26 @@ async def test_a_completion_is_generated_token_by_token_from_the_mixture(tmp_pat
     assert {row["status"] for row in steps[0].miners(node.component("router").board)} == {"used"}
 
 
+def confident(favourite: int, p: float):
+    async def respond(task: TaskReceived) -> TaskResult:
+        rows = 1 if task.body.get("positions") == "last" else len(task.payload)
+        return TaskResult({"ids": [[favourite]] * rows}, np.log(np.full((rows, 1), p, np.float32)))
+    return respond
+
+
+async def test_a_completion_follows_the_miner_that_explains_its_prompt(tmp_path) -> None:
+    # Equal weights: the confident wrong miner alone would win the first token (0.5·0.99 > 0.5·0.6).
+    node, hot, _ = setup(tmp_path, [confident(ord("a"), 0.6), confident(ord("z"), 0.99)], k=2, k_min=2)
+    async with node.running():
+        router = node.component("router")
+        before = {h: router.board.miners[h].weight for h in hot}
+        ids, steps = await router.complete(np.frombuffer(b"a" * 16, np.uint8), 4)
+        after = {h: router.board.miners[h].weight for h in hot}
+    assert bytes(ids) == b"aaaa"
+    assert steps[-1].weights[steps[-1].used.index(hot[1])] < 0.05
+    assert after[hot[1]] > 0.3 and before[hot[1]] > after[hot[1]]  # the router's own weights move one step only
+
+
 async def test_images_are_combined_without_the_outlier(tmp_path) -> None:
     truth = np.full((8, 8, 1), 100, np.uint8)
 

@@ -30,13 +30,15 @@ async def single_ce(router, miner, window: np.ndarray) -> float:
 
 
 async def test_the_mixture_beats_the_best_single_miner_on_heldout_text(tmp_path) -> None:
-    async with local_net(tmp_path, SIZES, router=ROUTER) as net:
+    # On a loaded machine a miner's answer can trail the others' by more than 50 ms; the measure here
+    # is the mixture, not the cut-off, so stragglers get time to arrive.
+    async with local_net(tmp_path, SIZES, router={**ROUTER, "timeout_after_k_min": 0.3}) as net:
         router = net.router()
-        windows = heldout_windows(net.heldout, 60, 64, seed=5)
-        for w in windows[:40]:  # online: predict, then learn the true tokens
+        windows = heldout_windows(net.heldout, 100, 64, seed=5)
+        for w in windows[:80]:  # online: predict, then learn the true tokens (40 windows are too few to be sure)
             router.learn_text(await router.next_token(w[:-1], positions="all"), w[1:])
         mixture, singles = [], {m.hotkey.public_hex: [] for m in net.miners}
-        for w in windows[40:]:
+        for w in windows[80:]:
             mixed = await router.next_token(w[:-1], positions="all")
             mixture.append(text_mix.cross_entropy(mixed.value, w[1:]))
             for m in net.miners:
