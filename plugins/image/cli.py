@@ -78,6 +78,12 @@ def train_command(
     threads: Annotated[int, typer.Option(min=1, help="torch threads.")] = 1,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over even if the checkpoint exists.")] = False,
     export: Annotated[Path | None, typer.Option(help="Also write the model alone here: the file miners load.")] = None,
+    init: Annotated[str, typer.Option(help="A new run starts from these weights (a checkpoint, or 'builtin'), "
+                                           "with a fresh optimizer and schedule.")] = "",
+    task_weights: Annotated[str, typer.Option(help="How often inpaint, denoise and upscale are drawn, "
+                                                   "comma-separated.")] = "0.4,0.2,0.4",
+    loss: Annotated[str, typer.Option(help="psnr: minus each image's PSNR (what validators reward); l1: mean "
+                                           "absolute error, the faster start from random weights.")] = "psnr",
 ) -> None:
     """Train the image U-Net on CPU on a mixture of inpaint, denoise and upscale tasks, with checkpoints
     and exact resume; then print held-out PSNR/SSIM against the baselines."""
@@ -93,21 +99,35 @@ def train_command(
     from .train import TrainSettings, train
     from .unet import UNetShape
 
+    try:
+        weights = tuple(float(v) for v in task_weights.split(","))
+    except ValueError:
+        raise _fail(f"--task-weights {task_weights!r}: three comma-separated numbers (inpaint, denoise, upscale)",
+                    2) from None
+    start: Path | None = None
+    if init:
+        from .models import BUILTIN_CHECKPOINT
+
+        start = BUILTIN_CHECKPOINT if init == "builtin" else Path(init)
+        if not start.is_file():
+            raise _fail(f"--init {init}: no such checkpoint", 2)
     data = _dataset(config, dataset, size)
     settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, shape=UNetShape(base), seed=seed,
-                             checkpoint_every=checkpoint_every, threads=threads, max_seconds=max_minutes * 60)
+                             checkpoint_every=checkpoint_every, threads=threads, max_seconds=max_minutes * 60,
+                             task_weights=weights, loss=loss)
     if checkpoint.exists() and not fresh:
         console.print(f"resuming from {checkpoint}")
-    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("L1 {task.fields[loss]:.4f}"),
+    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn(f"{loss} loss {{task.fields[loss]:.4f}}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("train", total=steps, loss=float("nan"))
         try:
-            result = train(data, checkpoint, settings, resume=not fresh,
+            result = train(data, checkpoint, settings, resume=not fresh, init=start,
                            progress=lambda p: bar.update(task, completed=p.step, loss=p.loss))
         except ValueError as exc:
             raise _fail(str(exc)) from None
-    console.print(f"step {result.step}: train L1 {result.loss:.4f} in {result.seconds:.0f} s → {result.checkpoint}")
+    what = f"PSNR {-result.loss:.2f} dB" if loss == "psnr" else f"L1 {result.loss:.4f}"
+    console.print(f"step {result.step}: train {what} in {result.seconds:.0f} s → {result.checkpoint}")
     if export is not None:
         from .train import export as export_model
 

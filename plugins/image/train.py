@@ -1,5 +1,12 @@
 """Training the image U-Net on CPU: a mixture of the restoration tasks, atomic checkpoints, exact resume.
 
+The default loss (``psnr``) is the mean over images of 10·log10(MSE) — minus the PSNR the
+validators score, image by image (inpainting: over the hole) — so training optimises exactly the
+figure that is rewarded; a plain MSE would let the hard images of a batch dominate it. From random
+weights it starts slowly (the first steps barely move a zero residual), so a new model is best
+started with ``l1`` (mean absolute error, same weighting) and then refined with ``psnr`` from those
+weights (``init``).
+
 A checkpoint holds the model, the optimizer, the step and both random generators (torch's and
 the numpy one that draws images and corruptions), so a run stopped at a checkpoint and resumed
 continues exactly as if it had not stopped.
@@ -19,7 +26,7 @@ import torch
 from tnode.contracts.image import RESTORATION_TASKS
 
 from .corrupt import corrupt
-from .unet import UNet, UNetShape, load_checkpoint, prepare, save_checkpoint
+from .unet import UNet, UNetShape, consistent, load_checkpoint, low_planes, prepare, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,8 @@ class TrainSettings:
     sigmas: tuple[float, ...] = (10.0, 25.0, 50.0)
     factors: tuple[int, ...] = (2, 4)
     max_seconds: float = 0.0  # > 0: stop (and checkpoint) after this long even before `steps`
+    task_weights: tuple[float, ...] = (0.4, 0.2, 0.4)  # how often each of RESTORATION_TASKS is drawn
+    loss: str = "psnr"  # or "l1"
 
 
 @dataclass(frozen=True)
@@ -77,35 +86,79 @@ def _lr_at(step: int, s: TrainSettings) -> float:
     return s.lr * (s.min_lr_fraction + (1 - s.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def make_batch(dataset: Any, rng: np.random.Generator, settings: TrainSettings
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Inputs (B, 6, H, W), targets (B, 3, H, W) and loss weights (B, 1, H, W) from the train split,
-    one random task each. Inpainting is weighed on its hole only: the known pixels are kept anyway,
-    and counting them would drown the hole's gradient."""
+@dataclass(frozen=True)
+class Batch:
+    """Inputs (B, 6, H, W), targets (B, 3, H, W), loss weights (B, 1, H, W) and the upscale items
+    ``(index, factor, low-resolution input)`` that :func:`consistent` projects."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    w: torch.Tensor
+    upscales: list[tuple[int, int, torch.Tensor]]
+
+
+def _task_probabilities(settings: TrainSettings) -> np.ndarray:
+    weights = np.asarray(settings.task_weights, dtype=np.float64)
+    if weights.shape != (len(RESTORATION_TASKS),) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"task_weights must be {len(RESTORATION_TASKS)} non-negative numbers "
+                         f"({', '.join(RESTORATION_TASKS)}), not all zero; got {settings.task_weights}")
+    return weights / weights.sum()
+
+
+def make_batch(dataset: Any, rng: np.random.Generator, settings: TrainSettings) -> Batch:
+    """One batch from the train split, a random task each (drawn by ``task_weights``). Inpainting is
+    weighed on its hole only: the known pixels are kept anyway."""
+    probabilities = _task_probabilities(settings)
     images, _ = dataset.sample("train", settings.batch_size, rng)
-    xs, ys, ws = [], [], []
-    for img in images:
-        task = RESTORATION_TASKS[int(rng.integers(len(RESTORATION_TASKS)))]
+    xs, ys, ws, ups = [], [], [], []
+    for i, img in enumerate(images):
+        task = RESTORATION_TASKS[int(rng.choice(len(RESTORATION_TASKS), p=probabilities))]
         damaged, how = corrupt(img, task, rng, sigmas=settings.sigmas, factors=settings.factors)
         x, known = prepare(damaged, how)
         xs.append(x)
         weight = (~known).astype(np.float32) if task == "inpaint" else np.ones(known.shape, np.float32)
         ws.append(weight[None] / max(float(weight.mean()), 1e-6))
+        if task == "upscale":
+            ups.append((i, how.factor, low_planes(damaged)))
         target = img.astype(np.float32) / 255.0
         ys.append(np.repeat(target, 3, axis=-1).transpose(2, 0, 1) if target.shape[-1] == 1
                   else target.transpose(2, 0, 1))
-    return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys).astype(np.float32)),
-            torch.from_numpy(np.stack(ws)))
+    return Batch(torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys).astype(np.float32)),
+                 torch.from_numpy(np.stack(ws)), ups)
+
+
+def l1_loss(out: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean absolute error (inpainting: over the hole), on the [0, 1] scale."""
+    return ((out - batch.y).abs() * batch.w).mean()
+
+
+LOSSES = {"psnr": "psnr_loss", "l1": "l1_loss"}
+
+
+def psnr_loss(out: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean over images of 10·log10(weighted MSE + 1e-5): minus the mean PSNR in dB, capped at 50 dB."""
+    mse = ((out - batch.y) ** 2 * batch.w).mean(dim=(1, 2, 3))
+    return (10 * torch.log10(mse + 1e-5)).mean()
 
 
 def train(dataset: Any, checkpoint: Path, settings: TrainSettings, *, resume: bool = True,
-          progress: Callable[[Progress], None] | None = None) -> TrainResult:
-    """Train (or continue training) the U-Net on ``dataset``'s train split, checkpointing to ``checkpoint``."""
+          progress: Callable[[Progress], None] | None = None, init: Path | None = None) -> TrainResult:
+    """Train (or continue training) the U-Net on ``dataset``'s train split, checkpointing to ``checkpoint``.
+
+    ``init``: a new run starts from the weights of this checkpoint (its shape wins over
+    ``settings.shape``) with a fresh optimizer and schedule; ignored when resuming."""
     torch.set_num_threads(settings.threads)
+    _task_probabilities(settings)
+    if settings.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {settings.loss!r}")
+    loss_of = psnr_loss if settings.loss == "psnr" else l1_loss
     checkpoint = Path(checkpoint)
     if resume and checkpoint.exists():
         model, state = load_checkpoint(checkpoint)
         start = int(state.get("step", 0))
+    elif init is not None:
+        torch.manual_seed(settings.seed)
+        model, state, start = load_checkpoint(Path(init))[0], {}, 0
     else:
         torch.manual_seed(settings.seed)
         model, state, start = UNet(settings.shape), {}, 0
@@ -129,8 +182,8 @@ def train(dataset: Any, checkpoint: Path, settings: TrainSettings, *, resume: bo
     while step < settings.steps:
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, settings)
-        x, y, w = make_batch(dataset, rng, settings)
-        loss = ((model(x) - y).abs() * w).mean()
+        batch = make_batch(dataset, rng, settings)
+        loss = loss_of(consistent(model(batch.x), batch.upscales), batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -33,6 +33,10 @@ def test_the_builtin_checkpoint_ships_and_loads() -> None:
 def test_baselines_are_ordered_on_held_out_images(results: dict[str, dict[str, float]]) -> None:
     order = [results[m]["all"] for m in ("unet", "classical", "blur", "garbage")]
     assert order == sorted(order, reverse=True), results
+    # The U-Net leads the classical method it refines by dB on denoise and upscale; on inpainting its lead is
+    # a few tenths of a dB on average and varies from sample to sample, so 8 images only bound it from below.
+    assert all(results["unet"][t] > results["classical"][t] + 1.0 for t in ("denoise", "upscale")), results
+    assert results["unet"]["inpaint"] > results["classical"]["inpaint"] - 0.5, results
     assert results["garbage"]["all"] < 12 < results["blur"]["all"]
 
 
