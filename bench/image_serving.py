@@ -3,11 +3,13 @@
 Node: a client node sends signed ``denoise`` requests (32×32 RGB scenes, σ = 25) over real libp2p
 (Noise, Yamux) on 127.0.0.1 to a miner node serving the shipped U-Net; answers are uint8 images.
 Direct: the same model object in the same process — one image per call for 1 client, all 16 images
-in one forward pass for 16 clients (the best batching can do; the image modality runs one request
-at a time). Medians over repeats; ratio = node / direct requests per second.
+in one forward pass for 16 clients (the best batching can do). The image modality batches
+concurrent requests too (``max_batch`` 16, requests that arrive while a pass runs join the next
+one), so with 16 clients the node's passes hold several images each. Medians over repeats;
+ratio = node / direct requests per second.
 
 Goals: node/direct ≥ 0.5 with 1 client (the network and checks cost at most as much as the model);
-≥ 0.25 with 16 clients (the direct side batches, the node does not).
+≥ 0.25 with 16 clients (the node's batches fill only as fast as requests arrive).
 
     python bench/image_serving.py [--quick]
 """
