@@ -23,6 +23,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import ComponentStartError, ConfigError, KeyError_, PluginError, TnodeError
 
@@ -35,7 +36,8 @@ _T = TypeVar("_T")
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``error: message`` on stderr; raise the returned exit (``raise fail(...) from None``)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # The message is plain text: ``[teachers.x]`` in it is a key path, not console markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

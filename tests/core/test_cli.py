@@ -347,3 +347,12 @@ def test_building_the_app_twice_adds_plugin_commands_once() -> None:
     first = sorted(c.name or "" for c in build_app().registered_commands)
     second = sorted(c.name or "" for c in build_app().registered_commands)
     assert first == second
+
+
+def test_error_messages_keep_their_table_names(capsys: pytest.CaptureFixture[str]) -> None:
+    # "[datasets.nope]" is a key path in the message, not console markup to swallow.
+    from tnode.cli_support import fail
+
+    exit_ = fail("models.m.dataset: refers to [datasets.nope], which is not configured", 78)
+    assert exit_.exit_code == 78
+    assert "refers to [datasets.nope], which is not configured" in " ".join(capsys.readouterr().err.split())
