@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from tnode.cli_support import fail
 
 console = Console()
-err_console = Console(stderr=True)
 
 DEFAULT_CHECKPOINT = Path("data/models/image-unet.pt")
 image_app = typer.Typer(help="The image modality: train and evaluate image models.", no_args_is_help=True)
@@ -19,9 +19,7 @@ def register_commands(app: Any) -> None:
     app.add_typer(image_app, name="image")
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+_fail = fail
 
 
 def load_dataset(config: Path | None, name: str, size: int) -> Any:
