@@ -124,7 +124,7 @@ def adversary_doc(plan: Any, node: Any, doc: dict[str, Any]) -> dict[str, Any]:
 
 def cabal_target(honest: list[Any]) -> Any:
     """The miner a cabal pushes: the weakest honest one that is not spam (the uniform miner by default)."""
-    useful = [m for m in honest if m.model not in ("garbage",) and not m.model.endswith("_garbage")]
+    useful = [m for m in honest if not m.twin_of and m.model != "garbage" and not m.model.endswith("_garbage")]
     return (useful or honest)[-1]
 
 
