@@ -99,8 +99,8 @@ class Detector:
         self.save()
 
     def save(self) -> None:
-        """Write the history file ``tnode collusion report`` reads."""
-        if not self._dirty:
+        """Write the history file ``tnode collusion report`` reads (kept in memory only without a data_dir)."""
+        if not self._dirty or self.node.data_dir is None:
             return
         try:
             self.history.save(self.state_path, self.name, self.type_name)

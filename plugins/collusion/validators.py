@@ -99,6 +99,7 @@ class EpochDetector(PollingDetector):
         if w.shape[0] != len(mg.neurons) or (w.sum(axis=1) > 0).sum() < 2:
             return
         await self.epoch(mg, w, stake)
+        self.summarize()  # one info line per epoch observed, beside the summary_seconds ones
 
     async def epoch(self, mg: Any, w: FloatArray, stake: FloatArray) -> None:
         raise NotImplementedError
