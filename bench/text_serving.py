@@ -21,8 +21,10 @@ Two models:
 tokens/s counts the context tokens the model reads (64 per task). ``--workers 0,1,2`` measures the
 miner with ``[models.main] workers = 0`` (inference in the node's process, as a thread) and
 ``workers = N`` (tnode.workers processes behind ZeroMQ, batched across them), each against the same
-direct figure; ratio lines compare each mode with workers = 0. Goals (large model, 16 clients):
-node/direct ≥ 0.8 in process, and with 2 workers the node's tokens/s above the direct figure.
+direct figure; ratio lines compare each mode with workers = 0. node/direct pairs each repeat's node
+run with the direct run right after it (median of those ratios). Goals (large model, 16 clients):
+node/direct ≥ 0.8 in every workers mode measured, and with 2 workers the node's tokens/s above the
+single-process direct figure.
 
     python bench/text_serving.py [--quick] [--workers 0,1,2] [--models shipped,large]
 """
@@ -254,11 +256,9 @@ def report(rows: list[dict[str, Any]]) -> None:
                   f"{r['ratio']:.2f}")
     large = {r["workers"]: r for r in rows if r["model"] == "large" and r["clients"] == 16}
     every = ", ".join(f"workers={w}: {r['ratio']:.2f}" for w, r in sorted(large.items()))
-    # one inference process (one torch thread) against one direct thread: the same compute on both sides
-    judged = 1 if 1 in large else min(large, default=None)
-    goal1 = f"node/direct >= {GOAL_RATIO} at 16 clients, large model, workers = {judged} ({every})"
-    if judged is not None:
-        ratio = large[judged]["ratio"]
+    goal1 = f"node/direct >= {GOAL_RATIO} at 16 clients, large model, in every workers mode measured ({every})"
+    if large:  # the figure is the lowest mode's: the goal holds for all of them or fails
+        ratio = min(r["ratio"] for r in large.values())
         print(f"{'PASS' if ratio >= GOAL_RATIO else 'FAIL'}: node/direct {ratio:.2f} {goal1}")
     else:
         print(f"FAIL: not measured (needs --models large) {goal1}")
