@@ -8,36 +8,25 @@ the keeper posts the epoch and every other node verifies it; the incentive follo
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from devnet_helpers import leftover_processes, run_devnet
 
 pytestmark = pytest.mark.slow
-
-TNODE = [sys.executable, "-c", "from tnode.cli import main; main()"]
 
 
 def test_devnet_on_anvil_pays_miners_in_order_of_quality(anvil_bin: str, tmp_path: Path) -> None:
     report, run = tmp_path / "r.json", tmp_path / "run"
-    cmd = [*TNODE, "devnet", "--chain", "evm", "--miners", "2", "--validators", "1", "--epochs", "1",
-           "--tempo", "3", "--models", "uniform,garbage", "--registration", "genesis", "--no-live", "--run-dir", str(run), "--report", str(report)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "160", "TNODE_ANVIL": anvil_bin}, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=85)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)  # the devnet stops its nodes (and anvil) on SIGTERM
-        out, _ = proc.communicate(timeout=30)
-        pytest.fail(f"the devnet did not finish in 85 s:\n{out[-4000:]}")
+    result = run_devnet(["--chain", "evm", "--miners", "2", "--validators", "1", "--epochs", "1", "--tempo", "3",
+                         "--models", "uniform,garbage", "--registration", "genesis"],
+                        run, report=report, timeout=240, env={"TNODE_ANVIL": anvil_bin})
     # Exit 3: the report's own goals (1 % garbage) were missed, which one short epoch may do; the
     # checks below are this test's.
-    assert proc.returncode in (0, 3), out[-4000:]
-    checks = json.loads(report.read_text())["checks"]
+    assert result.returncode in (0, 3), result.tail()
+    assert result.report is not None, result.tail()
+    checks = result.report["checks"]
     assert checks["incentive_order"] == ["uniform", "garbage"] and checks["incentive_ordered"], checks
     # One epoch against the weakest honest miner: garbage keeps the validator's small floor weight
     # (the full devnet, docs/chain-evm.md, measures the 1 % goal against four models).
@@ -51,5 +40,4 @@ def test_devnet_on_anvil_pays_miners_in_order_of_quality(anvil_bin: str, tmp_pat
     validator_log = (run / "validator0" / "node.log").read_text()
     assert "weights revealed" in validator_log
     assert "the keeper's epoch differs" not in validator_log
-    leftover = subprocess.run(["pgrep", "-f", str(run)], capture_output=True, text=True).stdout
-    assert not leftover.strip(), leftover
+    assert not leftover_processes(run)

@@ -7,34 +7,22 @@ after two counted epochs the incentive must follow the miners' held-out quality.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from devnet_helpers import leftover_processes, run_devnet
 
 pytestmark = pytest.mark.slow
 
-TNODE = [sys.executable, "-c", "from tnode.cli import main; main()"]
-
 
 def test_devnet_pays_miners_in_order_of_quality(tmp_path: Path) -> None:
-    report = tmp_path / "r.json"
-    cmd = [*TNODE, "devnet", "--miners", "4", "--validators", "1", "--epochs", "2", "--tempo", "8",
-           "--block-time", "0.5", "--no-live", "--run-dir", str(tmp_path / "run"), "--report", str(report)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "160"}, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)  # the devnet stops its nodes on SIGTERM
-        out, _ = proc.communicate(timeout=30)
-        pytest.fail(f"the devnet did not finish in 300 s:\n{out[-4000:]}")
-    assert proc.returncode == 0, out[-4000:]
-    doc = json.loads(report.read_text())
+    report, run = tmp_path / "r.json", tmp_path / "run"
+    result = run_devnet(["--miners", "4", "--validators", "1", "--epochs", "2", "--tempo", "8",
+                         "--block-time", "0.5"], run, report=report)
+    out = result.output
+    assert result.returncode == 0, result.tail()
+    doc = result.report
+    assert doc is not None
     checks = doc["checks"]
     assert checks["incentive_order"] == ["transformer", "ngram", "uniform", "garbage"], (checks, out[-2000:])
     assert checks["incentive_ordered"], checks
@@ -47,5 +35,4 @@ def test_devnet_pays_miners_in_order_of_quality(tmp_path: Path) -> None:
     assert by_model["transformer"]["heldout_loss"] < by_model["ngram"]["heldout_loss"] \
         < by_model["uniform"]["heldout_loss"]
     # Every devnet process is gone once the command returned.
-    leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "run")], capture_output=True, text=True).stdout
-    assert not leftover.strip(), leftover
+    assert not leftover_processes(run)

@@ -3,18 +3,12 @@ subnet's share of the emission matches the configured split."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from devnet_helpers import leftover_processes, run_devnet
 from tnode.plugins.validator.devnet.plan import DevnetOptions, make_plan
-
-TNODE = [sys.executable, "-c", "from tnode.cli import main; main()"]
 
 
 def test_plan_gives_each_modality_a_subnet(tmp_path: Path) -> None:
@@ -54,20 +48,13 @@ def test_two_subnets_rank_their_miners_and_split_emission(tmp_path: Path) -> Non
     report = tmp_path / "r.json"
     # Two miners per subnet, of clearly different quality: the shipped transformer and a 3-gram, the
     # shipped U-Net and a garbage image miner.
-    cmd = [*TNODE, "devnet", "--modality", "text,image", "--emission-shares", "0.3,0.7", "--miners", "2",
-           "--models", "transformer,ngram,unet,image_garbage",
-           "--validators", "1", "--epochs", "2", "--tempo", "8", "--block-time", "0.5", "--registration", "genesis",
-           "--no-live", "--run-dir", str(tmp_path / "run"), "--report", str(report)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "160"}, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)  # the devnet stops its nodes on SIGTERM
-        out, _ = proc.communicate(timeout=30)
-        pytest.fail(f"the devnet did not finish in 300 s:\n{out[-4000:]}")
-    assert proc.returncode == 0, out[-4000:]
-    doc = json.loads(report.read_text())
+    result = run_devnet(["--modality", "text,image", "--emission-shares", "0.3,0.7", "--miners", "2",
+                         "--models", "transformer,ngram,unet,image_garbage", "--validators", "1", "--epochs", "2",
+                         "--tempo", "8", "--block-time", "0.5", "--registration", "genesis"],
+                        tmp_path / "run", report=report)
+    assert result.returncode == 0, result.tail()
+    doc = result.report
+    assert doc is not None
     assert doc["subnets"]["1"]["checks"]["incentive_order"] == ["transformer", "ngram"], doc["subnets"]["1"]["checks"]
     assert doc["subnets"]["2"]["checks"]["incentive_order"] == ["unet", "image_garbage"], \
         doc["subnets"]["2"]["checks"]
@@ -79,5 +66,4 @@ def test_two_subnets_rank_their_miners_and_split_emission(tmp_path: Path) -> Non
     # Each subnet's report holds only its own miners.
     models = {n["model"] for n in doc["subnets"]["2"]["neurons"] if n["role"] == "miner"}
     assert models == {"unet", "image_garbage"}
-    leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "run")], capture_output=True, text=True).stdout
-    assert not leftover.strip(), leftover
+    assert not leftover_processes(tmp_path / "run")
