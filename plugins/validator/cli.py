@@ -86,6 +86,13 @@ def devnet(
     emission_shares: Annotated[str, typer.Option(
         "--emission-shares", help="With several modalities: each subnet's share of the emission, comma-separated "
                                   "in the order of --modality (default: equal shares).")] = "",
+    online_learning: Annotated[bool, typer.Option(
+        "--online-learning", help="Add a miner serving an untrained transformer with [training.online]; the report "
+                                  "gains its incentive per epoch and its p99 latency against a transformer miner "
+                                  "without it (docs/learning.md).")] = False,
+    online_checkpoint: Annotated[str, typer.Option(
+        "--online-checkpoint", help="The weak checkpoint the --online-learning miner starts from "
+                                    "(default: untrained weights).")] = "",
     adversaries: Annotated[str, typer.Option(
         "--adversaries", help="Attackers placed beside the honest nodes, comma-separated: relay, noisy-relay, lazy "
                               "(miners), copier, cabal (validators); adds an honest twin miner and the "
@@ -139,10 +146,18 @@ def devnet(
         raise _fail(str(exc), 2) from None
     if adversary_types and modalities != ["text"]:
         raise _fail("--adversaries needs --modality text (the adversary miners are text models)", 2)
+    if online_learning and modalities != ["text"]:
+        raise _fail("--online-learning needs --modality text (the learning miner is a text model)", 2)
+    if online_checkpoint and not online_learning:
+        raise _fail("--online-checkpoint needs --online-learning", 2)
+    if online_checkpoint and not Path(online_checkpoint).expanduser().is_file():
+        raise _fail(f"--online-checkpoint {online_checkpoint}: no such file", 2)
     opts = DevnetOptions(adversaries=adversary_types, run_dir=run_dir.resolve(), miners=miners, validators=validators, block_time=block_time,
                          tempo=tempo, base_port=base_port, checkpoint=_checkpoint_option(checkpoint),
                          registration=registration, models=kinds, modality=",".join(modalities),
-                         emission_shares=shares, keep_going=keep_going, chain=chain)
+                         emission_shares=shares, keep_going=keep_going, chain=chain,
+                         online_learning=online_learning,
+                         online_checkpoint=str(Path(online_checkpoint).expanduser().resolve()) if online_checkpoint else "")
     try:
         with quiet_logs():
             result = trio.run(_devnet_main, opts, epochs, report, train_steps, live)

@@ -17,6 +17,7 @@ from typing import Any
 from tnode.keys import Keypair, Keystore
 
 from .adversaries import adversary_doc, extra_nodes, extra_validators, place
+from .online import online_doc, online_nodes, place_online
 
 MODEL_CYCLE = ("transformer", "ngram", "uniform", "garbage")
 # The default miners per modality, best first. `--models` may name any registered model type.
@@ -45,6 +46,8 @@ class DevnetOptions:
     adversaries: tuple[str, ...] = ()  # attackers placed beside the honest nodes (devnet/adversaries.py)
     keep_going: bool = False  # a node that exits is noted instead of stopping the devnet
     chain: str = "local"  # "local" (the embedded chain, the authority holds it) or "evm" (anvil, docs/chain-evm.md)
+    online_learning: bool = False  # one more miner: a weak transformer that learns while it serves (online.py)
+    online_checkpoint: str = ""  # what that miner starts from; "": untrained weights
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -85,6 +88,7 @@ class NodeSpec:
     netuid: int = 1  # the subnet of that modality
     adversary: str = ""  # the adversary this node plays (devnet/adversaries.py), "" when honest
     twin_of: str = ""  # an honest twin: the miner whose model it serves too
+    online: bool = False  # the miner with online learning (devnet/online.py)
 
     @property
     def config_path(self) -> Path:
@@ -144,7 +148,7 @@ def free_ports(count: int) -> list[int]:
 
 def hyperparameters(opts: DevnetOptions) -> dict[str, Any]:
     """Subnet rules for a fast devnet: short epochs, cheap registration, every validator permitted."""
-    n = opts.miners + opts.validators + extra_nodes(opts.adversaries)
+    n = opts.miners + opts.validators + extra_nodes(opts.adversaries) + online_nodes(opts)
     return {
         "tempo": opts.tempo,
         "weights_rate_limit": max(1, opts.tempo // 4),
@@ -157,7 +161,7 @@ def hyperparameters(opts: DevnetOptions) -> dict[str, Any]:
         "burn": 0.1,
         "min_burn": 0.01,
         "max_burn": 1.0,
-        "max_registrations_per_block": max(1, opts.miners + extra_nodes(opts.adversaries)),
+        "max_registrations_per_block": max(1, opts.miners + extra_nodes(opts.adversaries) + online_nodes(opts)),
         "max_registrations_per_interval": max(6, 2 * n),
         "target_registrations_per_interval": max(2, n),
         "difficulty": 10_000,  # a few milliseconds of proof of work
@@ -182,7 +186,9 @@ def make_plan(opts: DevnetOptions) -> DevnetPlan:
     run_dir.mkdir(parents=True, exist_ok=True)
     if opts.adversaries and mods != ("text",):
         raise ValueError("--adversaries needs a single text modality (the adversary miners are text models)")
-    count = 1 + len(mods) * (opts.validators + opts.miners) + extra_nodes(opts.adversaries)
+    if opts.online_learning and mods != ("text",):
+        raise ValueError("--online-learning needs a single text modality (the learning miner is a text model)")
+    count = 1 + len(mods) * (opts.validators + opts.miners) + extra_nodes(opts.adversaries) + online_nodes(opts)
     ports = iter(list(range(opts.base_port, opts.base_port + count)) if opts.base_port else free_ports(count))
 
     def spec(name: str, role: str, model: str = "", modality: str = mods[0], netuid: int = 1) -> NodeSpec:
@@ -210,6 +216,7 @@ def make_plan(opts: DevnetOptions) -> DevnetPlan:
     more_miners, more_validators = place(opts.adversaries, miners, validators, spec, opts.models_for(mods[0]))
     miners += more_miners
     validators += more_validators
+    miners += place_online(opts, spec)
     plan = DevnetPlan(opts, authority, validators, miners, client_spec(run_dir))
     for node in plan.nodes:
         node.doc = node_doc(plan, node)
@@ -389,6 +396,8 @@ def node_doc(plan: DevnetPlan, node: NodeSpec) -> dict[str, Any]:
                             **opts.validator_overrides}
     if node.role == "validator":
         doc["collusion"] = collusion_sections()
+    if node.online:
+        online_doc(doc, opts.online_checkpoint)
     return adversary_doc(plan, node, doc)
 
 

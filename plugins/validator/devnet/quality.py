@@ -25,7 +25,7 @@ def eval_doc(plan: DevnetPlan) -> dict[str, Any]:
     """A node.toml document with the miners' dataset and one model table per distinct model kind."""
     models: dict[str, Any] = {}
     for miner in plan.miners:
-        if miner.adversary:  # attackers are measured by what the network pays them, not held out
+        if miner.adversary or miner.online:  # attackers and the learning miner: judged by what they are paid
             continue
         models.setdefault(miner.model, miner.doc["models"]["main"])
     return {"node": {"name": "devnet-eval", "create_keys": True},
@@ -60,7 +60,7 @@ def task_eval_doc(plan: DevnetPlan) -> dict[str, Any]:
     name = validator["validator"]["modality"]
     models: dict[str, Any] = {}
     for miner in plan.miners:
-        if miner.adversary:  # attackers are measured by what the network pays them, not held out
+        if miner.adversary or miner.online:  # attackers and the learning miner: judged by what they are paid
             continue
         models.setdefault(miner.model, miner.doc["models"]["main"])
     modalities = {name: validator["modalities"][name]}

@@ -27,6 +27,7 @@ from tnode.interfaces import Metagraph
 from tnode.node import Node
 
 from .adversaries import OBSERVER_DETECTORS, WARMUP_EPOCHS, adversary_report
+from .online import Probe, baseline_miner, online_report
 from .plan import DevnetOptions, DevnetPlan, NodeSpec, chain_client, evm_spec, make_plan, use_evm_chain
 from .procs import Supervisor, tnode_command
 from .quality import heldout_losses, heldout_task_scores
@@ -54,6 +55,8 @@ class Progress:
     emission_by_subnet: dict[int, dict[int, float]] = field(default_factory=dict)  # netuid → uid → tokens
     warmup: int = 0  # epochs still to pass before counting (adversaries: detectors judge first)
     exited: set[str] = field(default_factory=set)  # nodes that exited (with keep_going)
+    incentives: list[tuple[int, tuple[float, ...]]] = field(default_factory=list)  # counted epochs: (block, incentive)
+    probe: Probe | None = None  # --online-learning: latencies of the learning miner and its baseline
 
     @property
     def mg(self) -> Metagraph | None:
@@ -257,6 +260,7 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
                     progress.notes.append(f"warm-up epoch at block {ev.block} not counted")
                     return
                 progress.count_epoch(ev.netuid, ev.emission)
+                progress.incentives.append((ev.block, tuple(ev.incentive)))
                 progress.epochs = min(progress.epochs_by_subnet.get(n, 0) for n in plan.subnets)
 
             observer.bus.subscribe(EpochCompleted, on_epoch, name="devnet-epochs")
@@ -277,8 +281,14 @@ async def run_devnet(opts: DevnetOptions, *, epochs: int = 0, report_path: Path 
                 supervisor.start(spec.name, spec.config_path, spec.dir / "node.log")
             print_query_command(plan, console)
             progress.phase = "waiting for validators' first weights"
-            with Live(console=console, auto_refresh=False, transient=False) as screen:
-                await watch(chain, plan, supervisor, progress, epochs, screen if live else None, labels)
+            async with anyio.create_task_group() as probing:
+                if opts.online_learning and plan.client is not None:
+                    pair = [m for m in (next(m for m in plan.miners if m.online), baseline_miner(plan.miners)) if m]
+                    progress.probe = Probe(plan.client.dir, {m.name: m.p2p_addr for m in pair})
+                    probing.start_soon(progress.probe.run)
+                with Live(console=console, auto_refresh=False, transient=False) as screen:
+                    await watch(chain, plan, supervisor, progress, epochs, screen if live else None, labels)
+                probing.cancel_scope.cancel()
             # The report describes the counted epochs: stop counting (the held-out evaluation takes a
             # while, epochs go on) and take the metagraphs as they are now.
             progress.counting = False
@@ -319,6 +329,8 @@ async def watch(chain: Any, plan: DevnetPlan, supervisor: Supervisor, progress: 
                 progress.counting = True
                 progress.counting_from = block
                 progress.phase = "counting epochs"
+                if progress.probe is not None:
+                    progress.probe.active = True
             if screen is not None:
                 screen.update(Group(*(devnet_view(
                     mg, labels=labels, phase=progress.phase, epochs_done=progress.epochs, epochs_wanted=epochs,
@@ -360,6 +372,15 @@ async def subnet_report(plan: DevnetPlan, netuid: int, progress: Progress, secon
     if plan.options.adversaries:
         checks.update(adversary_report(part, report, console))
         checks["passed"] = bool(checks["passed"] and checks["adversary_checks_passed"])
+    if progress.probe is not None:
+        report["online_learning"] = online = online_report(part, mg, progress.incentives, progress.probe)
+        checks.update(online["checks"])
+        checks["passed"] = bool(checks["passed"] and all(online["checks"].values()))
+        lat = online["latency"]
+        console.print(f"online learning: {online['miner']} incentive per epoch "
+                      f"{' '.join(f'{x:.3f}' for x in online['incentive_per_epoch'][online['miner']])}; "
+                      f"p99 {lat[online['miner']]['p99_ms']} ms vs {online['baseline']} "
+                      f"{lat.get(online['baseline'], {}).get('p99_ms')} ms (ratio {online['p99_ratio']})")
     console.print(f"{'subnet ' + str(netuid) + ' (' + part.options.modality + '): ' if len(plan.subnets) > 1 else ''}"
                   f"incentive order {' > '.join(checks['incentive_order'])}: "
                   f"{'yes' if checks['incentive_ordered'] else 'NO'}; "
