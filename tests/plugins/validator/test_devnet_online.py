@@ -87,3 +87,28 @@ def test_the_learning_miner_can_start_from_a_weak_checkpoint(tmp_path) -> None:
                                    online_checkpoint=weak))
     assert plan.miners[-1].doc["models"]["main"]["checkpoint"] == weak
     assert plan.miners[0].doc["models"]["main"]["checkpoint"] == "builtin"  # the baseline is untouched
+
+
+def _transport() -> dict:
+    return {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"], "announce_interval": 0.0, "dht": False}
+
+
+@pytest.mark.anyio
+async def test_the_probe_times_real_replies_and_counts_failures(tmp_path) -> None:
+    import numpy as np
+    from tnode.node import Node
+
+    miner = Node.from_dict({"log": {"level": "warning"}, "transport": _transport(),
+                            "models": {"main": {"type": "uniform"}},
+                            "modalities": {"text": {"type": "text", "model": "main"}}}, data_dir=tmp_path / "miner")
+    client = Node.from_dict({"log": {"level": "warning"}, "transport": _transport()}, data_dir=tmp_path / "client")
+    async with miner.running(), client.running():
+        addr = miner.transport.listen_addrs()[0]
+        probe = Probe(tmp_path / "client", {"up": addr, "wrong": addr})
+        window = np.frombuffer(b"def probe(self):\n    return self" * 2, dtype=np.uint8)[:64]
+        for _ in range(3):
+            await probe.ask(client, "up", window)
+        probe.targets["wrong"] = addr.rsplit("/p2p/", 1)[0] + "/p2p/" + client.peer_id  # not the miner's identity
+        await probe.ask(client, "wrong", window)
+    assert len(probe.latencies["up"]) == 3 and all(0 < s < 10 for s in probe.latencies["up"])
+    assert "wrong" not in probe.latencies and sum(probe.errors["wrong"].values()) == 1
