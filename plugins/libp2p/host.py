@@ -21,6 +21,10 @@ from tnode.keys import Keypair
 
 from . import muxer
 
+# py-libp2p 0.8.1 pins its auto-connector's logger to INFO at import (a line per dial round); let it
+# follow the level the node configured for py-libp2p (warning unless the node logs at debug).
+logging.getLogger("libp2p.network.auto_connector").setLevel(logging.NOTSET)
+
 # py-libp2p detaches its logger on import; route it through the node's logging again.
 for _name in ("libp2p",):
     logging.getLogger(_name).propagate = True
