@@ -10,8 +10,9 @@ sides import only this module.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -66,3 +67,24 @@ class TeacherSource(Protocol):
             failure or refusal.
         """
         ...
+
+
+GATING_FORMAT = "tnode-gating/1"
+"""``format`` of the ``gating`` section a distilled checkpoint keeps (hotkeys, uids, the gate, its
+running ``mean`` weight per teacher, windows ``answered``)."""
+
+
+def gating_weights(checkpoint: Mapping[str, Any]) -> dict[str, float]:
+    """Teacher hotkey → the learned gate's mean weight (summing to 1) from a checkpoint's state.
+
+    ``ValueError`` when the checkpoint holds no gating of :data:`GATING_FORMAT`.
+    """
+    saved = checkpoint.get("gating")
+    if not isinstance(saved, Mapping) or saved.get("format") != GATING_FORMAT:
+        raise ValueError(f"the checkpoint holds no gating of format {GATING_FORMAT} (train with --teachers network)")
+    hotkeys = [str(h) for h in saved.get("hotkeys", [])]
+    means = [max(float(v), 0.0) for v in saved.get("mean", [])]
+    if len(hotkeys) != len(means) or not hotkeys:
+        raise ValueError("the checkpoint's gating names no teachers")
+    total = sum(means)
+    return {h: (m / total if total > 0 else 1.0 / len(hotkeys)) for h, m in zip(hotkeys, means, strict=True)}

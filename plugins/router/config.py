@@ -39,6 +39,11 @@ class MoeRouterConfig:
     max_top_k: int = option(64, "k asked of text miners per position (they may cap it lower).", ge=1, le=256)
     seed: int = option(0, "Seed of the exploration (0: from the system's entropy).", ge=0)
     include_self: bool = option(False, "Also route to this node's own hotkey when it holds a uid.")
+    gating: str = option("", "A checkpoint written by `tnode train --teachers network` (relative to node.toml's "
+                             "directory): its learned gate's weight per teacher blends into that miner's prior "
+                             "and starting mixture weight. Empty: the chain's prior alone.")
+    gating_share: float = option(0.5, "Share of a gated miner's prior that comes from the gate (the rest from the "
+                                      "chain).", ge=0.0, le=1.0)
 
     def check(self) -> Iterator[tuple[str, str, str]]:
         if self.k_min > self.k:

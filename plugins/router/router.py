@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
+from tnode.contracts.learning import gating_weights
 from tnode.errors import ChainError, ConfigError, TaskError
-from tnode.interfaces import Reply, subnet_for_modality
+from tnode.interfaces import Metagraph, Reply, subnet_for_modality
 
 from . import image_mix, text_mix
 from .board import Board, chain_prior
@@ -56,6 +58,37 @@ class Mixed:
 CONTEXT_EM_STEPS = 5  # EM iterations when fitting a completion's weights to its prompt
 
 
+def load_gate(node: Any, name: str, config: MoeRouterConfig) -> dict[str, float]:
+    """Teacher hotkey → learned gate weight from ``config.gating`` (a distilled checkpoint)."""
+    import torch
+
+    path = Path(config.gating)
+    if not path.is_absolute():
+        path = Path(node.config.base_dir) / path
+    key_path = f"routers.{name}.gating"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return gating_weights(state)
+    except FileNotFoundError:
+        raise ConfigError(f"no such checkpoint: {path}", key_path=key_path) from None
+    except (ValueError, RuntimeError, OSError, EOFError) as exc:
+        raise ConfigError(f"{path}: {exc}", key_path=key_path) from None
+
+
+def gated_prior(priors: dict[int, float], mg: Metagraph, gate: dict[str, float], share: float) -> dict[int, float]:
+    """Blend the gate into the chain's prior: a gated miner's prior is ``(1 - share)`` of the chain's
+    plus ``share`` of its gate weight scaled to the best teacher's (a teacher the gate gave nothing
+    sinks toward 0; miners the gate never saw keep the chain's prior)."""
+    top = max(gate.values(), default=0.0)
+    if top <= 0:
+        return priors
+    out = dict(priors)
+    for x in mg.neurons:
+        if x.hotkey in gate and x.uid in out:
+            out[x.uid] = (1 - share) * out[x.uid] + share * gate[x.hotkey] / top
+    return out
+
+
 class MoeRouter:
     """The ``moe`` router component; see the module doc and docs/router.md."""
 
@@ -71,6 +104,7 @@ class MoeRouter:
         self.netuid: int | None = None
         self.block = -1
         self.queries = 0
+        self.gate = load_gate(node, name, config) if config.gating else {}
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -94,7 +128,10 @@ class MoeRouter:
         mg = await chain.metagraph(netuid=self.netuid)
         self.block = mg.block
         exclude = "" if self.config.include_self else self.node.hotkey.public_hex
-        self.board.update(mg.neurons, chain_prior(mg, self.config.chain_weights), exclude=exclude)
+        priors = chain_prior(mg, self.config.chain_weights)
+        if self.gate:
+            priors = gated_prior(priors, mg, self.gate, self.config.gating_share)
+        self.board.update(mg.neurons, priors, exclude=exclude)
         for rec in self.board.miners.values():
             if rec.peer_id and rec.addrs:
                 self.node.transport.add_peer_addrs(rec.peer_id, list(rec.addrs))

@@ -22,12 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tnode.contracts.learning import Teacher
+from tnode.contracts.learning import GATING_FORMAT, Teacher
 from torch import nn
 
 from .teachers import TeacherBatch
-
-GATING_FORMAT = "tnode-gating/1"
 
 
 class Gate(nn.Module):
