@@ -127,6 +127,8 @@ class ImageModalityConfig:
     max_batch: int = option(16, "Most requests restored in one forward pass (images of one output size share "
                                 "it); models without batched inference answer a batch's requests in turn.",
                             ge=1, le=256)
+    max_tasks: int = option(16, "Most tasks one batched restoration request may carry (body `batch` = B, payload "
+                                "(B, H, W, C), one corruption for all rows).", ge=1, le=256)
     batch_wait_ms: float = option(0.0, "How long an idle model waits for more requests after the first, in ms. "
                                        "Requests that arrive while a pass runs join the next one without waiting.",
                                   ge=0, le=1000)

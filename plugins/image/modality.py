@@ -17,6 +17,7 @@ Answers carry the image as the payload and an empty body. Errors are :class:`tno
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -100,6 +101,8 @@ class ImageModality:
 
     async def handle(self, task: TaskReceived) -> TaskResult:
         """Answer one inbound task (the bus handler)."""
+        if isinstance(task.body, Mapping) and "batch" in task.body:
+            return await self._handle_batch(task)
         image, corruption = parse_request(task.task, task.body, task.payload, max_side=self.config.max_side,
                                           max_pixels=self.config.max_pixels, max_sigma=self.config.max_sigma)
         if time.monotonic() >= task.deadline:
@@ -107,7 +110,59 @@ class ImageModality:
         assert self.batcher is not None  # handle is served only once the batcher exists
         return TaskResult({}, await self.batcher.infer(image, corruption, task.deadline))
 
+    async def _handle_batch(self, task: TaskReceived) -> TaskResult:
+        """B restoration tasks with one corruption: payload (B, H, W, C) uint8, answer (B, H', W', C)."""
+        body = dict(task.body)
+        batch = body.pop("batch")
+        if type(batch) is not int or batch < 1:
+            raise TaskError("invalid_request", f"batch must be a positive integer, got {batch!r}")
+        if batch > self.config.max_tasks:
+            raise TaskError("too_large", f"a batch of {batch} tasks exceeds max_tasks {self.config.max_tasks}")
+        if task.task == "generate":
+            raise TaskError("invalid_request", "batch is for restoration tasks (inpaint, denoise, upscale)")
+        payload = task.payload
+        if not isinstance(payload, np.ndarray) or payload.ndim != 4 or payload.shape[0] != batch:
+            raise TaskError("invalid_request", f"a batch of {batch} needs a ({batch}, H, W, C) payload, "
+                                               f"got shape {getattr(payload, 'shape', None)}")
+        cfg = self.config
+        rows = [parse_request(task.task, body, row, max_side=cfg.max_side, max_pixels=cfg.max_pixels,
+                              max_sigma=cfg.max_sigma) for row in payload]  # every row checked first
+        if time.monotonic() >= task.deadline:
+            raise TaskError("timeout", "the deadline passed before the model ran")
+        assert self.batcher is not None
+        answers: list[Any] = [None] * batch
+
+        async def one(i: int) -> None:
+            assert self.batcher is not None
+            answers[i] = await self.batcher.infer(rows[i][0], rows[i][1], task.deadline)
+
+        async with anyio.create_task_group() as tg:  # the rows share forward passes in the batcher
+            for i in range(batch):
+                tg.start_soon(one, i)
+        return TaskResult({}, np.stack(answers))
+
     # ------------------------------------------------------------------ validator side
+    def batch_tasks(self, tasks: Sequence[ValidatorTask]) -> ValidatorTask | None:
+        """Restoration tasks of one kind with the same body (σ, factor, or mask) and image size as one
+        ``batch`` request; None otherwise (inpainting masks differ per task, so those go one by one)."""
+        first = tasks[0] if tasks else None
+        if (first is None or len(tasks) > self.config.max_tasks or first.task == "generate"
+                or not isinstance(first.payload, np.ndarray)
+                or any(t.task != first.task or t.body != first.body
+                       or not isinstance(t.payload, np.ndarray) or t.payload.shape != first.payload.shape
+                       for t in tasks)):
+            return None
+        payload = np.stack([np.asarray(t.payload) for t in tasks])
+        return ValidatorTask(first.modality, first.task, {**first.body, "batch": len(tasks)}, payload,
+                             tuple(t.truth for t in tasks))
+
+    def unbatch_reply(self, batch: ValidatorTask, tasks: Sequence[ValidatorTask], reply: Reply) -> list[Reply]:
+        """Row i of a batched answer (payload (B, H', W', C)) as the answer to task i."""
+        out = reply.payload
+        if not isinstance(out, np.ndarray) or out.ndim != 4 or out.shape[0] != len(tasks):
+            raise TaskError("invalid_response", f"a batch of {len(tasks)} needs a ({len(tasks)}, H, W, C) answer")
+        return [Reply({}, out[i], reply.peer_id, reply.hotkey, reply.latency) for i in range(len(tasks))]
+
     def make_task(self, rng: np.random.Generator) -> ValidatorTask:
         """A task on a fresh held-out image; the original stays with the validator as the truth."""
         if self.dataset is None:
@@ -151,3 +206,4 @@ class ImageModality:
             cells += [(label, a.image if isinstance(a, ImageAnswer) else None) for label, a in answers.items()]
             rows.append((task.task, cells))
         return write_grid(path, rows)
+
