@@ -6,7 +6,6 @@ node's own trio loop, next to everything else, with no thread of its own.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import anyio
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from tnode.errors import ConfigError
+from tnode.http import answer_lifespan, start_http
 
 from .config import PrometheusConfig
 from .metrics import NodeMetrics
@@ -43,13 +42,8 @@ class OperatorsApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         status, ctype, body = self.route(scope["method"], scope["path"])
@@ -90,22 +84,11 @@ class PrometheusExporter:
         self.url = ""
 
     async def run(self, *, task_status: Any) -> None:
-        from hypercorn.config import Config
-        from hypercorn.trio import serve
-
-        hc = Config()
-        hc.bind = [self.config.listen]
-        hc.accesslog = None
-        hc.errorlog = logging.getLogger("tnode.exporters.http")
-        hc.graceful_timeout = 0.5
         subs = [*self.metrics.subscribe(), *self.view.subscribe()]
         try:
             async with anyio.create_task_group() as tg:
-                try:
-                    binds = await tg.start(serve, self.app, hc)
-                except OSError as exc:
-                    raise ConfigError(f"cannot listen on {self.config.listen!r}: {exc}", key_path="listen") from None
-                self.url = str(binds[0]).rstrip("/") + "/"
+                self.url = await start_http(tg, self.app, self.config.listen, log_name="tnode.exporters.http",
+                                            key_path="listen") + "/"
                 await self.view.poll()
                 tg.start_soon(self.view.poll_forever, self.config.poll_interval)
                 self.view.started = True

@@ -18,6 +18,7 @@ import orjson
 from anyio.streams.memory import MemoryObjectSendStream
 from tnode import dispatch
 from tnode.errors import TaskError
+from tnode.http import answer_lifespan
 from tnode.interfaces import InboundRequest
 
 from .config import HttpGatewayConfig
@@ -76,13 +77,8 @@ class GatewayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         try:

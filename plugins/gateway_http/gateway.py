@@ -9,7 +9,6 @@ handler refuses anything that did not come through this gateway (a network peer 
 from __future__ import annotations
 
 import codecs
-import logging
 import os
 import time
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Any
 
 import anyio
 import numpy as np
-from tnode.errors import ConfigError, TaskError
+from tnode.errors import TaskError
 from tnode.events import TaskReceived
+from tnode.http import start_http
 from tnode.interfaces import TaskResult
 
 from .app import GatewayApp
@@ -42,26 +42,14 @@ class HttpGateway:
         self.router: Any = None
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        from hypercorn.config import Config
-        from hypercorn.trio import serve
-
         self.router = self.node.require("router", self.config.router, key_path=f"gateways.{self.name}.router")
         if not self.keys:
             self.node.log.warning("gateway has no API keys: every request gets 401", gateway=self.name)
-        hc = Config()
-        hc.bind = [self.config.listen]
-        hc.accesslog = None
-        hc.errorlog = logging.getLogger("tnode.gateway_http")
-        hc.graceful_timeout = 0.5
         undo = self.node.bus.serve(TaskReceived, self.handle, key=self.route)
         try:
             async with anyio.create_task_group() as tg:
-                try:
-                    binds = await tg.start(serve, self.app, hc)
-                except OSError as exc:
-                    raise ConfigError(f"cannot listen on {self.config.listen!r}: {exc}",
-                                      key_path=f"gateways.{self.name}.listen") from None
-                self.url = str(binds[0]).rstrip("/")
+                self.url = await start_http(tg, self.app, self.config.listen, log_name="tnode.gateway_http",
+                                            key_path=f"gateways.{self.name}.listen")
                 self.node.log.info("gateway serving", gateway=self.name, url=self.url,
                                    paths="/v1/models /v1/completions /v1/chat/completions")
                 task_status.started()
