@@ -51,14 +51,18 @@ async def test_one_request_per_miner_carries_the_step_and_the_good_model_scores_
         v = validator.component("validator")
         assert isinstance(v.modality, BatchingModality)
         with anyio.fail_after(60):
+            while v.steps < 1:  # the validator's own loop runs its first step at start, then sleeps an hour
+                await anyio.sleep(0.05)
+            sent_before = len(network.requests)
+            counted_before = {name: v.state.records[uids[name]].count for name in miners}
             report = await v.step()
-    steps = v.steps  # the validator's own loop may have run a step too
-    for name in miners:  # the four tasks of a step travelled together: one request per miner per step
-        asked = [r for r in network.requests if r[1] == peers[name]]
-        assert asked == [(validator.peer_id, peers[name], "text", "next_token")] * steps
+    for name in miners:  # the four tasks of the step travelled together: one request per miner
+        asked = [r for r in network.requests[sent_before:] if r[1] == peers[name]]
+        assert asked == [(validator.peer_id, peers[name], "text", "next_token")]
     assert not report.errors, report.errors
     records = v.state.records
-    assert records[uids["ngram"]].count == 4 * steps == records[uids["uniform"]].count  # each task scored
+    for name in miners:  # each of the four tasks was scored on its own
+        assert records[uids[name]].count == counted_before[name] + 4
     scores = v.state.scores()
     assert scores[uids["ngram"]] > scores[uids["uniform"]]
 
