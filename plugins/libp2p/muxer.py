@@ -33,6 +33,12 @@ remote closes the connection on its next decrypt. A frame write is therefore shi
 cancellation and bounded by its own deadline (``FRAME_WRITE_SECONDS``); a peer that does not take
 a frame in that time has its connection closed, which a half-written frame would need anyway.
 
+Receive credit goes back in halves (:func:`_credit_in_halves`), as go-yamux does: a WINDOW_UPDATE
+is sent once the bytes read since the last one reach half the stream's window. py-libp2p 0.8.1
+sends one after every read by default (``PY_YAMUX_RELEASE_ON_READ``), and a length-prefixed frame is
+two reads, so a 1 KB request and its answer cost four window-update frames beside the two DATA
+frames, each one a Noise message and a socket write on one side and a decrypt on the other.
+
 Unread bytes per connection are then at most ``(max_inbound_streams + 11) * 2 * max_window_bytes``
 (11: the 10 streams py-libp2p queues before they are accepted, and one being queued).
 """
@@ -174,6 +180,23 @@ def _cap_window(stream: Any, cap: int) -> None:
     stream._apply_autotune_epoch = grow_epoch_capped
 
 
+def _credit_in_halves(stream: Any, conn: Any) -> None:
+    """Make ``stream`` give receive credit back once the bytes read and not yet credited reach half
+    its window (the window still grows by py-libp2p's auto-tuning, within the cap)."""
+
+    async def release_credit(*, bytes_read: int = 0) -> None:
+        async with stream.window_lock:
+            buffered = len(conn.stream_buffers.get(stream.stream_id, b""))
+            owed = stream.target_recv_window - (stream.recv_window + buffered)
+            if owed <= 0 or owed < stream.target_recv_window // 2:
+                return
+            credit: int = stream._grow_to_delta(buffered) + stream._apply_autotune_epoch(buffered)
+        if credit > 0:  # never hold window_lock across a write (py-libp2p's rule)
+            await stream.send_window_update(credit, skip_lock=True)
+
+    stream._auto_tune_and_send_window_update = release_credit
+
+
 class _BoundedBuffers(dict):  # type: ignore[type-arg]
     """``Yamux.stream_buffers`` that caps each new stream's window and bounds its buffer."""
 
@@ -187,6 +210,7 @@ class _BoundedBuffers(dict):  # type: ignore[type-arg]
         stream = self.conn.streams.get(sid)
         if stream is not None and not buffer:
             _cap_window(stream, self.limits.max_window_bytes)
+            _credit_in_halves(stream, self.conn)
             buffer = _BoundedBuffer(stream, self.limits)
         super().__setitem__(sid, buffer)
 
