@@ -10,11 +10,16 @@ import tnode
 from .config import EvmChainConfig
 
 
-@tnode.hookimpl
-def tnode_register_components(register):  # type: ignore[no-untyped-def]
+def _evm_chain(*args, **kwargs):  # type: ignore[no-untyped-def]
+    # web3/eth_account take ~0.7 s to import: only a node whose chain is EVM pays for it.
     from .component import EvmChain
 
-    register(kind="chain", type="evm", factory=EvmChain, schema=EvmChainConfig,
+    return EvmChain(*args, **kwargs)
+
+
+@tnode.hookimpl
+def tnode_register_components(register):  # type: ignore[no-untyped-def]
+    register(kind="chain", type="evm", factory=_evm_chain, schema=EvmChainConfig,
              description="Subnet contract on an EVM chain (JSON-RPC), epochs posted by a keeper and verified.")
 
 
