@@ -1,40 +1,26 @@
 """Batching concurrent image requests into shared forward passes, off the event loop.
 
 Requests that arrive while the model is idle wait up to ``wait`` seconds (or until ``max_batch``
-are queued); requests that arrive while a pass runs go into the next one without waiting. A taken
-batch is split by output size (a U-Net pass stacks images of one size; tasks may mix, their
-conditions are planes of the input); a model without ``restore_batch`` answers each in turn.
+are queued); requests that arrive while a pass runs go into the next one without waiting
+(:class:`tnode.batching.DeadlineBatcher`). A taken batch is split by output size
+(:func:`answer_batch`). A model that runs in worker processes (its ``pool`` is a
+:class:`tnode.workers.WorkerPool`) is handed each request directly: the pool batches across its
+workers with this batcher's ``max_batch``, and each worker splits its batch the same way.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import numpy as np
+from tnode.batching import DeadlineBatcher
 from tnode.contracts.image import Corruption
-from tnode.errors import TaskError
 
+from .passes import Request, answer_batch, decode_answer, encode_request
 
-@dataclass(eq=False)
-class _Pending:
-    image: np.ndarray | None  # None: generate
-    corruption: Corruption
-    deadline: float
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: np.ndarray | None = None
-    error: BaseException | None = None
-    abandoned: bool = False
-
-    def out_size(self) -> tuple[int, int]:
-        if self.image is None:
-            return self.corruption.height, self.corruption.width
-        f = self.corruption.factor if self.corruption.task == "upscale" else 1
-        return self.image.shape[0] * f, self.image.shape[1] * f
+__all__ = ["ImageBatcher", "answer_batch"]
 
 
 class ImageBatcher:
@@ -45,86 +31,46 @@ class ImageBatcher:
                  max_batch: int, wait: float) -> None:
         self.model = model
         self.check = check
-        self.max_batch = max_batch
-        self.wait = wait
-        self._queue: deque[_Pending] = deque()
-        self._arrived = anyio.Event()
-        self.batches = 0  # forward passes (or turns of a model without batching)
-        self.requests = 0
+        self._batcher: DeadlineBatcher[Request, np.ndarray] = DeadlineBatcher(self._forward, max_batch=max_batch,
+                                                                              wait=wait)
+        self.batches = 0  # forward passes (or turns of a model without batching) in this process
+        self._pooled = 0
+
+    @property
+    def max_batch(self) -> int:
+        return self._batcher.max_batch
+
+    @property
+    def requests(self) -> int:
+        """Requests that reached the model (in process or handed to its workers)."""
+        return self._batcher.requests + self._pooled
 
     async def infer(self, image: np.ndarray | None, corruption: Corruption, deadline: float) -> np.ndarray:
         """The checked answer to one request; ``TaskError("timeout")`` when it is not ready before
         ``deadline`` (``time.monotonic()``), the model's own ``TaskError`` as it raised it."""
-        pending = _Pending(image, corruption, deadline)
-        self._queue.append(pending)
-        self._arrived.set()
-        with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)):
-            await pending.done.wait()
-        if isinstance(pending.error, TaskError):
-            raise pending.error
-        if pending.error is not None:
-            raise TaskError("internal", f"the model failed: {type(pending.error).__name__}: {pending.error}")
-        if pending.result is None:
-            pending.abandoned = True  # skipped if the batcher has not started it yet
-            raise TaskError("timeout", "the model did not answer before the deadline")
-        return pending.result
+        pool = getattr(self.model, "pool", None)
+        if pool is None:
+            return await self._batcher.submit((image, corruption), deadline)
+        pool.max_batch = self.max_batch
+        self._pooled += 1
+        out = decode_answer(await pool.infer(encode_request(image, corruption), deadline=deadline))
+        return self.check(out, image, corruption)
 
     async def run(self) -> None:
         """Serve the queue until cancelled."""
-        while True:
-            if not self._queue:
-                self._arrived = anyio.Event()
-                await self._arrived.wait()
-                if self.wait > 0:
-                    with anyio.move_on_after(self.wait):
-                        while len(self._queue) < self.max_batch:
-                            self._arrived = anyio.Event()
-                            await self._arrived.wait()
-            batch: list[_Pending] = []
-            now = time.monotonic()
-            while self._queue and len(batch) < self.max_batch:
-                p = self._queue.popleft()
-                if p.abandoned or p.deadline <= now:
-                    p.done.set()
-                    continue
-                batch.append(p)
-            if batch:
-                try:
-                    await anyio.to_thread.run_sync(self._forward, batch)
-                finally:
-                    for p in batch:
-                        p.done.set()
-                self.requests += len(batch)
+        await self._batcher.run()
 
-    def _forward(self, batch: list[_Pending]) -> None:
+    async def _forward(self, batch: list[Request]) -> list[Any]:
+        return await anyio.to_thread.run_sync(self._answer, batch)
+
+    def _answer(self, batch: list[Request]) -> list[Any]:
         """Answer ``batch`` (blocking, in a worker thread); failures fail their own requests only."""
-        groups: dict[tuple[int, int], list[_Pending]] = {}
-        single: list[_Pending] = []
-        batched = hasattr(self.model, "restore_batch")
-        for p in batch:
-            (groups.setdefault(p.out_size(), []) if batched and p.image is not None else single).append(p)
-        for group in groups.values():
-            self.batches += 1
-            try:
-                outs = self.model.restore_batch([(p.image, p.corruption) for p in group])
-            except Exception as exc:
-                for p in group:
-                    p.error = exc
-                continue
-            for p, out in zip(group, outs, strict=True):
-                self._finish(p, out)
-        for p in single:
-            self.batches += 1
-            try:
-                out = (self.model.generate(p.corruption) if p.image is None
-                       else self.model.restore(p.image, p.corruption))
-            except Exception as exc:
-                p.error = exc
-                continue
-            self._finish(p, out)
-
-    def _finish(self, p: _Pending, out: Any) -> None:
-        try:
-            p.result = self.check(out, p.image, p.corruption)
-        except Exception as exc:
-            p.error = exc
+        results, passes = answer_batch(self.model, batch)
+        self.batches += passes
+        for i, (out, (image, c)) in enumerate(zip(results, batch, strict=True)):
+            if not isinstance(out, BaseException):
+                try:
+                    results[i] = self.check(out, image, c)
+                except Exception as exc:
+                    results[i] = exc
+        return results

@@ -7,6 +7,10 @@ from typing import Literal
 
 from tnode.config import option
 
+_WORKERS_DOC = ("Processes that run the model, each loading it once (the U-Net's weights, the dataset behind "
+                "`generate`), behind a ZeroMQ socket in the data dir; requests, and each row of a batched "
+                "request, are batched across them. 0: in the node's process.")
+
 
 @dataclass(frozen=True)
 class ShapesConfig:
@@ -50,9 +54,10 @@ class UNetConfig:
 
     checkpoint: str = option("builtin", "Checkpoint written by `tnode image train` (relative to node.toml's "
                                         "directory); \"builtin\": the model shipped with tnode (trained on shapes).")
-    threads: int = option(1, "torch threads used for inference.", ge=1)
+    threads: int = option(1, "torch threads used for inference (per worker when workers > 0).", ge=1)
     dataset: str = option("", "A [datasets.NAME] whose class means seed `generate` (denoised by the U-Net); "
                               "empty: the model refuses generate.", ref="datasets")
+    workers: int = option(0, _WORKERS_DOC, ge=0, le=64)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class ClassicalConfig:
     median_size: int = option(3, "Side of the median filter's window (odd).", ge=1, le=15)
     dataset: str = option("", "A [datasets.NAME] whose train images `generate` returns (a random one of the "
                               "class); empty: the model refuses generate.", ref="datasets")
+    workers: int = option(0, _WORKERS_DOC, ge=0, le=64)
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class BlurConfig:
 
     size: int = option(5, "Side of the box blur (odd).", ge=1, le=15)
     dataset: str = option("", "A [datasets.NAME] whose class means `generate` returns.", ref="datasets")
+    workers: int = option(0, _WORKERS_DOC, ge=0, le=64)
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,8 @@ class ImageGarbageConfig:
     """A spam miner: well-formed images that ignore the input."""
 
     mode: Literal["noise", "constant"] = option("noise", "Uniform noise, or one grey level.")
-    seed: int = option(0, "Seed of the noise.")
+    seed: int = option(0, "Seed of the noise (each worker draws the same sequence).")
+    workers: int = option(0, _WORKERS_DOC, ge=0, le=64)
 
 
 @dataclass(frozen=True)

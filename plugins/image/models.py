@@ -16,6 +16,7 @@ from tnode.contracts.image import Corruption
 from tnode.errors import ConfigError, TaskError
 
 from .config import BlurConfig, ClassicalConfig, ImageGarbageConfig, UNetConfig
+from .workers import model_pool, model_stats, serve_in_workers
 
 BUILTIN_CHECKPOINT = Path(__file__).with_name("checkpoints") / "unet.pt"
 """The U-Net shipped with tnode (``checkpoint = "builtin"``), trained by ``tnode image train`` on shapes."""
@@ -29,15 +30,21 @@ def _blur(image: np.ndarray, size: int) -> np.ndarray:
 
 
 class _Base:
-    """Lifecycle and the optional dataset behind ``generate``."""
+    """Lifecycle, the optional dataset behind ``generate``, and worker processes (``workers = N``:
+    ``pool`` serves the model; nothing of it loads in the node's process)."""
 
     dataset_name = ""
+    pool: Any = None
 
     def __init__(self, node: Any, name: str) -> None:
         self.node = node
         self.name = name
         self.dataset: Any = None
         self._means: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def stats(self) -> dict[str, Any]:
+        """Workers (pid, state, RSS) or the node's RSS when it runs in process."""
+        return model_stats(self.pool)
 
     def attach_dataset(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -74,6 +81,8 @@ class _Base:
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         if self.dataset_name and self.node is not None:
             self.dataset = self.node.require("dataset", self.dataset_name, key_path=f"models.{self.name}.dataset")
+        if self.pool is not None:
+            await serve_in_workers(self, task_status)
         await anyio.to_thread.run_sync(self.load)
         task_status.started()
         await anyio.sleep_forever()
@@ -87,6 +96,12 @@ class UNetModel(_Base):
         self.config = config
         self.dataset_name = config.dataset
         self.model: Any = None
+        if config.workers:
+            path = self.checkpoint_path()
+            if not path.is_file():  # checked here: the node itself never loads it
+                raise ConfigError(f"no U-Net checkpoint at {path}", key_path=f"models.{name}.checkpoint",
+                                  hint="train one with `tnode image train`, or use checkpoint = \"builtin\"")
+        self.pool = model_pool(node, name, "unet", config, checkpoint=str(self.checkpoint_path()))
 
     def checkpoint_path(self) -> Path:
         if self.config.checkpoint == "builtin":
@@ -136,6 +151,7 @@ class ClassicalModel(_Base):
         super().__init__(node, name)
         self.config = config
         self.dataset_name = config.dataset
+        self.pool = model_pool(node, name, "classical", config)
 
     def restore(self, image: np.ndarray, c: Corruption) -> np.ndarray:
         if c.task == "inpaint":
@@ -167,6 +183,7 @@ class BlurModel(_Base):
         super().__init__(node, name)
         self.config = config
         self.dataset_name = config.dataset
+        self.pool = model_pool(node, name, "blur", config)
 
     def restore(self, image: np.ndarray, c: Corruption) -> np.ndarray:
         size = self.config.size | 1
@@ -192,6 +209,7 @@ class ImageGarbageModel(_Base):
         super().__init__(node, name)
         self.config = config
         self.rng = np.random.default_rng(config.seed)
+        self.pool = model_pool(node, name, "image_garbage", config)
 
     def _image(self, h: int, w: int, ch: int) -> np.ndarray:
         if self.config.mode == "constant":

@@ -2,30 +2,18 @@
 
 Requests that arrive while the model is idle wait up to ``wait`` seconds (or until ``max_batch``
 requests are queued) so that they share one forward pass; requests that arrive while a pass runs
-go into the next one without waiting. Sequences of different lengths are right-padded: the models
-are causal, so padding after a sequence never changes its own positions.
+go into the next one without waiting (:class:`tnode.batching.DeadlineBatcher`). Sequences of
+different lengths are right-padded: the models are causal, so padding after a sequence never
+changes its own positions.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import numpy as np
-from tnode.errors import TaskError
-
-
-@dataclass(eq=False)
-class _Pending:
-    tokens: np.ndarray
-    deadline: float
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: np.ndarray | None = None
-    error: BaseException | None = None
-    abandoned: bool = False
+from tnode.batching import DeadlineBatcher
 
 
 def pad_right(seqs: list[np.ndarray]) -> np.ndarray:
@@ -46,12 +34,27 @@ class Batcher:
 
     def __init__(self, model: Any, *, max_batch: int, wait: float) -> None:
         self.model = model
-        self.max_batch = max_batch
-        self.wait = wait
-        self._queue: deque[_Pending] = deque()
-        self._arrived = anyio.Event()
-        self.batches = 0
-        self.requests = 0
+        self._batcher: DeadlineBatcher[np.ndarray, np.ndarray] = DeadlineBatcher(self._forward, max_batch=max_batch,
+                                                                                 wait=wait)
+        self._pooled = 0
+
+    @property
+    def max_batch(self) -> int:
+        return self._batcher.max_batch
+
+    @property
+    def wait(self) -> float:
+        return self._batcher.wait
+
+    @property
+    def batches(self) -> int:
+        """Forward passes run in this process."""
+        return self._batcher.batches
+
+    @property
+    def requests(self) -> int:
+        """Requests that reached the model (in process or handed to its workers)."""
+        return self._batcher.requests + self._pooled
 
     async def infer(self, tokens: np.ndarray, deadline: float) -> np.ndarray:
         """Log-probabilities (len(tokens), vocab) for one sequence; ``TaskError("timeout")`` when the
@@ -59,53 +62,14 @@ class Batcher:
         pool = getattr(self.model, "pool", None)
         if pool is not None:
             pool.max_batch = self.max_batch
-            self.requests += 1
+            self._pooled += 1
             return np.asarray(await pool.infer(tokens, deadline=deadline))
-        pending = _Pending(tokens, deadline)
-        self._queue.append(pending)
-        self._arrived.set()
-        with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)):
-            await pending.done.wait()
-        if pending.error is not None:
-            raise TaskError("internal", f"the model failed: {type(pending.error).__name__}: {pending.error}")
-        if pending.result is None:  # deadline passed, in this task or already in the batcher
-            pending.abandoned = True  # the batcher skips it if it has not started it yet
-            raise TaskError("timeout", "the model did not answer before the deadline")
-        return pending.result
+        return await self._batcher.submit(tokens, deadline)
 
     async def run(self) -> None:
         """Serve the queue until cancelled."""
-        while True:
-            if not self._queue:
-                self._arrived = anyio.Event()
-                await self._arrived.wait()
-                if self.wait > 0:
-                    with anyio.move_on_after(self.wait):
-                        while len(self._queue) < self.max_batch:
-                            self._arrived = anyio.Event()
-                            await self._arrived.wait()
-            batch: list[_Pending] = []
-            now = time.monotonic()
-            while self._queue and len(batch) < self.max_batch:
-                p = self._queue.popleft()
-                if p.abandoned or p.deadline <= now:
-                    p.done.set()  # its waiter already gave up (or is about to time out)
-                    continue
-                batch.append(p)
-            if batch:
-                await self._forward(batch)
+        await self._batcher.run()
 
-    async def _forward(self, batch: list[_Pending]) -> None:
-        stacked = pad_right([p.tokens for p in batch])
-        try:
-            out = await anyio.to_thread.run_sync(self.model.next_token_logprobs, stacked)
-            for i, p in enumerate(batch):
-                p.result = np.asarray(out[i, : len(p.tokens)], dtype=np.float32)
-        except Exception as exc:  # a model failure fails its requests, never the batcher
-            for p in batch:
-                p.error = exc
-        finally:
-            for p in batch:
-                p.done.set()
-        self.batches += 1
-        self.requests += len(batch)
+    async def _forward(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        out = await anyio.to_thread.run_sync(self.model.next_token_logprobs, pad_right(batch))
+        return [np.asarray(out[i, : len(t)], dtype=np.float32) for i, t in enumerate(batch)]

@@ -19,7 +19,7 @@ CONTRACTS = CORE / "contracts"
 PUBLIC = {
     "tnode", "tnode.events", "tnode.errors", "tnode.interfaces", "tnode.config", "tnode.keys",
     "tnode.wire", "tnode.bus", "tnode.node", "tnode.weights", "tnode.hyperparameters", "tnode.yuma",
-    "tnode.cli_support", "tnode.dispatch", "tnode.workers", "tnode.http",
+    "tnode.cli_support", "tnode.dispatch", "tnode.workers", "tnode.batching", "tnode.http",
 }
 """Core modules a plugin may import, besides ``tnode.contracts.*`` (see tnode's package docstring)."""
 
