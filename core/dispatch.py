@@ -225,10 +225,13 @@ class Dispatcher:
                 release = await flt.admit(request)
                 if release is not None:
                     releases.append(release)
-            with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)) as slot_scope:
-                await self._slots.acquire()
-            if slot_scope.cancelled_caught:
-                raise TaskError("overloaded", "no execution slot before the deadline")
+            try:
+                self._slots.acquire_nowait()  # the common case: a slot is free, no wait and no scope
+            except anyio.WouldBlock:
+                with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)) as slot_scope:
+                    await self._slots.acquire()
+                if slot_scope.cancelled_caught:
+                    raise TaskError("overloaded", "no execution slot before the deadline") from None
             try:
                 result = await self.node.bus.request(
                     TaskReceived(request.modality, request.task, dict(request.body), request.payload,

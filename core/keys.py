@@ -12,6 +12,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.pwhash
 import nacl.secret
@@ -112,7 +113,10 @@ def verify(public_key: bytes | str, message: bytes, signature: bytes) -> bool:
     """True when ``signature`` is a valid Ed25519 signature of ``message`` by ``public_key``."""
     try:
         key = bytes.fromhex(public_key) if isinstance(public_key, str) else public_key
-        nacl.signing.VerifyKey(key).verify(message, signature)
+        if len(key) != nacl.bindings.crypto_sign_PUBLICKEYBYTES or len(signature) != nacl.bindings.crypto_sign_BYTES:
+            return False
+        # The binding VerifyKey.verify wraps, without its per-call key object and type checks.
+        nacl.bindings.crypto_sign_open(bytes(signature) + message, bytes(key))
         return True
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError, nacl.exceptions.ValueError):
         return False

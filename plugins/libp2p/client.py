@@ -93,6 +93,7 @@ class RequestClient:
         peer_id = state.peer_id
         stream = None
         raw: bytes | None = None
+        carry = bytearray()  # a greedy read of the answer; anything left after it is the server's error
         assert state.slots is not None
         with trio.move_on_after(timeout) as scope:
             async with state.slots:
@@ -101,7 +102,7 @@ class RequestClient:
                         stream = state.idle.pop()
                         try:
                             await stream.write(frame)
-                            raw = await read_frame(stream, self.config.max_frame_bytes)
+                            raw = await read_frame(stream, self.config.max_frame_bytes, carry=carry)
                         except (StreamError, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                             raw = None
                         if raw is None:
@@ -111,8 +112,9 @@ class RequestClient:
                             stream = None
                     if stream is None:
                         stream = await self._connected_stream(state, dial)
+                        carry.clear()
                         await stream.write(frame)
-                        raw = await read_frame(stream, self.config.max_frame_bytes)
+                        raw = await read_frame(stream, self.config.max_frame_bytes, carry=carry)
                 except (StreamError, WireError, OSError, trio.BrokenResourceError, trio.ClosedResourceError,
                         RuntimeError) as exc:
                     await self._discard(state, stream)
@@ -127,7 +129,10 @@ class RequestClient:
                 if raw is None:
                     await self._discard(state, stream)
                     raise TaskError("unreachable", f"{peer_id} closed the stream before answering")
-                state.idle.append(stream)
+                if carry:  # bytes after the one answer: this stream is out of step, never reuse it
+                    await self._discard(state, stream)
+                else:
+                    state.idle.append(stream)
         if scope.cancelled_caught:
             # The late answer would land on this stream: never reuse it.
             await self._discard(state, stream)

@@ -10,6 +10,7 @@ signer-peer binding, and strikes (tarpit) for the refusal codes that are the sen
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -53,10 +54,12 @@ class TaskServer:
 
     async def _serve_frames(self, stream: Any, remote: str) -> None:
         cfg = self.t.config
+        carry = bytearray()  # bytes a peer sent past one frame (a pipelined next request)
         while True:
             try:
                 data = await read_frame(stream, cfg.max_frame_bytes, idle_seconds=cfg.stream_idle_seconds,
-                                        frame_seconds=cfg.frame_read_seconds, budget=self.t.budget, peer=remote)
+                                        frame_seconds=cfg.frame_read_seconds, budget=self.t.budget, peer=remote,
+                                        carry=carry)
             except StreamIdle:
                 self.t.stats["idle_closed"] += 1
                 return
@@ -174,6 +177,7 @@ class WrongSender(WireError):
     code = "wrong_sender"
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the connection's peer id, asked once per frame
 def _hotkey_of(peer_id: str) -> str:
     """The hex Ed25519 key of a peer id ("" for a peer id that is not an Ed25519 identity)."""
     try:

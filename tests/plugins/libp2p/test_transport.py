@@ -259,3 +259,54 @@ async def test_dead_addresses_tolerated_and_dial_backoff(tmp_path):
             with pytest.raises(TaskError) as second:
                 await b.transport.request(other, "echo", "echo", {}, timeout=5)
             assert second.value.code == "unreachable" and "back-off" in second.value.message
+
+
+async def test_pipelined_requests_on_one_stream_are_answered_in_order(tmp_path):
+    """Frames written back to back (several in one Yamux read) are each served: the server's greedy read
+    keeps what follows a frame for the next one."""
+    from libp2p.peer.id import ID
+    from tnode.plugins.libp2p.framing import read_frame
+
+    a = make_node(tmp_path, "a")
+    b = make_node(tmp_path, "b")
+    async with a.running(), b.running():
+        await b.transport.connect(a.transport.listen_addrs()[0])
+        frames = [wire.encode(b.hotkey, kind="req", modality="echo", task="echo", receiver=a.hotkey.public_hex,
+                              body={"args": {"i": i}, "timeout_ms": 5000}, payload=os.urandom(100 + 300 * i))
+                  for i in range(5)]
+        stream = await b.transport.host.new_stream(ID.from_base58(a.peer_id), ["/tnode/task/1"])
+        await stream.write(b"".join(frames))  # one write: the server meets several frames per read
+        verifier = wire.Verifier(b.hotkey.public_hex)
+        carry = bytearray()
+        with trio.fail_after(10):
+            answers = [verifier.verify_body(await read_frame(stream, 1 << 24, carry=carry), expect_kind="res")
+                       for _ in frames]
+        await stream.close()
+        assert [m.body["result"] for m in answers] == [{"i": i} for i in range(5)]
+        assert carry == bytearray()
+
+
+class _ChunkStream:
+    """A stream that returns its bytes in fixed pieces, whatever the reader asks for."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.data, self.piece = data, piece
+
+    async def read(self, n: int) -> bytes:
+        take = min(n, self.piece)
+        out, self.data = self.data[:take], self.data[take:]
+        return out
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 4096, 1 << 20])
+async def test_greedy_read_frame_splits_any_chunking(piece):
+    from tnode.errors import TruncatedFrame
+    from tnode.plugins.libp2p.framing import read_frame
+
+    bodies = [os.urandom(n) for n in (4, 5, 70_000, 9)]  # a tnode frame holds at least its header length
+    data = b"".join(len(x).to_bytes(4, "big") + x for x in bodies)
+    stream, carry = _ChunkStream(data + b"\x00\x00", piece), bytearray()
+    assert [await read_frame(stream, 1 << 20, carry=carry) for _ in bodies] == bodies
+    with pytest.raises(TruncatedFrame):  # two bytes of a prefix, then the end of the stream
+        await read_frame(stream, 1 << 20, carry=carry)
+    assert await read_frame(_ChunkStream(b"", piece), 1 << 20, carry=bytearray()) is None
