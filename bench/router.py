@@ -18,6 +18,10 @@ router asks k = 3 miners per query, k_min = 2.
    going. PASS when ≥ 99 % succeed, p99 latency stays within the router's timeout, the router
    stops routing to the dead miner within 5 s because of its failures (it is backing off), and
    afterwards asks it only in backoff probes (≤ 5 % of queries).
+5. Batching (in-process): 32 clients query at once (next token after 32 held-out bytes) through
+   two more routers over the same miners, one batching (``batch_window_ms`` 2) and one not
+   (``batch = false``), in alternating rounds. PASS when the median queries/s with batching is
+   at least 1.5 × without.
 
     python bench/router.py [--quick] [--devnet]
 """
@@ -165,18 +169,71 @@ async def measure(router: Any, miners: list[Miner], windows: np.ndarray, counts:
           f"{after_kill} queries ({100 * share_probes:.1f} %; goal: ≤ 5 %)")
 
 
+# --------------------------------------------------------------------------- batching
+CLIENTS = 32
+THROUGHPUT_GOAL = 1.5
+
+
+async def queries_per_second(router: Any, windows: np.ndarray, clients: int, per_client: int) -> float:
+    """``clients`` concurrent clients, each asking ``per_client`` next-token queries one after another."""
+    failed = 0
+
+    async def client(i: int) -> None:
+        nonlocal failed
+        for j in range(per_client):
+            try:
+                await router.next_token(windows[(i * per_client + j) % len(windows)])
+            except Exception:  # counted, not fatal: a throughput figure with failures is flagged below
+                failed += 1
+
+    start = time.monotonic()
+    async with trio.open_nursery() as nursery:
+        for i in range(clients):
+            nursery.start_soon(client, i)
+    if failed:
+        print(f"  {failed} of {clients * per_client} queries failed", file=sys.stderr)
+    return clients * per_client / (time.monotonic() - start)
+
+
+async def throughput(net: Any, rounds: int, per_client: int) -> None:
+    """Queries/s of the batching and the unbatched router over the same miners, alternating rounds."""
+    from tnode import dispatch
+    from tnode.plugins.router.localnet import heldout_windows
+
+    windows = heldout_windows(net.heldout, 512, 32, seed=13)
+    qps: dict[str, list[float]] = {"batched": [], "unbatched": []}
+    served: dict[str, int] = {"batched": 0, "unbatched": 0}
+    for _ in range(rounds):
+        for name in qps:
+            before = sum(dispatch.of(m).stats["served"] for m in net.miners)
+            qps[name].append(await queries_per_second(net.router(name), windows, CLIENTS, per_client))
+            served[name] += sum(dispatch.of(m).stats["served"] for m in net.miners) - before
+    on, off = float(np.median(qps["batched"])), float(np.median(qps["unbatched"]))
+    asked = rounds * CLIENTS * per_client * ROUTER["k"]
+    print(f"\nbatching: {CLIENTS} concurrent clients, {rounds} rounds of {CLIENTS * per_client} queries each way "
+          f"(k = {ROUTER['k']}); miner requests per miner asked: batched {served['batched'] / asked:.2f}, "
+          f"unbatched {served['unbatched'] / asked:.2f}")
+    print(f"  queries/s per round: batched {', '.join(f'{x:.0f}' for x in qps['batched'])}; "
+          f"unbatched {', '.join(f'{x:.0f}' for x in qps['unbatched'])}")
+    ratio = on / off if off > 0 else float("inf")
+    print(f"{'PASS' if ratio >= THROUGHPUT_GOAL else 'FAIL'}: {on:.0f} queries/s batched vs {off:.0f} unbatched at "
+          f"{CLIENTS} concurrent clients, {ratio:.2f}× (medians; goal: ≥ {THROUGHPUT_GOAL}×)")
+
+
 # --------------------------------------------------------------------------- in-process network
-async def in_process(counts: tuple[int, int, int]) -> None:
+async def in_process(counts: tuple[int, int, int], rounds: int, per_client: int) -> None:
     from tnode.plugins.router.localnet import heldout_windows, local_net
 
+    more = {"batched": {**ROUTER, "batch_window_ms": 2.0}, "unbatched": {**ROUTER, "batch": False}}
     with tempfile.TemporaryDirectory(prefix="tnode-bench-router-") as tmp:
         t0 = time.monotonic()
-        async with local_net(Path(tmp), SIZES, router=ROUTER) as net:
+        async with local_net(Path(tmp), SIZES, router=ROUTER, more_routers=more) as net:
             router = net.router()
             print(f"network up in {time.monotonic() - t0:.1f} s: {len(net.miners)} miners, client {router.node.name}")
             miners = [Miner(net.labels[m.hotkey.public_hex], m.hotkey.public_hex, m.peer_id) for m in net.miners]
             index = {m.hotkey: i for i, m in enumerate(miners)}
             windows = heldout_windows(net.heldout, sum(counts), 64, seed=11)
+            await throughput(net, rounds, per_client)  # first: the failover below kills a miner
             await measure(router, miners, windows, counts, lambda m: net.kill(index[m.hotkey]))
 
 
@@ -276,7 +333,8 @@ async def on_devnet(counts: tuple[int, int, int]) -> None:
 
 async def main(quick: bool, on_the_devnet: bool) -> int:
     counts = (60, 30, 80) if quick else (200, 100, 300)
-    await (on_devnet(counts) if on_the_devnet else in_process(counts))
+    rounds, per_client = (3, 4) if quick else (5, 8)
+    await (on_devnet(counts) if on_the_devnet else in_process(counts, rounds, per_client))
     return 0
 
 

@@ -40,6 +40,7 @@ class MinerRecord:
     latency: float = 0.0  # EWMA of answered latencies, seconds
     last_error: str = ""
     errors: dict[str, int] = field(default_factory=dict)
+    failed_request: int = 0  # highest number of a failed request (its queries count one failure)
 
     def mean(self, strength: float) -> float:
         """Posterior mean quality: prior worth ``strength`` observations plus the router's own."""
@@ -164,14 +165,20 @@ class Board:
         rec.backoff_until = 0.0
         rec.latency = latency if rec.answered == 1 else 0.8 * rec.latency + 0.2 * latency
 
-    def failed(self, hotkey: str, code: str, now: float) -> None:
-        """No usable answer: a zero reward, and a backoff doubling with each consecutive failure."""
+    def failed(self, hotkey: str, code: str, now: float, *, request: int | None = None) -> None:
+        """No usable answer: a zero reward, and a backoff doubling with each consecutive failure.
+        ``request`` numbers the (batched) request that failed: the queries of one request each
+        lose their reward but back the miner off once."""
         rec = self.miners.get(hotkey)
         if rec is None:
             return
         rec.last_error = code
         rec.errors[code] = rec.errors.get(code, 0) + 1
         self.reward(hotkey, 0.0)
+        if request is not None:  # numbers only grow: one at or below it was in flight with it
+            if request <= rec.failed_request:
+                return
+            rec.failed_request = request
         if code in REFUSALS_THAT_BACK_OFF:
             self._back_off(rec, now)
 

@@ -44,6 +44,14 @@ class MoeRouterConfig:
                              "and starting mixture weight. Empty: the chain's prior alone.")
     gating_share: float = option(0.5, "Share of a gated miner's prior that comes from the gate (the rest from the "
                                       "chain).", ge=0.0, le=1.0)
+    batch: bool = option(True, "Queries to one miner with compatible tasks (text: same k, positions and context "
+                               "length; image: same task, body and size) that pile up while a request to it is in "
+                               "flight go as one batched request (docs/query.md#batching).")
+    batch_window_ms: float = option(2.0, "Longest a query waits behind a request in flight to its miner to share the "
+                                         "next one, in ms; a query to an idle miner goes at once. 0: no batching.",
+                                    ge=0.0, le=1000.0)
+    max_batch: int = option(16, "Most queries one batched request carries (at most the miners' max_tasks, which "
+                                "refuse larger batches as too_large).", ge=1, le=1024)
 
     def check(self) -> Iterator[tuple[str, str, str]]:
         if self.k_min > self.k:

@@ -1,10 +1,14 @@
 """Ask k miners at once; return when ``k_min`` answered and ``timeout_after_k_min`` more passed
-(or everyone finished, or ``timeout``), cancelling the stragglers."""
+(or everyone finished, or ``timeout``), cancelling the stragglers.
+
+Each miner is asked through ``ask``: a request of its own by default, or the router's
+:class:`~tnode.plugins.router.coalesce.Coalescer`, which may carry the query in a batched request
+shared with other queries to that miner (cancelling a straggler then leaves that request to them)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +18,11 @@ from tnode.errors import TaskError, TnodeError
 from tnode.interfaces import Reply
 
 from .board import MinerRecord
+from .coalesce import ask_direct, failure_code
+
+Ask = Callable[[MinerRecord, str, str, Mapping[str, Any], Any, Callable[[Reply], Any], float],
+               Awaitable[tuple[Any, float]]]
+"""``ask(miner, modality, task, body, payload, parse, timeout)`` → (checked answer, latency)."""
 
 
 @dataclass(frozen=True)
@@ -33,16 +42,23 @@ class Outcome:
     failures: dict[str, str] = field(default_factory=dict)  # hotkey → error code
     late: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    requests: dict[str, int] = field(default_factory=dict)  # hotkey → number of the failed (batched) request
 
 
 async def fan_out(transport: Any, miners: Sequence[MinerRecord], modality: str, task: str, body: Mapping[str, Any],
                   payload: np.ndarray | bytes | None, parse: Callable[[Reply], Any], *, k_min: int, timeout: float,
-                  timeout_after_k_min: float) -> Outcome:
+                  timeout_after_k_min: float, ask: Ask | None = None) -> Outcome:
     """Send one signed task to every miner of ``miners`` concurrently (see the module doc).
 
     ``parse`` checks a reply and raises :class:`tnode.errors.TaskError` (``invalid_response``) when
     it is unusable; such a miner counts as failed. Never raises for a miner's failure.
     """
+    async def direct(miner: MinerRecord, modality: str, task: str, body: Mapping[str, Any], payload: Any,
+                     parse: Callable[[Reply], Any], timeout: float) -> tuple[Any, float]:
+        return await ask_direct(transport, miner, modality, task, body, payload, parse, timeout)
+
+    send = ask or direct
+
     out = Outcome()
     start = time.monotonic()
     enough = anyio.Event()
@@ -53,15 +69,15 @@ async def fan_out(transport: Any, miners: Sequence[MinerRecord], modality: str, 
     async def one(miner: MinerRecord) -> None:
         nonlocal pending
         try:
-            reply = await transport.request(miner.peer_id or miner.addrs[0], modality, task, body, payload,
-                                            timeout=timeout)
-            value = parse(reply)
+            value, latency = await send(miner, modality, task, body, payload, parse, timeout)
         except TaskError as exc:
             out.failures[miner.hotkey] = exc.code
+            if isinstance(number := getattr(exc, "request", None), int):
+                out.requests[miner.hotkey] = number
         except TnodeError as exc:  # a local failure the transport did not map to a code
-            out.failures[miner.hotkey] = "timeout" if "Timeout" in type(exc).__name__ else "unreachable"
+            out.failures[miner.hotkey] = failure_code(exc)
         else:
-            out.answers.append(Answered(miner, value, reply.latency))
+            out.answers.append(Answered(miner, value, latency))
         finally:
             pending -= 1
             if len(out.answers) >= need or pending == 0:

@@ -63,8 +63,8 @@ class LocalNet:
     heldout: bytes
     labels: dict[str, str] = field(default_factory=dict)  # miner hotkey → label
 
-    def router(self) -> Any:
-        return self.client.component("router")
+    def router(self, name: str = "main") -> Any:
+        return self.client.component("router", name)
 
     def kill(self, index: int) -> None:
         """Stop miner ``index`` (its node shuts down; its uid and addresses stay on the chain)."""
@@ -73,9 +73,10 @@ class LocalNet:
 
 @contextlib.asynccontextmanager
 async def local_net(tmp: Path, sizes: Sequence[int], *, order: int = 4, router: dict[str, Any] | None = None,
-                    heldout_bytes: int = 60_000, plugins: Any = None,
-                    log_level: str = "warning") -> AsyncIterator[LocalNet]:
-    """Start the authority + client (one node) and one n-gram miner per shard size; yields a :class:`LocalNet`."""
+                    heldout_bytes: int = 60_000, plugins: Any = None, log_level: str = "warning",
+                    more_routers: dict[str, dict[str, Any]] | None = None) -> AsyncIterator[LocalNet]:
+    """Start the authority + client (one node) and one n-gram miner per shard size; yields a :class:`LocalNet`.
+    The client's router is ``main``; ``more_routers`` (name → options) adds others over the same miners."""
     dirs, heldout = write_shards(tmp / "corpus", sizes, heldout_bytes)
     chot, ccold = Keypair.generate(), Keypair.generate()
     keys = [Keypair.generate() for _ in sizes]
@@ -87,7 +88,9 @@ async def local_net(tmp: Path, sizes: Sequence[int], *, order: int = 4, router: 
         "transport": transport(),
         "chain": {"type": "local", "block_time": 0.2, "genesis": {"accounts": accounts},
                   "hyperparameters": {"max_registrations_per_block": len(sizes) + 1}},
-        "routers": {"main": {"type": "moe", "modality": "text", "refresh_interval": 1.0, **(router or {})}},
+        "routers": {"main": {"type": "moe", "modality": "text", "refresh_interval": 1.0, **(router or {})},
+                    **{name: {"type": "moe", "modality": "text", "refresh_interval": 1.0, **opts}
+                       for name, opts in (more_routers or {}).items()}},
     }, data_dir=tmp / "client", hotkey=chot, coldkey=ccold, plugins=plugins)
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(client.running())
@@ -122,7 +125,8 @@ async def local_net(tmp: Path, sizes: Sequence[int], *, order: int = 4, router: 
             miners.append(miner)
             scopes.append(scope)
             labels[key.public_hex] = f"miner{i} ({sizes[i] // 1000} kB)"
-        await client.component("router").refresh()
+        for r in client.components_of("router").values():
+            await r.refresh()
         yield LocalNet(client, miners, scopes, heldout, labels)
 
 

@@ -4,7 +4,8 @@ Per query the router picks ``k`` miners from the :class:`~tnode.plugins.router.b
 (Thompson sampling or UCB1 over quality, seeded by what the chain attests), asks them at once over
 the node's transport (every request signed by this node's hotkey, so miners admit it by the stake
 behind that hotkey), mixes the valid answers and, when the truth becomes known, learns: quality
-rewards for selection and an online EM step for the text mixture weights.
+rewards for selection and an online EM step for the text mixture weights. Concurrent queries to one
+miner share batched requests (:mod:`~tnode.plugins.router.coalesce`, ``batch``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tnode.interfaces import Metagraph, Reply, subnet_for_modality
 
 from . import image_mix, text_mix
 from .board import Board, chain_prior
+from .coalesce import Coalescer
 from .config import MoeRouterConfig
 from .fanout import Outcome, fan_out
 
@@ -54,6 +56,9 @@ class Mixed:
             rows.append({"uid": rec.uid if rec else -1, "hotkey": h, "latency_ms": None, "weight": 0.0, "status": "late"})
         return rows
 
+
+BATCHED_IMAGE_TASKS = frozenset({"inpaint", "denoise", "upscale"})
+"""Image tasks miners answer in batches (body ``batch`` = B, payload (B, H, W, C))."""
 
 CONTEXT_EM_STEPS = 5  # EM iterations when fitting a completion's weights to its prompt
 
@@ -105,6 +110,11 @@ class MoeRouter:
         self.block = -1
         self.queries = 0
         self.gate = load_gate(node, name, config) if config.gating else {}
+        self.coalescer: Coalescer | None = None  # while run() runs, with batching on
+
+    @property
+    def batching(self) -> bool:
+        return self.config.batch and self.config.batch_window_ms > 0 and self.config.max_batch > 1
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -112,13 +122,21 @@ class MoeRouter:
             raise ConfigError("a router needs a [transport] to ask miners and a [chain] to find them",
                               key_path=f"routers.{self.name}")
         await self.refresh()
-        task_status.started()
-        while True:
-            await anyio.sleep(self.config.refresh_interval)
+        async with anyio.create_task_group() as tg:  # the batched requests run here, not in any query
+            if self.batching:
+                self.coalescer = Coalescer(self.node.transport, tg, window=self.config.batch_window_ms / 1000,
+                                           max_batch=self.config.max_batch)
+            task_status.started()
             try:
-                await self.refresh()
-            except ChainError as exc:  # a briefly unreachable chain: keep routing on what we know
-                self.node.log.warning("router cannot read the metagraph", router=self.name, error=str(exc))
+                while True:
+                    await anyio.sleep(self.config.refresh_interval)
+                    try:
+                        await self.refresh()
+                    except ChainError as exc:  # a briefly unreachable chain: keep routing on what we know
+                        self.node.log.warning("router cannot read the metagraph", router=self.name, error=str(exc))
+            finally:
+                self.coalescer = None
+                tg.cancel_scope.cancel()
 
     async def refresh(self) -> None:
         """Read the subnet's metagraph: miners, their addresses and the chain's prior."""
@@ -137,7 +155,8 @@ class MoeRouter:
                 self.node.transport.add_peer_addrs(rec.peer_id, list(rec.addrs))
 
     # ------------------------------------------------------------------ asking
-    async def _ask(self, task: str, body: dict[str, Any], payload: Any, parse: Any, k: int | None) -> Outcome:
+    async def _ask(self, task: str, body: dict[str, Any], payload: Any, parse: Any, k: int | None, *,
+                   batchable: bool = True) -> Outcome:
         k = k or self.config.k
         miners = self.board.choose(k, time.monotonic())
         if not miners:
@@ -148,12 +167,13 @@ class MoeRouter:
         self.queries += 1
         out = await fan_out(self.node.transport, miners, self.config.modality, task, body, payload, parse,
                             k_min=min(self.config.k_min, k), timeout=self.config.timeout,
-                            timeout_after_k_min=self.config.timeout_after_k_min)
+                            timeout_after_k_min=self.config.timeout_after_k_min,
+                            ask=self.coalescer.ask if batchable and self.coalescer is not None else None)
         now = time.monotonic()
         for a in out.answers:
             self.board.answered(a.miner.hotkey, a.latency)
         for hotkey, code in out.failures.items():
-            self.board.failed(hotkey, code, now)
+            self.board.failed(hotkey, code, now, request=out.requests.get(hotkey))
         for hotkey in out.late:
             self.board.late(hotkey, now)
         if not out.answers:
@@ -252,7 +272,8 @@ class MoeRouter:
         img = image.reshape(*image.shape[:2], 1) if image.ndim == 2 else image
         shape = image_mix.expected_shape(task, img, body)
         out = await self._ask(task, body, np.ascontiguousarray(img, dtype=np.uint8),
-                              lambda reply: image_mix.parse_image(reply.payload, shape), k)
+                              lambda reply: image_mix.parse_image(reply.payload, shape), k,
+                              batchable=task in BATCHED_IMAGE_TASKS)
         hotkeys = [a.miner.hotkey for a in out.answers]
         images = [a.value for a in out.answers]
         bad = set(image_mix.outliers(images, self.config.outlier_factor))
