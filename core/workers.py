@@ -43,7 +43,8 @@ import orjson
 import zmq
 from tnode.errors import TaskError, TnodeError
 
-__all__ = ["BatchModel", "WorkerLost", "WorkerPool", "WorkerSpec", "WorkerStartError", "rss_bytes"]
+__all__ = ["BatchModel", "WorkerLost", "WorkerPool", "WorkerSpec", "WorkerStartError", "model_stats", "rss_bytes",
+           "serve_model"]
 
 # message kinds (first frame)
 READY, HEARTBEAT, BATCH, ANSWER, FAILED, STOP = b"R", b"H", b"B", b"A", b"F", b"S"
@@ -482,6 +483,25 @@ class WorkerPool:
             if self._send(idle, [BATCH, header, *_array_frames(items)]):
                 self.batches += 1
                 self.requests += len(batch)
+
+
+def model_stats(pool: WorkerPool | None) -> dict[str, Any]:
+    """What a model component's ``stats()`` reports: its pool's workers (pid, state, RSS) and counters,
+    or, with no pool (the model runs in the node's process), the node's own RSS."""
+    if pool is None:
+        return {"workers": 0, "rss_bytes": rss_bytes(os.getpid())}
+    return {**pool.stats(), "workers_configured": pool.size}
+
+
+async def serve_model(pool: WorkerPool, *, name: str, log: Any, task_status: Any) -> None:
+    """Body of a model component's ``run`` when it has workers: start them, log ``model ready`` with
+    each worker's resident MiB (``rss_mib``) and what the model reported, serve until cancelled."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        log.info("model ready", model=name, workers=pool.size, **pool.info,
+                 rss_mib=[round(w.get("rss_bytes", 0) / 2**20) for w in pool.stats()["workers"]])
+        task_status.started()
+        await anyio.sleep_forever()
 
 
 # --------------------------------------------------------------------------- worker side

@@ -14,9 +14,10 @@ import anyio
 import numpy as np
 from tnode.contracts.image import Corruption
 from tnode.errors import ConfigError, TaskError
+from tnode.workers import model_stats
 
 from .config import BlurConfig, ClassicalConfig, ImageGarbageConfig, UNetConfig
-from .workers import model_pool, model_stats, serve_in_workers
+from .workers import model_pool, serve_in_workers
 
 BUILTIN_CHECKPOINT = Path(__file__).with_name("checkpoints") / "unet.pt"
 """The U-Net shipped with tnode (``checkpoint = "builtin"``), trained by ``tnode image train`` on shapes."""

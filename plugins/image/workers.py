@@ -10,15 +10,13 @@ and answers cross the socket as :mod:`.passes` encodes them; a request that fail
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import anyio
 import numpy as np
 from tnode.errors import ConfigError
-from tnode.workers import WorkerPool, WorkerSpec, rss_bytes
+from tnode.workers import WorkerPool, WorkerSpec, serve_model
 
 from .passes import answer_batch, decode_request, encode_answer
 
@@ -69,19 +67,7 @@ async def serve_in_workers(model: Any, task_status: Any) -> None:
         pool.spec = dataclasses.replace(pool.spec, config={**pool.spec.config,
                                                            "dataset": dataset_spec(model.node, model.name,
                                                                                    model.dataset_name)})
-    async with anyio.create_task_group() as tg:
-        await tg.start(pool.run)
-        model.node.log.info("model ready", model=model.name, workers=pool.size, **pool.info,
-                            rss_mib=[round(w.get("rss_bytes", 0) / 2**20) for w in pool.stats()["workers"]])
-        task_status.started()
-        await anyio.sleep_forever()
-
-
-def model_stats(pool: WorkerPool | None) -> dict[str, Any]:
-    """An image model's ``stats()``: its workers (pid, state, RSS) or the node's own RSS."""
-    if pool is None:
-        return {"workers": 0, "rss_bytes": rss_bytes(os.getpid())}
-    return {**pool.stats(), "workers_configured": pool.size}
+    await serve_model(pool, name=model.name, log=model.node.log, task_status=task_status)
 
 
 # --------------------------------------------------------------------------- inside a worker

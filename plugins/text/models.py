@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import anyio
 import numpy as np
 from tnode.errors import ConfigError
-from tnode.workers import WorkerPool, WorkerSpec, rss_bytes
+from tnode.workers import WorkerPool, WorkerSpec, model_stats, serve_model
 
 from .batcher import pad_right
 from .config import GarbageConfig, NgramConfig, TransformerConfig, UniformConfig
@@ -210,19 +209,7 @@ def worker_pool(node: Any, name: str, model_type: str, config: Any, **overrides:
 
 async def serve_in_workers(node: Any, name: str, pool: WorkerPool, task_status: Any) -> None:
     """Body of a model component's ``run`` when it has workers: start them, report, serve until cancelled."""
-    async with anyio.create_task_group() as tg:
-        await tg.start(pool.run)
-        node.log.info("model ready", model=name, workers=pool.size, **pool.info,
-                      rss_mib=[round(w.get("rss_bytes", 0) / 2**20) for w in pool.stats()["workers"]])
-        task_status.started()
-        await anyio.sleep_forever()
-
-
-def model_stats(pool: WorkerPool | None) -> dict[str, Any]:
-    """What a text model's ``stats()`` reports: its workers (pid, state, RSS) or the node's own RSS."""
-    if pool is None:
-        return {"workers": 0, "rss_bytes": rss_bytes(os.getpid())}
-    return {**pool.stats(), "workers_configured": pool.size}
+    await serve_model(pool, name=name, log=node.log, task_status=task_status)
 
 
 class PaddedBatches:
