@@ -14,7 +14,7 @@ shape, or opaque bytes (``dtype = "bytes"``).
 Header fields: ``v`` version, ``k`` kind ("req"/"res", or "ann" for a broadcast announcement, whose
 receiver is empty), ``m`` modality/service, ``t`` task,
 ``s`` sender hotkey (hex Ed25519 public key), ``r`` receiver hotkey, ``n`` nonce (hex, 16 bytes),
-``ts`` unix milliseconds, ``h`` blake2b-256 of body‖payload, ``re`` nonce of the request a
+``ts`` unix milliseconds, ``h`` BLAKE3-256 of body‖payload, ``re`` nonce of the request a
 response answers ("" for requests), ``c`` error code ("" on success), ``sig`` Ed25519 signature.
 
 The signature covers :func:`signing_bytes` — (kind, modality, task, sender, receiver, nonce,
@@ -63,7 +63,6 @@ wrong type.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import struct
@@ -72,6 +71,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import blake3
 import numpy as np
 import orjson
 
@@ -87,7 +87,7 @@ from .errors import (
 )
 from .keys import Keypair, verify
 
-VERSION = 1
+VERSION = 2
 PREFIX = struct.Struct(">I")
 DOMAIN = b"tnode/wire/1\n"
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -146,7 +146,8 @@ class RawFrame:
 
 
 def body_hash(body: bytes, payload: bytes | memoryview) -> str:
-    h = hashlib.blake2b(body, digest_size=32)
+    """BLAKE3-256 of body‖payload, hex (wire version 2; version 1 used blake2b-256, 4× slower per MB)."""
+    h = blake3.blake3(body)
     if payload:
         h.update(payload)
     return h.hexdigest()

@@ -29,7 +29,7 @@ ALICE = Keypair.from_seed(b"a" * 32)
 BOB = Keypair.from_seed(b"b" * 32)
 NOW = int(time.time() * 1000)
 VERIFIER = wire.Verifier(me=BOB.public_hex, window_ms=10**13)
-DEFAULTS: dict[str, Any] = {"v": 1, "k": "req", "m": "text", "t": "t", "s": ALICE.public_hex, "r": BOB.public_hex,
+DEFAULTS: dict[str, Any] = {"v": wire.VERSION, "k": "req", "m": "text", "t": "t", "s": ALICE.public_hex, "r": BOB.public_hex,
                             "ts": NOW, "re": "", "c": ""}
 DTYPES = sorted(wire.DTYPES) + ["object", "float128", "<f4", ""]
 

@@ -186,7 +186,8 @@ def test_non_json_header_is_refused() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"v": 2}, "unsupported wire version"),
+        ({"v": 1}, "unsupported wire version"),  # version 1 hashed with blake2b
+        ({"v": 3}, "unsupported wire version"),
         ({"k": "push"}, "'k' must be"),
         ({"ts": "yesterday"}, "'ts'"),
         ({"bl": -1}, "negative"),
@@ -214,7 +215,7 @@ def test_payload_that_does_not_match_its_shape_is_refused() -> None:
     body = b"{}"
     payload = b"\x00" * 10
     header: dict[str, object] = {
-        "v": 1, "k": "req", "m": "text", "t": "x", "s": ALICE.public_hex, "r": BOB.public_hex, "n": "22" * 16,
+        "v": wire.VERSION, "k": "req", "m": "text", "t": "x", "s": ALICE.public_hex, "r": BOB.public_hex, "n": "22" * 16,
         "ts": int(time.time() * 1000), "h": wire.body_hash(body, payload), "bl": len(body), "pl": len(payload),
         "pd": {"dtype": "float32", "shape": [3]}, "re": "", "c": "",
     }
@@ -244,3 +245,11 @@ def test_announcements_are_broadcast_frames_that_no_request_verifier_accepts() -
         wire.Verifier(BOB.public_hex).verify_frame(addressed)
     with pytest.raises(MalformedFrame, match="'req', 'res' or 'ann'"):
         wire.Verifier(BOB.public_hex).verify_frame(frame(kind="ping"))
+
+
+def test_body_hash_is_blake3_of_body_then_payload() -> None:
+    import blake3
+
+    assert wire.VERSION == 2
+    assert wire.body_hash(b'{"a":1}', memoryview(b"\x00\x01")) == blake3.blake3(b'{"a":1}\x00\x01').hexdigest()
+    assert wire.body_hash(b"{}", b"") == blake3.blake3(b"{}").hexdigest()

@@ -25,7 +25,7 @@ NOW = int(time.time() * 1000)
 def signed(changes: dict[str, Any], body: bytes = b"{}", payload: bytes = b"", *, key: Keypair = ALICE) -> bytes:
     """A frame signed by ``key`` over a header with ``changes`` applied; body hash and lengths match."""
     header: dict[str, Any] = {
-        "v": 1, "k": "req", "m": "text", "t": "t", "s": key.public_hex, "r": BOB.public_hex, "n": "5a" * 16,
+        "v": wire.VERSION, "k": "req", "m": "text", "t": "t", "s": key.public_hex, "r": BOB.public_hex, "n": "5a" * 16,
         "ts": NOW, "h": wire.body_hash(body, payload), "bl": len(body), "pl": len(payload), "pd": None,
         "re": "", "c": "",
     }

@@ -100,7 +100,7 @@ def test_correctly_signed_frames_with_hostile_headers_only_raise_wire_errors(
 def test_signed_frames_with_hostile_payload_descriptions_only_raise_wire_errors(pd: Any, payload: bytes) -> None:
     body = b"{}"
     header: dict[str, Any] = {
-        "v": 1, "k": "req", "m": "text", "t": "t", "s": ALICE.public_hex, "r": BOB.public_hex,
+        "v": wire.VERSION, "k": "req", "m": "text", "t": "t", "s": ALICE.public_hex, "r": BOB.public_hex,
         "n": "33" * 16, "ts": int(time.time() * 1000), "h": wire.body_hash(body, payload), "bl": len(body),
         "pl": len(payload), "pd": pd, "re": "", "c": "",
     }
@@ -115,7 +115,7 @@ def test_signed_frames_with_hostile_payload_descriptions_only_raise_wire_errors(
 def test_signed_frames_with_hostile_bodies_only_raise_wire_errors(body_value: Any) -> None:
     body = orjson.dumps(body_value)
     header: dict[str, Any] = {
-        "v": 1, "k": "req", "m": "text", "t": "t", "s": ALICE.public_hex, "r": BOB.public_hex,
+        "v": wire.VERSION, "k": "req", "m": "text", "t": "t", "s": ALICE.public_hex, "r": BOB.public_hex,
         "n": "44" * 16, "ts": int(time.time() * 1000), "h": wire.body_hash(body, b""), "bl": len(body),
         "pl": 0, "pd": None, "re": "", "c": "",
     }
