@@ -174,17 +174,22 @@ CLIENTS = 32
 THROUGHPUT_GOAL = 1.5
 
 
-async def queries_per_second(router: Any, windows: np.ndarray, clients: int, per_client: int) -> float:
-    """``clients`` concurrent clients, each asking ``per_client`` next-token queries one after another."""
+async def queries_per_second(router: Any, windows: np.ndarray, clients: int, per_client: int,
+                             latencies: list[float]) -> float:
+    """``clients`` concurrent clients, each asking ``per_client`` next-token queries one after another;
+    each answered query's latency goes to ``latencies``."""
     failed = 0
 
     async def client(i: int) -> None:
         nonlocal failed
         for j in range(per_client):
+            began = time.monotonic()
             try:
                 await router.next_token(windows[(i * per_client + j) % len(windows)])
             except Exception:  # counted, not fatal: a throughput figure with failures is flagged below
                 failed += 1
+            else:
+                latencies.append(time.monotonic() - began)
 
     start = time.monotonic()
     async with trio.open_nursery() as nursery:
@@ -203,10 +208,12 @@ async def throughput(net: Any, rounds: int, per_client: int) -> None:
     windows = heldout_windows(net.heldout, 512, 32, seed=13)
     qps: dict[str, list[float]] = {"batched": [], "unbatched": []}
     served: dict[str, int] = {"batched": 0, "unbatched": 0}
+    latencies: dict[str, list[float]] = {"batched": [], "unbatched": []}
     for _ in range(rounds):
         for name in qps:
             before = sum(dispatch.of(m).stats["served"] for m in net.miners)
-            qps[name].append(await queries_per_second(net.router(name), windows, CLIENTS, per_client))
+            qps[name].append(await queries_per_second(net.router(name), windows, CLIENTS, per_client,
+                                                      latencies[name]))
             served[name] += sum(dispatch.of(m).stats["served"] for m in net.miners) - before
     on, off = float(np.median(qps["batched"])), float(np.median(qps["unbatched"]))
     asked = rounds * CLIENTS * per_client * ROUTER["k"]
@@ -215,6 +222,9 @@ async def throughput(net: Any, rounds: int, per_client: int) -> None:
           f"unbatched {served['unbatched'] / asked:.2f}")
     print(f"  queries/s per round: batched {', '.join(f'{x:.0f}' for x in qps['batched'])}; "
           f"unbatched {', '.join(f'{x:.0f}' for x in qps['unbatched'])}")
+    for name, lat in latencies.items():
+        print(f"  {name} query latency: p50 {1000 * np.quantile(lat, 0.5):.1f} ms, "
+              f"p99 {1000 * np.quantile(lat, 0.99):.1f} ms")
     ratio = on / off if off > 0 else float("inf")
     print(f"{'PASS' if ratio >= THROUGHPUT_GOAL else 'FAIL'}: {on:.0f} queries/s batched vs {off:.0f} unbatched at "
           f"{CLIENTS} concurrent clients, {ratio:.2f}× (medians; goal: ≥ {THROUGHPUT_GOAL}×)")
