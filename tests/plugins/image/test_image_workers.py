@@ -71,6 +71,37 @@ async def test_workers_answer_like_the_model_in_process_and_report_their_memory(
     assert stats["requests"] == 7 and stats["restarts"] == 0  # the batch's rows went one by one
 
 
+async def test_concurrent_requests_are_batched_across_two_workers_and_each_gets_its_own_answer(tmp_path: Path) -> None:
+    from tnode.plugins.image.config import BlurConfig
+    from tnode.plugins.image.models import BlurModel
+
+    reference = BlurModel(None, "direct", BlurConfig())
+    rng = np.random.default_rng(9)
+    images = rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    asks = [task(("denoise", "upscale")[i % 2], {"sigma": 25.0} if i % 2 == 0 else {"factor": 2}, images[i])
+            for i in range(20)] + [task("denoise", {"sigma": 25.0, "batch": 4}, images[20:24])]
+    got: list[Any] = [None] * len(asks)
+    miner = Node.from_dict(image_doc({"type": "blur", "workers": 2}), data_dir=tmp_path / "miner")
+    with anyio.fail_after(60):
+        async with miner.running():
+            image = miner.component("modality", "image")
+
+            async def one(i: int) -> None:
+                got[i] = np.asarray((await image.handle(asks[i])).payload)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(len(asks)):
+                    tg.start_soon(one, i)
+            stats = miner.component("model", "main").stats()
+    for i, t in enumerate(asks[:20]):
+        c = Corruption("denoise", sigma=25.0) if t.task == "denoise" else Corruption("upscale", factor=2)
+        np.testing.assert_array_equal(got[i], reference.restore(images[i], c))
+    np.testing.assert_array_equal(got[20], np.stack([reference.restore(x, Corruption("denoise", sigma=25.0))
+                                                     for x in images[20:24]]))
+    assert stats["requests"] == 24 and stats["batches"] < 24  # requests shared the workers' passes
+    assert len(stats["workers"]) == 2 and all(w["rss_bytes"] > 0 for w in stats["workers"])
+
+
 async def test_a_killed_worker_fails_its_request_typed_and_the_node_keeps_serving(tmp_path: Path) -> None:
     miner = Node.from_dict(image_doc({"type": "classical", "workers": 1}), data_dir=tmp_path / "miner")
     image_in = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
