@@ -19,7 +19,10 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from tnode.errors import ConfigError
 from tnode.keys import Keypair
 
-from . import muxer
+from . import muxer, yamux
+
+#: ``[transport] yamux`` values: tnode's own Yamux, or py-libp2p's (with tnode's patches).
+YAMUX_IMPLEMENTATIONS = ("tnode", "py-libp2p")
 
 # py-libp2p 0.8.1 pins its auto-connector's logger to INFO at import (a line per dial round); let it
 # follow the level the node configured for py-libp2p (warning unless the node logs at debug).
@@ -38,11 +41,15 @@ def libp2p_keypair(key: Keypair) -> KeyPair:
 
 def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Multiaddr],
                announce: list[multiaddr.Multiaddr] | None = None, mdns: bool = False,
-               stream_limits: muxer.StreamLimits | None = None) -> Any:
+               stream_limits: muxer.StreamLimits | None = None, yamux_impl: str = "tnode") -> Any:
     """A host that accepts only Noise (no plaintext, no secio/TLS) and multiplexes with Yamux.
 
     ``stream_limits`` bound each connection's inbound streams and receive windows (defaults when None).
+    ``yamux_impl`` picks the Yamux implementation (:data:`YAMUX_IMPLEMENTATIONS`): ``"tnode"``
+    (:mod:`.yamux`) or ``"py-libp2p"`` (py-libp2p's, patched by :mod:`.muxer`); the wire is the same.
     """
+    if yamux_impl not in YAMUX_IMPLEMENTATIONS:
+        raise ValueError(f"yamux_impl must be one of {YAMUX_IMPLEMENTATIONS}, got {yamux_impl!r}")
     kp = libp2p_keypair(key)
     noise = NoiseTransport(kp, noise_privkey=new_x25519_pair().private_key)
     host = new_host(
@@ -64,8 +71,11 @@ def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Mul
     # The transport has its own per-peer back-off and tries every address itself: one quick retry
     # per address is enough (the default, 3 retries with growing delays, costs ~0.7 s per dead address).
     host.get_network().retry_config = RetryConfig(max_retries=1, initial_delay=0.1)
-    # Reset streams give back their buffered bytes at once (not after 60-90 s); streams and windows bounded.
-    muxer.install(host, stream_limits)
+    if yamux_impl == "tnode":
+        yamux.install(host, stream_limits)
+    else:
+        # Reset streams give back their buffered bytes at once (not after 60-90 s); streams and windows bounded.
+        muxer.install(host, stream_limits)
     return host
 
 

@@ -59,6 +59,10 @@ QUEUED_STREAMS = 11
 #: How long one Yamux frame write may take before the connection is given up on.
 FRAME_WRITE_SECONDS = 30.0
 
+#: Sum of the receive windows of one connection's streams (tnode's Yamux): the per-peer budget of
+#: partially received frames (``partial_frame_bytes_per_peer``'s default).
+CONNECTION_BYTES = 32 * 1024 * 1024
+
 
 @dataclass
 class StreamLimits:
@@ -67,6 +71,9 @@ class StreamLimits:
     max_inbound_streams: int = 64
     max_window_bytes: int = 1024 * 1024
     stats: dict[str, int] = field(default_factory=dict)
+    #: tnode's Yamux (:mod:`.yamux`): the receive windows of one connection's streams grow only while
+    #: their sum stays within this (every stream's first 256 KiB are granted by the spec regardless).
+    max_connection_bytes: int = CONNECTION_BYTES
 
     def __post_init__(self) -> None:
         if self.max_inbound_streams < 1:
@@ -74,13 +81,21 @@ class StreamLimits:
         if self.max_window_bytes < DEFAULT_WINDOW_SIZE:
             # Every stream starts with this window (Yamux spec); a smaller cap could not be honoured.
             raise ValueError(f"max_window_bytes must be >= {DEFAULT_WINDOW_SIZE}, got {self.max_window_bytes}")
-        for key in ("streams_refused", "window_exceeded"):
+        if self.max_connection_bytes < self.max_window_bytes:
+            raise ValueError(f"max_connection_bytes must be >= max_window_bytes ({self.max_window_bytes}), "
+                             f"got {self.max_connection_bytes}")
+        for key in ("streams_refused", "window_exceeded", "protocol_errors"):
             self.stats.setdefault(key, 0)
 
     @property
     def buffered_bound(self) -> int:
-        """Most unread bytes one connection can make the node hold in its stream buffers."""
+        """Most unread bytes one connection can make the node hold in its stream buffers, with
+        py-libp2p's Yamux (tnode's stays within :meth:`connection_bound`, which is lower)."""
         return (self.max_inbound_streams + QUEUED_STREAMS) * 2 * self.max_window_bytes
+
+    def connection_bound(self, open_streams: int) -> int:
+        """Most unread bytes one connection of tnode's Yamux holds while ``open_streams`` are open."""
+        return max(self.max_connection_bytes, open_streams * DEFAULT_WINDOW_SIZE)
 
 
 class WindowExceeded(trio.TooSlowError):
@@ -271,5 +286,8 @@ def install(host: Any, limits: StreamLimits | None = None) -> StreamLimits:
 
 def buffered_bytes(muxed_conn: Any) -> int:
     """Bytes one muxed connection holds in its per-stream receive buffers (0 for a non-Yamux one)."""
+    counted = getattr(muxed_conn, "buffered", None)  # tnode's Yamux keeps the sum
+    if isinstance(counted, int):
+        return counted
     buffers = getattr(muxed_conn, "stream_buffers", None) or {}
     return sum(len(b) for b in buffers.values())
