@@ -15,6 +15,11 @@ same task, body and image shape) — and:
   checked by its own ``parse`` exactly like a single answer. A reply without one valid row per
   task is the miner's failure for every query of that request (:class:`BatchError` carries the
   request's number, so the board counts one failure, not B);
+- a miner that refuses a batch as ``too_large`` (its ``max_tasks`` is below ``max_batch``, or
+  the stacked rows pass a size limit) gets half as many per request from then on, and the refused
+  queries go again in smaller requests while their deadlines allow; a single query refused as
+  ``too_large`` is a failure like any other (and lifts that miner's limit: the batch was not
+  the cause);
 - the request runs in the coalescer's task group, not in any query's: a query that gives up
   (its deadline, a cancelled fan-out) leaves the request to the others; one still waiting to be
   sent just leaves the queue; a request whose every query gave up is cancelled. It waits for the
@@ -109,6 +114,7 @@ class Coalescer:
         self.window = window
         self.max_batch = max_batch
         self.lanes: dict[tuple[Any, ...], _Lane] = {}
+        self.limits: dict[str, int] = {}  # peer → most tasks per request it accepted, after a too_large
         self._numbers = itertools.count(1)
         self.stats = {"queries": 0, "requests": 0, "batched": 0}  # batched: requests carrying > 1 task
 
@@ -145,7 +151,7 @@ class Coalescer:
     # ------------------------------------------------------------------ scheduling
     def _schedule(self, key: tuple[Any, ...], lane: _Lane) -> None:
         """Send what may go now; arm the window for what waits behind a request in flight."""
-        while lane.queue and (lane.in_flight == 0 or len(lane.queue) >= self.max_batch):
+        while lane.queue and (lane.in_flight == 0 or len(lane.queue) >= self._most(lane)):
             self._send(key, lane)
         if lane.queue and not lane.timer:
             lane.timer = True
@@ -158,9 +164,14 @@ class Coalescer:
             lane.timer = False
         while lane.queue:
             self._send(key, lane)
+        self._drop_if_idle(key, lane)
+
+    def _most(self, lane: _Lane) -> int:
+        return min(self.max_batch, self.limits.get(lane.peer, self.max_batch))
 
     def _send(self, key: tuple[Any, ...], lane: _Lane) -> None:
-        members, lane.queue = lane.queue[: self.max_batch], lane.queue[self.max_batch :]
+        most = self._most(lane)
+        members, lane.queue = lane.queue[:most], lane.queue[most:]
         batch = _Batch(members, next(self._numbers))
         for m in members:
             m.batch = batch
@@ -176,11 +187,14 @@ class Coalescer:
         live = [m for m in batch.members if not m.abandoned]
         try:
             with batch.scope:
-                if live:
-                    await self._answer(lane, batch.number, live)
+                if live and not await self._answer(lane, batch.number, live):
+                    again = [m for m in live if not m.abandoned and m.deadline > time.monotonic()]
+                    for m in again:
+                        m.batch = None
+                    lane.queue[:0] = again  # ahead of later queries, in smaller requests
         finally:
             for m in live:
-                if not m.done.is_set():  # the request was cancelled (every query gave up, or shutdown)
+                if not m.done.is_set() and m.batch is batch:  # cancelled (every query gave up, or shutdown)
                     m.error = BatchError("timeout", "the request was cancelled", request=batch.number)
                     m.done.set()
             lane.in_flight -= 1
@@ -189,7 +203,8 @@ class Coalescer:
                     self._send(key, lane)
             self._drop_if_idle(key, lane)
 
-    async def _answer(self, lane: _Lane, number: int, live: list[_Pending]) -> None:
+    async def _answer(self, lane: _Lane, number: int, live: list[_Pending]) -> bool:
+        """Ask and hand each query its row or the error; False: refused as too large, try smaller."""
         n = len(live)
         if n == 1:
             body, payload = lane.body, live[0].payload
@@ -210,6 +225,11 @@ class Coalescer:
                         raise
                     raise TaskError(exc.code, f"row {i} of a batch of {n}: {exc.message}") from None
         except TaskError as exc:
+            if exc.code == "too_large":
+                if n > 1:  # the miner's max_tasks, or a frame or payload size limit the rows add up to
+                    self.limits[lane.peer] = max(n // 2, 1)
+                    return False
+                self.limits.pop(lane.peer, None)  # one task too large: its size, not the batch's
             error: BatchError = BatchError(exc.code, exc.message, request=number)
         except TnodeError as exc:
             error = BatchError(failure_code(exc), str(exc), request=number)
@@ -218,10 +238,11 @@ class Coalescer:
             for m, value in zip(live, values, strict=True):
                 m.value, m.latency = value, now - m.start
                 m.done.set()
-            return
+            return True
         for m in live:
             m.error = error
             m.done.set()
+        return True
 
 
 def split_rows(reply: Reply, n: int) -> list[Reply]:

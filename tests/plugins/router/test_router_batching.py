@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tnode.plugins.router as router_plugin
 from tnode import dispatch
+from tnode.errors import TaskError
 from tnode.events import TaskReceived
 from tnode.interfaces import TaskResult
 from tnode.keys import Keypair
@@ -157,6 +158,65 @@ async def test_a_query_that_gives_up_leaves_the_batch_to_the_others(tmp_path) ->
     assert sorted(results) == [0, 3]
     assert int(np.argmax(results[3].value[0])) == favourite_of(contexts[3])
     assert rec.failures == 0 and not rec.errors and rec.answered == 2
+
+
+async def test_a_batch_whose_every_query_gave_up_is_cancelled(tmp_path) -> None:
+    seen: list[int] = []
+    finished: list[int] = []
+    inner = batched_topk(seen, delay=0.2)
+
+    async def respond(task: TaskReceived) -> TaskResult:
+        result = await inner(task)
+        finished.append(task.body.get("batch", 0))
+        return result
+
+    node, _ = setup(tmp_path, [respond], k=1, k_min=1, batch_window_ms=500.0)
+    async with node.running():
+        router = node.component("router")
+        scopes = [anyio.CancelScope() for _ in range(3)]
+
+        async def query(i: int) -> None:
+            with scopes[i]:
+                await router.next_token(np.array([6, i], np.int32))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(query, 0)
+            await anyio.sleep(0.05)
+            tg.start_soon(query, 1)
+            tg.start_soon(query, 2)
+            await anyio.sleep(0.25)  # query 0 returned; 1 and 2 are in flight as one batch
+            scopes[1].cancel()
+            scopes[2].cancel()
+        await anyio.sleep(0.5)  # past the window of the two: nothing of the lane is left
+        lanes = len(router.coalescer.lanes)
+    assert seen == [0, 2] and finished == [0] and lanes == 0
+
+
+def capped(seen: list[int], most: int, *, delay: float):
+    """A text miner whose max_tasks is ``most``: larger batches are refused as too_large."""
+    inner = batched_topk(seen, delay=delay)
+
+    async def respond(task: TaskReceived) -> TaskResult:
+        if task.body.get("batch", 1) > most:
+            seen.append(-task.body["batch"])
+            raise TaskError("too_large", f"a batch of {task.body['batch']} tasks exceeds max_tasks {most}")
+        return await inner(task)
+    return respond
+
+
+async def test_a_miner_refusing_large_batches_gets_smaller_ones_and_no_query_fails(tmp_path) -> None:
+    seen: list[int] = []
+    node, hot = setup(tmp_path, [capped(seen, 3, delay=0.05)], k=1, k_min=1, batch_window_ms=500.0)
+    contexts = [np.array([4, i], np.int32) for i in range(10)]
+    async with node.running():
+        router = node.component("router")
+        mixed = await concurrently(10, lambda i: router.next_token(contexts[i]))
+        limits = list(router.coalescer.limits.values())
+        rec = router.board.miners[hot[0]]
+    assert [int(np.argmax(m.value[0])) for m in mixed] == [favourite_of(c) for c in contexts]
+    assert seen[:2] == [0, -9] and limits == [2]  # 9 refused, then 4 refused, then 2 at a time
+    assert sum(max(b, 1) for b in seen if b >= 0) == 10 and max(seen) <= 3
+    assert rec.failures == 0 and not rec.errors and rec.answered == 10
 
 
 async def test_images_of_one_task_and_size_share_a_request(tmp_path) -> None:
