@@ -125,7 +125,11 @@ class Coalescer:
         if not isinstance(payload, np.ndarray) or "batch" in body:
             return await ask_direct(self.transport, miner, modality, task, body, payload, parse, timeout)
         peer = miner.peer_id or miner.addrs[0]
-        key = (peer, modality, task, json.dumps(body, sort_keys=True), payload.dtype.str, payload.shape)
+        try:
+            same = json.dumps(body, sort_keys=True)
+        except (TypeError, ValueError):  # not plain JSON: the transport says what is wrong with it
+            return await ask_direct(self.transport, miner, modality, task, body, payload, parse, timeout)
+        key = (peer, modality, task, same, payload.dtype.str, payload.shape)
         lane = self.lanes.get(key)
         if lane is None:
             lane = self.lanes[key] = _Lane(peer, modality, task, dict(body))
