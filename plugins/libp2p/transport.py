@@ -88,7 +88,8 @@ class Libp2pTransport(RequestClient):
         self.host = build_host(self.key, max_connections=self.config.max_connections, listen=self._listen,
                                announce=self._announce, mdns=self.config.mdns,
                                stream_limits=StreamLimits(self.config.max_streams_per_connection,
-                                                          self.config.max_stream_window_bytes, self.stats))
+                                                          self.config.max_stream_window_bytes, self.stats),
+                               yamux_impl=self.config.yamux)
         self.inbound = install_inbound_gate(
             self.host, total=self.config.max_connections, per_ip=self.config.max_inbound_per_ip,
             per_peer=self.config.max_inbound_per_peer, stats=self.stats, log=self.log)
