@@ -2,7 +2,9 @@
 
 tnode: sign → libp2p (Noise, Yamux, pooled streams) → verify → spam filters → bus → echo
 modality → signed reply → verify. Raw py-libp2p: the same echo over reused streams with a length
-prefix and nothing else. Bittensor 10.5.0: an Axon serving an echo synapse and a Dendrite calling
+prefix and nothing else, on stock hosts (``libp2p.new_host``: py-libp2p's default Noise and Yamux,
+none of tnode's code); raw + tnode yamux: that echo on tnode's hosts (``build_host``, tnode's Yamux),
+so the muxer's share is visible. Bittensor 10.5.0: an Axon serving an echo synapse and a Dendrite calling
 it, both on 127.0.0.1, installed into bench/.venv-bittensor on first use (skipped if that fails).
 
 Loads: 1 KB sequential, 1 KB with 32 concurrent requests, 1 MB sequential, and a batched row: 16
@@ -90,8 +92,10 @@ async def bench_tnode(loads: list[tuple[str, int, int, int]], sign_requests: boo
 
 
 # ------------------------------------------------------------------------------------- raw libp2p
-async def bench_raw(loads: list[tuple[str, int, int, int]]) -> list[dict]:
+async def bench_raw(loads: list[tuple[str, int, int, int]], yamux: str = "stock") -> list[dict]:
+    """The echo on two stock py-libp2p hosts (``yamux="stock"``) or on tnode's hosts with that Yamux."""
     import multiaddr
+    from libp2p import new_host
     from libp2p.peer.peerinfo import info_from_p2p_addr
     from tnode.keys import Keypair
     from tnode.plugins.libp2p.framing import read_exactly
@@ -99,8 +103,13 @@ async def bench_raw(loads: list[tuple[str, int, int, int]]) -> list[dict]:
 
     proto = "/bench/echo/1"
     listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
-    a = build_host(Keypair.generate(), max_connections=16, listen=listen)
-    b = build_host(Keypair.generate(), max_connections=16, listen=listen)
+
+    def host():
+        if yamux == "stock":
+            return new_host()
+        return build_host(Keypair.generate(), max_connections=16, listen=listen, yamux_impl=yamux)
+
+    a, b = host(), host()
 
     async def handler(stream) -> None:
         try:
@@ -247,7 +256,8 @@ def main() -> None:
     loads = [("1KB sequential", KB, 300 * scale, 1), ("1KB 32 concurrent", KB, 1000 * scale, 32),
              ("1MB sequential", MB, 15 * scale, 1), ("16x1KB batched 32c", BATCH * KB, 250 * scale, 32)]
     results = {"tnode": trio.run(bench_tnode, loads), "tnode signed": trio.run(bench_tnode, loads, True),
-               "raw py-libp2p": trio.run(bench_raw, loads)}
+               "raw py-libp2p": trio.run(bench_raw, loads),
+               "raw + tnode yamux": trio.run(bench_raw, loads, "tnode")}
     bt = None if args.no_bittensor else bench_bittensor(loads)
     if bt:
         results["bittensor 10.5.0"] = bt
@@ -259,10 +269,13 @@ def main() -> None:
             print(f"{name:<20} {system:<18} {r['n']:>6} {r['p50_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['rps']:>9.0f} "
                   f"{r['rps'] * tasks:>9.0f}")
     t, signed, raw = results["tnode"], results["tnode signed"], results["raw py-libp2p"]
+    lean = results["raw + tnode yamux"]
     print("\nratios")
     for i, (name, *_rest) in enumerate(loads):
         print(f"  {name}: tnode/raw req/s = {t[i]['rps'] / raw[i]['rps']:.2f}, "
-              f"signed/raw = {signed[i]['rps'] / raw[i]['rps']:.2f}")
+              f"signed/raw = {signed[i]['rps'] / raw[i]['rps']:.2f}, "
+              f"tnode/(raw + tnode yamux) = {t[i]['rps'] / lean[i]['rps']:.2f} (informational), "
+              f"(raw + tnode yamux)/raw = {lean[i]['rps'] / raw[i]['rps']:.2f}")
     verdict(t[0]["rps"] / raw[0]["rps"], 0.8, "tnode/raw py-libp2p req/s, 1 KB sequential (default mode)")
     verdict(t[1]["rps"] / raw[1]["rps"], 0.8, "tnode/raw py-libp2p req/s, 1 KB 32 concurrent (default mode)")
     verdict(t[2]["rps"], 2 * BASELINE_1MB_RPS, f"req/s, 1 MB sequential (2x the {BASELINE_1MB_RPS} req/s "
