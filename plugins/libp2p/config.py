@@ -79,13 +79,14 @@ class Libp2pConfig:
         ge=1, le=4096)
     max_stream_window_bytes: int = option(
         1024 * 1024, "Largest receive window a stream may grow to; a peer sending past its window is disconnected. "
-                     "A connection's unread bytes stay below max(32 MiB, open streams x 256 KiB) with yamux = "
+                     "A connection's unread bytes stay below max(32 MiB, max_streams_per_connection x 256 KiB) + 256 KiB "
+                     "per stream the node opened on it with yamux = "
                      "\"tnode\", (max_streams_per_connection + 11) x 2 x this with \"py-libp2p\".",
         ge=256 * 1024, le=16 * 1024 * 1024)
     yamux: str = option(
         "tnode", "Yamux implementation, same wire protocol either way: \"tnode\" (tnode's own: one reader task "
                  "per connection, Noise messages read and written on the socket directly, a connection's unread "
-                 "bytes bounded by max(32 MiB, open streams x 256 KiB)) or \"py-libp2p\" (py-libp2p 0.8.1's, with tnode's stream limits, "
+                 "bytes bounded by about 32 MiB, see max_stream_window_bytes) or \"py-libp2p\" (py-libp2p 0.8.1's, with tnode's stream limits, "
                  "reset-buffer and whole-frame patches; its unread-bytes bound is the one of "
                  "max_stream_window_bytes).", choices=["tnode", "py-libp2p"])
     dial_backoff_seconds: float = option(1.0, "First back-off after a failed dial; doubles up to 60 s.",

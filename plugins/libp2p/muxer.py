@@ -72,7 +72,8 @@ class StreamLimits:
     max_window_bytes: int = 1024 * 1024
     stats: dict[str, int] = field(default_factory=dict)
     #: tnode's Yamux (:mod:`.yamux`): the receive windows of one connection's streams grow only while
-    #: their sum stays within this (every stream's first 256 KiB are granted by the spec regardless).
+    #: their sum, plus the first windows of the inbound streams the peer may still open, stays within
+    #: this (every stream's first 256 KiB are granted by the spec regardless).
     max_connection_bytes: int = CONNECTION_BYTES
 
     def __post_init__(self) -> None:
@@ -93,9 +94,11 @@ class StreamLimits:
         py-libp2p's Yamux (tnode's stays within :meth:`connection_bound`, which is lower)."""
         return (self.max_inbound_streams + QUEUED_STREAMS) * 2 * self.max_window_bytes
 
-    def connection_bound(self, open_streams: int) -> int:
-        """Most unread bytes one connection of tnode's Yamux holds while ``open_streams`` are open."""
-        return max(self.max_connection_bytes, open_streams * DEFAULT_WINDOW_SIZE)
+    def connection_bound(self, own_streams: int) -> int:
+        """Most unread bytes one connection of tnode's Yamux holds while the node itself has
+        ``own_streams`` (outbound) streams open on it; the peer's are within the first term."""
+        inbound = max(self.max_connection_bytes, self.max_inbound_streams * DEFAULT_WINDOW_SIZE)
+        return inbound + own_streams * DEFAULT_WINDOW_SIZE
 
 
 class WindowExceeded(trio.TooSlowError):

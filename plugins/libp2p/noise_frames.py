@@ -153,7 +153,7 @@ class SessionFrames:
 
     async def receive(self) -> bytes:
         try:
-            data: bytes = await self.secure.read(MAX_NOISE_MESSAGE)
+            data: bytes = await self.secure.read(None)  # what one message (or receive) holds
         except Exception as exc:
             if "closed" in str(exc).lower():
                 return b""

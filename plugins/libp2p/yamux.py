@@ -19,8 +19,8 @@ How it is built (one connection):
   blocks on the socket;
 - flow control as go-yamux: receive credit goes back once half the stream's window has been
   read; a window grows (doubling, up to ``max_window_bytes``) when the sender was held by it,
-  that is when less than a quarter of it was left when credit went back, and only while the
-  windows of all the connection's streams stay within ``max_connection_bytes``; a writer waits
+  that is when less than a quarter of it was left when credit went back, and only within the
+  connection's bound (below); a writer waits
   on a zero send window, up to :data:`SEND_WINDOW_SECONDS`; a write is split into DATA frames no
   larger than the window and than one Noise message carries.
 
@@ -33,8 +33,10 @@ Limits (:class:`~.muxer.StreamLimits`), kept from the py-libp2p muxer's patches:
   (``window_exceeded``); a bad version, an unknown frame type or a duplicate SYN likewise
   (``protocol_errors``);
 - a reset stream's buffer is freed at once and later DATA for it is read and discarded;
-- a connection's unread bytes stay below ``max(max_connection_bytes, open streams x 256 KiB)``
-  (256 KiB: the window every stream starts with, which the spec grants without asking).
+- a connection's unread bytes stay below ``max(max_connection_bytes, max_inbound_streams x 256 KiB)
+  + 256 KiB x the streams this node opened on it`` (256 KiB: the window every stream starts with,
+  granted by the spec without asking): a window grows only while the windows of all streams, plus
+  the first windows of the inbound streams the peer may still open, fit in ``max_connection_bytes``.
 """
 
 from __future__ import annotations
@@ -130,7 +132,9 @@ class YamuxStream(IMuxedStream):
                 raise MuxedStreamReset("stream reset")
             if self.recv_closed:
                 raise MuxedStreamEOF("stream closed by the peer")
-            waiter = self._read_waiter = trio.Event()
+            waiter = self._read_waiter
+            if waiter is None:  # shared by concurrent readers: one wake-up wakes them all
+                waiter = self._read_waiter = trio.Event()
             await waiter.wait()
         buf = self.buffer
         if n is None or n < 0 or n >= len(buf):
@@ -186,7 +190,9 @@ class YamuxStream(IMuxedStream):
             while self.send_window <= 0:
                 if self.reset_received:
                     raise MuxedStreamReset("stream reset")
-                waiter = self._send_waiter = trio.Event()
+                waiter = self._send_waiter
+                if waiter is None:
+                    waiter = self._send_waiter = trio.Event()
                 with trio.move_on_after(SEND_WINDOW_SECONDS) as scope:
                     await waiter.wait()
                 if scope.cancelled_caught:
@@ -410,7 +416,9 @@ class Yamux(IMuxedConn):
         target = stream.target_recv_window
         cap = self.limits.max_window_bytes
         if target < cap and stream.recv_window < target >> 2:  # the sender was held by the window
-            grow = min(target, cap - target, max(0, self.limits.max_connection_bytes - self.granted))
+            # The first windows of the inbound streams the peer may still open are set aside.
+            reserve = INITIAL_WINDOW * max(0, self.limits.max_inbound_streams - self.inbound_open)
+            grow = min(target, cap - target, max(0, self.limits.max_connection_bytes - self.granted - reserve))
             stream.target_recv_window = target + grow
             self.granted += grow
         delta = stream.consumed + grow

@@ -31,6 +31,10 @@ PAIRS = [("stock", "tnode"), ("tnode", "stock"), ("tnode", "tnode")]  # (dialer,
 def _host(kind: str, limits: StreamLimits | None = None):
     if kind == "stock":
         return new_host()  # py-libp2p's defaults: Noise, its own Yamux, none of tnode's code
+    if kind == "tnode-session":  # tnode's Yamux through the Noise session's own read/write
+        host = build_host(Keypair.generate(), max_connections=16, listen=LISTEN)
+        yamux.install(host, limits, direct_noise=False)
+        return host
     return build_host(Keypair.generate(), max_connections=16, listen=LISTEN, stream_limits=limits, yamux_impl=kind)
 
 
@@ -95,7 +99,7 @@ async def test_messages_cross_intact_on_concurrent_streams_with_half_close(diale
                     nursery.start_soon(one, size)
 
 
-@pytest.mark.parametrize(("dialer", "listener"), PAIRS)
+@pytest.mark.parametrize(("dialer", "listener"), [*PAIRS, ("tnode-session", "stock"), ("stock", "tnode-session")])
 async def test_length_prefixed_echo_on_reused_streams(dialer, listener):
     async def echo(stream) -> None:
         with contextlib.suppress(Exception):
@@ -260,3 +264,45 @@ async def test_inbound_streams_past_the_limit_are_refused():
         assert len(held) <= 4 and refused >= 3, (len(held), refused)
         assert limits.stats["streams_refused"] >= 3, limits.stats
         assert _muxed(a, b.get_id()).inbound_open <= 4
+
+
+async def test_windows_grow_for_bulk_transfers_within_the_connection_bound():
+    window, total = 1024 * 1024, 2 * 1024 * 1024
+    limits = StreamLimits(max_inbound_streams=4, max_window_bytes=window, max_connection_bytes=total, stats={})
+    got: list[int] = []
+
+    async def sink(stream) -> None:  # reads all, never closes: the stream keeps its window
+        got.append(len(await _read_to_eof(stream)))
+
+    async with _pair("tnode", "tnode", limits) as (a, b):
+        a.set_stream_handler(ECHO, sink)
+        peak = {"over": -total, "one": 0, "bytes": 0}
+
+        async def watch(conn) -> None:
+            while True:
+                streams = list(conn.streams.values())
+                own = sum(1 for s in streams if s.is_initiator)
+                windows = [s.target_recv_window for s in streams]
+                peak["over"] = max(peak["over"], sum(windows) - limits.connection_bound(own))
+                peak["one"] = max([peak["one"], *windows])
+                peak["bytes"] = max(peak["bytes"], buffered_bytes(conn) - limits.connection_bound(own))
+                await trio.sleep(0)
+
+        async def send() -> None:
+            stream = await b.new_stream(a.get_id(), [ECHO])
+            await stream.write(bytes(4 << 20))
+            await stream.close()
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch, _muxed(a, b.get_id()))
+                await send()  # alone: its window grows to the cap
+                async with trio.open_nursery() as senders:  # three more: the connection's bound holds them
+                    for _ in range(3):
+                        senders.start_soon(send)
+                while len(got) < 4:
+                    await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+        assert got == [4 << 20] * 4
+        assert peak["one"] == window
+        assert peak["over"] <= 0 and peak["bytes"] <= 0, peak
