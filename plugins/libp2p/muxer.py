@@ -1,5 +1,9 @@
 """Yamux connections that give back a reset stream's receive buffer at once.
 
+This module patches py-libp2p's own Yamux (``[transport] yamux = "py-libp2p"``); the default,
+tnode's Yamux (:mod:`.yamux`), has the same guarantees built in and shares :class:`StreamLimits`,
+:data:`FRAME_WRITE_SECONDS` and :func:`buffered_bytes` with it.
+
 py-libp2p 0.8.1's Yamux keeps a fully closed stream in its stream table while its receive buffer
 holds unread bytes, for a grace period of 60 s (swept every 30 s), and it keeps appending the DATA
 frames that still arrive for that stream. A peer that sends half of a large frame and stalls is

@@ -175,6 +175,7 @@ class YamuxStream(IMuxedStream):
         self._writing = True
         try:
             await self._write_all(memoryview(data))
+            await trio.lowlevel.checkpoint_if_cancelled()  # a cancellation held off by the shielded flush
         finally:
             self._writing = False
             turn = self._write_turn
@@ -334,6 +335,12 @@ class Yamux(IMuxedConn):
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._drop(stream)
             raise MuxedStreamError(f"cannot open a stream: {exc}") from exc
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()  # a cancellation held off by the shielded flush
+        except trio.Cancelled:
+            self._reset_locally(stream)  # nobody will hold it: the peer learns at once
+            self._send_soon(HEADER.pack(0, TYPE_WINDOW_UPDATE, FLAG_RST, sid, 0))
+            raise
         return stream
 
     async def accept_stream(self) -> IMuxedStream:

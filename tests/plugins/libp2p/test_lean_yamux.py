@@ -306,3 +306,51 @@ async def test_windows_grow_for_bulk_transfers_within_the_connection_bound():
         assert got == [4 << 20] * 4
         assert peak["one"] == window
         assert peak["over"] <= 0 and peak["bytes"] <= 0, peak
+
+
+class _SlowSession:
+    """A secure connection whose writes take ``seconds`` each and which never has anything to read."""
+
+    is_initiator = True
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.written, self.closed = seconds, [], False
+
+    async def write(self, data: bytes) -> None:
+        await trio.sleep(self.seconds)
+        self.written.append(data)
+
+    async def read(self, n=None) -> bytes:
+        await trio.sleep_forever()
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_cancelled_write_still_sends_its_frames_whole():
+    session = _SlowSession(0.2)
+    conn = yamux.Yamux(session, None, limits=StreamLimits(stats={}))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.start)
+        await conn.event_started.wait()
+        with trio.move_on_after(0.05) as scope:
+            await conn.open_stream()  # its SYN is being written when the caller gives up
+        assert scope.cancelled_caught  # the cancellation is delivered...
+        assert len(session.written) == 1 and not session.closed  # ...after the frame went out whole
+        assert yamux.HEADER.unpack(session.written[0][:12])[2] == yamux.FLAG_SYN
+        await conn.close()
+    assert conn.is_closed and session.closed
+
+
+async def test_a_write_the_peer_does_not_take_in_time_closes_the_connection(monkeypatch):
+    monkeypatch.setattr(yamux, "FRAME_WRITE_SECONDS", 0.2)
+    session = _SlowSession(10)
+    conn = yamux.Yamux(session, None, limits=StreamLimits(stats={}))
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.start)
+            await conn.event_started.wait()
+            with pytest.raises(Exception, match="cannot open a stream"):
+                await conn.open_stream()
+            await conn.event_closed.wait()  # the session is lost: closed, not reused
+    assert session.closed and session.written == []
