@@ -354,3 +354,15 @@ async def test_a_write_the_peer_does_not_take_in_time_closes_the_connection(monk
                 await conn.open_stream()
             await conn.event_closed.wait()  # the session is lost: closed, not reused
     assert session.closed and session.written == []
+
+
+def test_the_yamux_switch_refuses_unknown_implementations(tmp_path):
+    from tnode.errors import ConfigError
+    from tnode.node import Node
+
+    doc = {"transport": {"type": "libp2p", "listen": ["/ip4/127.0.0.1/tcp/0"], "yamux": "mplex"},
+           "modalities": {"echo": {"type": "echo"}}}
+    with pytest.raises(ConfigError, match="yamux"):
+        Node.from_dict(doc, data_dir=tmp_path / "n")
+    with pytest.raises(ValueError, match="yamux_impl"):
+        build_host(Keypair.generate(), max_connections=1, listen=LISTEN, yamux_impl="mplex")
