@@ -165,15 +165,16 @@ class MoeRouter:
         for m in miners:
             self.board.sent(m.hotkey)
         self.queries += 1
+        asked = time.monotonic()
         out = await fan_out(self.node.transport, miners, self.config.modality, task, body, payload, parse,
                             k_min=min(self.config.k_min, k), timeout=self.config.timeout,
                             timeout_after_k_min=self.config.timeout_after_k_min,
                             ask=self.coalescer.ask if batchable and self.coalescer is not None else None)
         now = time.monotonic()
         for a in out.answers:
-            self.board.answered(a.miner.hotkey, a.latency)
+            self.board.answered(a.miner.hotkey, a.latency, asked=asked)
         for hotkey, code in out.failures.items():
-            self.board.failed(hotkey, code, now, request=out.requests.get(hotkey))
+            self.board.failed(hotkey, code, now, request=out.requests.get(hotkey), asked=asked)
         for hotkey in out.late:
             self.board.late(hotkey, now)
         if not out.answers:
