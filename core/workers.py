@@ -7,7 +7,8 @@ batches. Every request of the node goes through one queue: when a worker is idle
 every worker is busy share the next pass), and N workers run N passes at once.
 
 Messages are multipart: a one-byte kind, an orjson header, then one frame of raw bytes per array
-(dtype and shape in the header; never pickle). Liveness follows the Paranoid Pirate pattern: both
+(dtype and shape in the header; never pickle), encoded by ``tnode._worker_messages``; what runs
+inside a worker process is ``tnode._worker_process``. Liveness follows the Paranoid Pirate pattern: both
 sides send HEARTBEAT every ``heartbeat`` seconds; a peer silent for ``liveness`` intervals is dead.
 A worker that dies or goes silent is killed and restarted, and the requests of the batch it held
 fail with :class:`WorkerLost` (a ``TaskError``) — they are not retried, because the input that killed
@@ -21,18 +22,15 @@ the FD with a short timeout as a guard against a missed edge (measured: ~0.9× r
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
-import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,13 +39,22 @@ import anyio
 import numpy as np
 import orjson
 import zmq
+from tnode._worker_messages import (
+    ANSWER,
+    BATCH,
+    FAILED,
+    HEARTBEAT,
+    READY,
+    STOP,
+    array_frames,
+    array_header,
+    decode_arrays,
+)
+from tnode._worker_process import worker_main
 from tnode.errors import TaskError, TnodeError
 
 __all__ = ["BatchModel", "WorkerLost", "WorkerPool", "WorkerSpec", "WorkerStartError", "model_stats", "rss_bytes",
            "serve_model"]
-
-# message kinds (first frame)
-READY, HEARTBEAT, BATCH, ANSWER, FAILED, STOP = b"R", b"H", b"B", b"A", b"F", b"S"
 
 _GUARD_BUSY = 0.005  # FD wait guard while batches are out: a missed edge costs at most this
 _GUARD_IDLE = 0.1
@@ -93,36 +100,6 @@ def rss_bytes(pid: int) -> int:
     except (OSError, IndexError, ValueError):
         return 0
     return resident * os.sysconf("SC_PAGE_SIZE")
-
-
-# --------------------------------------------------------------------------- arrays on the wire
-def _array_header(arrays: Sequence[np.ndarray]) -> list[list[Any]]:
-    return [[a.dtype.str, list(a.shape)] for a in arrays]
-
-
-def _array_frames(arrays: Sequence[np.ndarray]) -> list[Any]:
-    # zero-copy frames above pyzmq's copy threshold; contiguity is what makes the bytes the array
-    return [np.ascontiguousarray(a).data.cast("B") if a.size else b"" for a in arrays]
-
-
-def _decode_arrays(specs: Any, frames: Sequence[zmq.Frame | bytes]) -> list[np.ndarray]:
-    """Read-only arrays over the received frames; ValueError on any mismatch."""
-    if not isinstance(specs, list) or len(specs) != len(frames):
-        raise ValueError(f"header names {len(specs) if isinstance(specs, list) else '?'} arrays, "
-                         f"message carries {len(frames)}")
-    out = []
-    for spec, frame in zip(specs, frames, strict=True):
-        dtype_str, shape = spec
-        dtype = np.dtype(dtype_str)
-        if dtype.hasobject or dtype.kind not in "biufc":
-            raise ValueError(f"dtype {dtype_str!r} is not numeric")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise ValueError(f"shape {shape!r} is not a list of sizes")
-        buf = frame.buffer if isinstance(frame, zmq.Frame) else memoryview(frame)
-        if buf.nbytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
-            raise ValueError(f"{buf.nbytes} bytes do not hold {dtype_str} {shape}")
-        out.append(np.frombuffer(buf, dtype=dtype).reshape(shape))
-    return out
 
 
 # --------------------------------------------------------------------------- node side
@@ -450,7 +427,7 @@ class WorkerPool:
                 p.finish(error=TaskError("internal", f"the model failed: {header['error']}"))
             return
         try:
-            outputs = _decode_arrays(header.get("arrays"), frames)
+            outputs = decode_arrays(header.get("arrays"), frames)
             if len(outputs) != len(batch):
                 raise ValueError(f"{len(outputs)} answers for {len(batch)} inputs")
         except (ValueError, TypeError) as exc:
@@ -478,9 +455,9 @@ class WorkerPool:
                 return
             self._next_batch += 1
             items = [p.item for p in batch]
-            header = orjson.dumps({"id": self._next_batch, "arrays": _array_header(items)})
+            header = orjson.dumps({"id": self._next_batch, "arrays": array_header(items)})
             idle.batch, idle.batch_id, idle.batch_sent = batch, self._next_batch, now
-            if self._send(idle, [BATCH, header, *_array_frames(items)]):
+            if self._send(idle, [BATCH, header, *array_frames(items)]):
                 self.batches += 1
                 self.requests += len(batch)
 
@@ -504,128 +481,5 @@ async def serve_model(pool: WorkerPool, *, name: str, log: Any, task_status: Any
         await anyio.sleep_forever()
 
 
-# --------------------------------------------------------------------------- worker side
-def _load_model(factory: str, config: Mapping[str, Any]) -> Any:
-    module_name, _, attr = factory.partition(":")
-    if not attr:
-        raise ValueError(f"factory {factory!r} is not 'package.module:callable'")
-    model = getattr(importlib.import_module(module_name), attr)(config)
-    if not callable(getattr(model, "infer", None)):
-        raise TypeError(f"{factory} returned {type(model).__name__}, which has no infer(inputs)")
-    return model
-
-
-def worker_main(args: Mapping[str, Any]) -> int:
-    """Body of a worker process: connect, load the model once, answer batches until told to stop or
-    until the node is gone (its heartbeats stop or the parent process changes)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C goes to the node, which stops us
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.IDENTITY, str(args["identity"]).encode())
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(str(args["endpoint"]))
-    try:
-        model = _load_model(str(args["factory"]), args["config"])
-    except Exception as exc:  # reported to the node, which names it in its start error
-        sock.send_multipart([FAILED, orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})])
-        time.sleep(0.2)  # let the message leave before the context closes
-        return 1
-    info = getattr(model, "info", None)
-    sock.send_multipart([READY, orjson.dumps({"pid": os.getpid(), "info": info() if callable(info) else {}})])
-    try:
-        return _serve(ctx, sock, model, float(args["heartbeat"]), int(args["liveness"]), int(args["parent"]))
-    finally:
-        sock.close(linger=0)
-        ctx.term()
-
-
-def _serve(ctx: zmq.Context[zmq.Socket[bytes]], sock: zmq.Socket[bytes], model: Any, heartbeat: float,
-           liveness: int, parent: int) -> int:
-    # Inference runs in a thread so that this thread keeps heartbeating during a long pass; the thread
-    # signals completion on an inproc PAIR so one poll() waits for both.
-    done_rx = ctx.socket(zmq.PAIR)
-    done_rx.bind("inproc://done")
-    done_tx = ctx.socket(zmq.PAIR)
-    done_tx.connect("inproc://done")
-    jobs: queue.Queue[tuple[int, list[np.ndarray]] | None] = queue.Queue()
-    results: deque[tuple[int, list[np.ndarray] | None, str]] = deque()
-
-    def infer_loop() -> None:
-        while (job := jobs.get()) is not None:
-            batch_id, inputs = job
-            try:
-                outputs = [np.asarray(o) for o in model.infer(inputs)]
-                results.append((batch_id, outputs, ""))
-            except Exception as exc:  # reported to the node as this batch's answer
-                results.append((batch_id, None, f"{type(exc).__name__}: {exc}"))
-            done_tx.send(b"")
-
-    thread = threading.Thread(target=infer_loop, name="infer", daemon=True)
-    thread.start()
-    poller = zmq.Poller()
-    poller.register(sock, zmq.POLLIN)
-    poller.register(done_rx, zmq.POLLIN)
-    backlog: deque[list[zmq.Frame]] = deque()
-    busy = False
-    last_seen = time.monotonic()
-    next_heartbeat = last_seen + heartbeat
-    try:
-        while True:
-            events = dict(poller.poll(int(max(next_heartbeat - time.monotonic(), 0.0) * 1000) + 1))
-            now = time.monotonic()
-            if sock in events:
-                while True:
-                    try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    last_seen = now
-                    if frames[0].bytes == STOP:
-                        return 0
-                    if frames[0].bytes == BATCH:
-                        backlog.append(frames)
-            if done_rx in events:
-                while True:
-                    try:
-                        done_rx.recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                while results:
-                    batch_id, outputs, error = results.popleft()
-                    if outputs is None:
-                        sock.send_multipart([ANSWER, orjson.dumps({"id": batch_id, "error": error})])
-                    else:
-                        header = orjson.dumps({"id": batch_id, "arrays": _array_header(outputs)})
-                        sock.send_multipart([ANSWER, header, *_array_frames(outputs)], copy=False)
-                    busy = False
-            while not busy and backlog:
-                frames = backlog.popleft()
-                try:
-                    header = orjson.loads(frames[1].buffer)
-                    inputs = _decode_arrays(header["arrays"], frames[2:])
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                    sock.send_multipart([ANSWER, orjson.dumps({"id": _batch_id(frames),
-                                                               "error": f"bad batch: {exc}"})])
-                    continue
-                jobs.put((header["id"], inputs))
-                busy = True
-            if now >= next_heartbeat:
-                sock.send(HEARTBEAT, zmq.SNDMORE)
-                sock.send(b"{}")
-                next_heartbeat = now + heartbeat
-            if now - last_seen > liveness * heartbeat or os.getppid() != parent:
-                return 2  # the node is gone: nobody will collect our answers
-    finally:
-        jobs.put(None)
-        done_rx.close(linger=0)
-        done_tx.close(linger=0)
-
-
-def _batch_id(frames: list[zmq.Frame]) -> Any:
-    with contextlib.suppress(Exception):
-        return orjson.loads(frames[1].buffer).get("id")
-    return None
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # a worker process, as WorkerPool._spawn starts it
     sys.exit(worker_main(orjson.loads(sys.argv[1])))
