@@ -6,7 +6,8 @@ initial windows; odd stream ids for the dialer) and so with go-yamux, rust-yamux
 own; it implements py-libp2p's ``IMuxedConn``/``IMuxedStream``, so the swarm, identify, ping, the
 DHT and gossip run on it unchanged.
 
-How it is built (one connection):
+How it is built (one connection, this module; a stream's buffer, windows, reads and writes are
+:mod:`.yamux_stream`'s :class:`~.yamux_stream.YamuxStream`):
 
 - one reader task parses frames out of the decrypted byte stream (several per receive); a DATA
   body goes straight into its stream's receive buffer as it arrives, and the stream's reader is
@@ -43,37 +44,45 @@ from __future__ import annotations
 
 import contextlib
 import math
-import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 from libp2p.abc import IMuxedConn, IMuxedStream
-from libp2p.stream_muxer.exceptions import (
-    MuxedConnUnavailable,
-    MuxedStreamClosed,
-    MuxedStreamEOF,
-    MuxedStreamError,
-    MuxedStreamReset,
-)
+from libp2p.stream_muxer.exceptions import MuxedConnUnavailable, MuxedStreamError
 
 from .muxer import FRAME_WRITE_SECONDS, StreamLimits
-from .noise_frames import MAX_PLAINTEXT, frames_for
+from .noise_frames import frames_for
+from .yamux_stream import (
+    FLAG_ACK,
+    FLAG_FIN,
+    FLAG_RST,
+    FLAG_SYN,
+    GO_AWAY_NORMAL,
+    GO_AWAY_PROTOCOL_ERROR,
+    HEADER,
+    HEADER_SIZE,
+    INITIAL_WINDOW,
+    MAX_DATA,
+    SEND_WINDOW_SECONDS,
+    TYPE_DATA,
+    TYPE_GO_AWAY,
+    TYPE_PING,
+    TYPE_WINDOW_UPDATE,
+    YamuxStream,
+)
 
 PROTOCOL_ID = "/yamux/1.0.0"
-HEADER = struct.Struct("!BBHII")
-HEADER_SIZE = HEADER.size
-TYPE_DATA, TYPE_WINDOW_UPDATE, TYPE_PING, TYPE_GO_AWAY = 0, 1, 2, 3
-FLAG_SYN, FLAG_ACK, FLAG_FIN, FLAG_RST = 1, 2, 4, 8
-GO_AWAY_NORMAL, GO_AWAY_PROTOCOL_ERROR = 0, 1
-INITIAL_WINDOW = 256 * 1024
-#: Largest DATA body per frame: header and body fit in one Noise message.
-MAX_DATA = MAX_PLAINTEXT - HEADER_SIZE
-#: How long a writer waits for the peer to grant send window before the write fails.
-SEND_WINDOW_SECONDS = 30.0
 #: Bytes of queued frames past which a writer waits for the flush (backpressure).
 QUEUE_BYTES = 512 * 1024
 MAX_STREAM_ID = (1 << 32) - 1
+
+__all__ = [
+    "FLAG_ACK", "FLAG_FIN", "FLAG_RST", "FLAG_SYN", "GO_AWAY_NORMAL", "GO_AWAY_PROTOCOL_ERROR", "HEADER",
+    "HEADER_SIZE", "INITIAL_WINDOW", "MAX_DATA", "MAX_STREAM_ID", "PROTOCOL_ID", "QUEUE_BYTES",
+    "SEND_WINDOW_SECONDS", "TYPE_DATA", "TYPE_GO_AWAY", "TYPE_PING", "TYPE_WINDOW_UPDATE", "ProtocolViolation",
+    "Yamux", "YamuxStream", "install",
+]
 
 
 class ProtocolViolation(Exception):
@@ -82,164 +91,6 @@ class ProtocolViolation(Exception):
     def __init__(self, key: str, why: str) -> None:
         super().__init__(why)
         self.key = key
-
-
-class YamuxStream(IMuxedStream):
-    """One Yamux stream (``IMuxedStream``): a receive buffer, two windows and the close states."""
-
-    def __init__(self, conn: Yamux, stream_id: int, is_initiator: bool) -> None:
-        self.muxed_conn = conn
-        self.conn = conn
-        self.stream_id = stream_id
-        self.is_initiator = is_initiator
-        self.buffer = bytearray()
-        self.recv_window = INITIAL_WINDOW  # what the peer may still send
-        self.target_recv_window = INITIAL_WINDOW  # the window granted in all
-        self.consumed = 0  # read and not yet credited back
-        self.send_window = INITIAL_WINDOW
-        self.send_closed = False
-        self.recv_closed = False
-        self.reset_received = False  # reset by either end, or the connection was lost
-        self._read_waiter: trio.Event | None = None
-        self._send_waiter: trio.Event | None = None
-        self._writing = False
-        self._write_turn: trio.Event | None = None
-
-    @property
-    def closed(self) -> bool:
-        """Both directions closed, or reset."""
-        return self.reset_received or (self.send_closed and self.recv_closed)
-
-    # ----------------------------------------------------------------------------------- read
-    def _wake_reader(self) -> None:
-        waiter = self._read_waiter
-        if waiter is not None:
-            self._read_waiter = None
-            waiter.set()
-
-    def _wake_writer(self) -> None:
-        waiter = self._send_waiter
-        if waiter is not None:
-            self._send_waiter = None
-            waiter.set()
-
-    async def read(self, n: int | None = -1) -> bytes:
-        """Up to ``n`` buffered bytes (all of them for -1/None), waiting for some if none are."""
-        if n == 0:
-            return b""
-        while not self.buffer:
-            if self.reset_received:
-                raise MuxedStreamReset("stream reset")
-            if self.recv_closed:
-                raise MuxedStreamEOF("stream closed by the peer")
-            waiter = self._read_waiter
-            if waiter is None:  # shared by concurrent readers: one wake-up wakes them all
-                waiter = self._read_waiter = trio.Event()
-            await waiter.wait()
-        buf = self.buffer
-        if n is None or n < 0 or n >= len(buf):
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:n])
-            del buf[:n]
-        conn = self.conn
-        if conn.streams.get(self.stream_id) is self:
-            conn.buffered -= len(data)
-        if self.recv_closed or self.reset_received:
-            if not buf:
-                conn._forget_if_done(self)
-            return data
-        self.consumed += len(data)
-        if self.consumed >= self.target_recv_window >> 1:
-            delta = conn._credit(self)
-            if delta:
-                frame = HEADER.pack(0, TYPE_WINDOW_UPDATE, 0, self.stream_id, delta)
-                # The bytes are taken: the read returns them whatever happens to the credit.
-                with trio.CancelScope(shield=True), contextlib.suppress(trio.BrokenResourceError,
-                                                                        trio.ClosedResourceError):
-                    await conn._write([frame], wait=False)
-        return data
-
-    # ---------------------------------------------------------------------------------- write
-    async def write(self, data: bytes) -> None:
-        """Send ``data`` as DATA frames within the send window."""
-        if self.reset_received:
-            raise MuxedStreamReset("stream reset")
-        if self.send_closed:
-            raise MuxedStreamClosed("stream closed for writing")
-        while self._writing:  # one write at a time per stream, so writes never interleave
-            turn = self._write_turn if self._write_turn is not None else trio.Event()
-            self._write_turn = turn
-            await turn.wait()
-        self._writing = True
-        try:
-            await self._write_all(memoryview(data))
-            await trio.lowlevel.checkpoint_if_cancelled()  # a cancellation held off by the shielded flush
-        finally:
-            self._writing = False
-            turn = self._write_turn
-            if turn is not None:
-                self._write_turn = None
-                turn.set()
-
-    async def _write_all(self, view: memoryview) -> None:
-        conn = self.conn
-        sid = self.stream_id
-        off, total = 0, len(view)
-        while off < total:
-            while self.send_window <= 0:
-                if self.reset_received:
-                    raise MuxedStreamReset("stream reset")
-                waiter = self._send_waiter
-                if waiter is None:
-                    waiter = self._send_waiter = trio.Event()
-                with trio.move_on_after(SEND_WINDOW_SECONDS) as scope:
-                    await waiter.wait()
-                if scope.cancelled_caught:
-                    raise MuxedStreamError(f"no send window granted in {SEND_WINDOW_SECONDS:.0f} s")
-            if self.reset_received:
-                raise MuxedStreamReset("stream reset")
-            if self.send_closed:
-                raise MuxedStreamClosed("stream closed for writing")
-            frames = []
-            while off < total and self.send_window > 0 and len(frames) < 16:
-                n = min(self.send_window, MAX_DATA, total - off)
-                self.send_window -= n
-                frames.append(HEADER.pack(0, TYPE_DATA, 0, sid, n) + view[off:off + n])
-                off += n
-            await conn._write(frames)
-
-    # ---------------------------------------------------------------------------------- close
-    async def close(self) -> None:
-        """Half-close: FIN, the stream stays readable until the peer closes its side."""
-        if self.send_closed or self.reset_received:
-            return
-        self.send_closed = True
-        self._wake_writer()
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self.conn._write([HEADER.pack(0, TYPE_WINDOW_UPDATE, FLAG_FIN, self.stream_id, 0)], wait=False)
-        self.conn._forget_if_done(self)
-
-    async def close_write(self) -> None:
-        await self.close()
-
-    async def reset(self) -> None:
-        """Abort both directions (RST); the receive buffer is freed now."""
-        if self.reset_received or (self.send_closed and self.recv_closed):
-            return
-        self.conn._reset_locally(self)
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self.conn._write([HEADER.pack(0, TYPE_WINDOW_UPDATE, FLAG_RST, self.stream_id, 0)], wait=False)
-
-    def set_deadline(self, ttl: int) -> None:
-        raise NotImplementedError("Yamux streams have no deadlines; use trio cancel scopes")
-
-    def get_remote_address(self) -> tuple[str, int] | None:
-        return self.conn.get_remote_address()
-
-    async def __aenter__(self) -> YamuxStream:
-        return self
 
 
 class Yamux(IMuxedConn):
