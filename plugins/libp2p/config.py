@@ -103,6 +103,15 @@ class Libp2pConfig:
     tarpit_delay: float = option(0.5, "Seconds a slow refusal is held before it is sent.", ge=0.0, le=30.0)
     tarpit_forgive_per_second: float = option(5.0, "Strikes forgiven per second of good behaviour.",
                                               ge=0.0, le=1e6)
+    violation_ban_after: int = option(
+        2, "Yamux protocol violations (window overrun, bad version, unknown frame type, duplicate SYN; each closes "
+           "its connection) by one peer id, each within violation_ban_seconds of the one before, that ban it: "
+           "its new inbound connections are then refused for violation_ban_seconds (stats peers_banned, "
+           "banned_refused); 0 disables bans. Needs yamux = \"tnode\".", ge=0, le=1_000_000)
+    violation_ban_seconds: float = option(
+        60.0, "Seconds a peer id that reached violation_ban_after is refused new inbound connections (after the "
+              "Noise handshake names it); its violations are also forgotten after this long without a new one.",
+        ge=0.5, le=86400.0)
     dht: bool = option(True, "Run a Kademlia DHT (server mode, /ipfs/kad/1.0.0) to find peers by id.")
 
     def check(self) -> Iterator[tuple[str, str, str]]:

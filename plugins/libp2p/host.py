@@ -41,12 +41,15 @@ def libp2p_keypair(key: Keypair) -> KeyPair:
 
 def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Multiaddr],
                announce: list[multiaddr.Multiaddr] | None = None, mdns: bool = False,
-               stream_limits: muxer.StreamLimits | None = None, yamux_impl: str = "tnode") -> Any:
+               stream_limits: muxer.StreamLimits | None = None, yamux_impl: str = "tnode",
+               on_violation: yamux.ViolationCallback | None = None) -> Any:
     """A host that accepts only Noise (no plaintext, no secio/TLS) and multiplexes with Yamux.
 
     ``stream_limits`` bound each connection's inbound streams and receive windows (defaults when None).
     ``yamux_impl`` picks the Yamux implementation (:data:`YAMUX_IMPLEMENTATIONS`): ``"tnode"``
     (:mod:`.yamux`) or ``"py-libp2p"`` (py-libp2p's, patched by :mod:`.muxer`); the wire is the same.
+    ``on_violation`` is told, with the peer id, of each Yamux protocol violation that closes a
+    connection (tnode's Yamux only; py-libp2p's closes the connection and counts it in ``stream_limits``).
     """
     if yamux_impl not in YAMUX_IMPLEMENTATIONS:
         raise ValueError(f"yamux_impl must be one of {YAMUX_IMPLEMENTATIONS}, got {yamux_impl!r}")
@@ -72,7 +75,7 @@ def build_host(key: Keypair, *, max_connections: int, listen: list[multiaddr.Mul
     # per address is enough (the default, 3 retries with growing delays, costs ~0.7 s per dead address).
     host.get_network().retry_config = RetryConfig(max_retries=1, initial_delay=0.1)
     if yamux_impl == "tnode":
-        yamux.install(host, stream_limits)
+        yamux.install(host, stream_limits, on_violation=on_violation)
     else:
         # Reset streams give back their buffered bytes at once (not after 60-90 s); streams and windows bounded.
         muxer.install(host, stream_limits)

@@ -5,11 +5,17 @@ handler task) until the swarm stops, so after ``max_connections`` connects in to
 every new one. :func:`install` replaces that handler on one swarm instance with
 :class:`InboundGate`, which counts open inbound connections in total, per IP address and per
 peer id, and releases each count when that connection's close event fires.
+
+It also refuses the inbound connections of a peer id serving a ban (:class:`ViolationBans`): a peer
+whose connections tnode's Yamux closed for protocol violations (window overrun, bad version, unknown
+frame type, duplicate SYN) ``after`` times is refused, once its Noise handshake names it, for
+``seconds``; the violations it collected are forgotten after ``seconds`` without a new one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from typing import Any
 
@@ -24,17 +30,61 @@ def _remote_ip(rwc: Any) -> str:
     return ""
 
 
+class ViolationBans:
+    """Per-peer protocol-violation counts and the bans they earn; bounded in memory.
+
+    :meth:`record` is the muxer's ``on_violation`` callback; :meth:`banned` is asked by the gate.
+    Stats: ``peers_banned`` (bans imposed), ``banned_refused`` (inbound connections refused for one).
+    """
+
+    def __init__(self, *, after: int, seconds: float, stats: dict[str, int], log: Any, max_peers: int = 4096) -> None:
+        self.after = after
+        self.seconds = seconds
+        self.stats = stats
+        self.log = log
+        self.max_peers = max_peers
+        self._peers: dict[Any, tuple[int, float, float]] = {}  # peer id -> (violations, last one, banned until)
+        for key in ("peers_banned", "banned_refused"):
+            stats.setdefault(key, 0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.after > 0 and self.seconds > 0
+
+    def record(self, peer: Any, key: str) -> None:
+        """One protocol violation (counted under ``key`` in the muxer's stats) by ``peer``."""
+        if not self.enabled or peer is None:
+            return
+        now = time.monotonic()
+        count, last, until = self._peers.pop(peer, (0, 0.0, 0.0))  # re-inserted last: ordered by activity
+        count = count + 1 if now - last <= self.seconds else 1
+        if count >= self.after:
+            count, until = 0, now + self.seconds
+            self.stats["peers_banned"] += 1
+            self.log.warning("peer refused inbound connections for repeated protocol violations", remote=str(peer),
+                             violation=key, seconds=self.seconds)
+        self._peers[peer] = (count, now, until)
+        if len(self._peers) > self.max_peers:
+            del self._peers[next(iter(self._peers))]  # the peer quiet the longest
+
+    def banned(self, peer: Any) -> float:
+        """Seconds left of ``peer``'s ban (0 when it has none)."""
+        entry = self._peers.get(peer)
+        return max(0.0, entry[2] - time.monotonic()) if entry is not None else 0.0
+
+
 class InboundGate:
     """The inbound connection handler of one swarm, with bounded, released slots."""
 
     def __init__(self, swarm: Any, *, total: int, per_ip: int, per_peer: int, stats: dict[str, int],
-                 log: Any) -> None:
+                 log: Any, bans: ViolationBans | None = None) -> None:
         self.swarm = swarm
         self.total = total
         self.per_ip = per_ip
         self.per_peer = per_peer
         self.stats = stats
         self.log = log
+        self.bans = bans
         self.open = 0
         self.by_ip: Counter[str] = Counter()
         self.by_peer: Counter[Any] = Counter()
@@ -69,6 +119,12 @@ class InboundGate:
             conn = next((c for c in self.swarm.connections.get(peer, ()) if c.muxed_conn is muxed), None)
             if conn is None:
                 return  # the swarm already dropped it (trimmed, or refused at registration)
+            if self.bans is not None and self.bans.banned(peer):
+                self.stats["banned_refused"] += 1
+                self._refuse("banned for protocol violations", ip)
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                return
             if self.by_peer[peer] > self.per_peer:
                 self._refuse("per-peer limit", ip)
                 with contextlib.suppress(Exception):

@@ -34,6 +34,7 @@ from .client import TASK_PROTOCOL, PeerState, RequestClient
 from .config import Libp2pConfig
 from .framing import FrameBudget
 from .host import build_host, check_port_free
+from .inbound import ViolationBans
 from .inbound import install as install_inbound_gate
 from .muxer import StreamLimits
 from .server import TaskServer
@@ -71,6 +72,10 @@ class Libp2pTransport(RequestClient):
         self.inbound: Any = None  # .inbound.InboundGate once the host exists
         self.stats = {"served": 0, "refused": 0, "errors": 0, "idle_closed": 0, "read_timeouts": 0,
                       "budget_refused": 0, "inbound_refused": 0, "bad_responses": 0}
+        # A peer whose connections tnode's Yamux keeps closing for protocol violations is refused
+        # inbound connections for a while (stats peers_banned, banned_refused).
+        self.bans = ViolationBans(after=config.violation_ban_after, seconds=config.violation_ban_seconds,
+                                  stats=self.stats, log=self.log)
         self.budget = FrameBudget(config.partial_frame_bytes, config.partial_frame_bytes_per_peer)
         self._bug_logged: set[tuple[str, str]] = set()
         self.tarpit = Tarpit(after=config.tarpit_after, delay=config.tarpit_delay,
@@ -89,10 +94,10 @@ class Libp2pTransport(RequestClient):
                                announce=self._announce, mdns=self.config.mdns,
                                stream_limits=StreamLimits(self.config.max_streams_per_connection,
                                                           self.config.max_stream_window_bytes, self.stats),
-                               yamux_impl=self.config.yamux)
+                               yamux_impl=self.config.yamux, on_violation=self.bans.record)
         self.inbound = install_inbound_gate(
             self.host, total=self.config.max_connections, per_ip=self.config.max_inbound_per_ip,
-            per_peer=self.config.max_inbound_per_peer, stats=self.stats, log=self.log)
+            per_peer=self.config.max_inbound_per_peer, stats=self.stats, log=self.log, bans=self.bans)
         self.host.set_stream_handler(TASK_PROTOCOL, self.server.serve_stream)
         self.host.get_network().register_notifee(_Notifee(self))
         if self.config.announce_interval > 0:

@@ -38,6 +38,10 @@ Limits (:class:`~.muxer.StreamLimits`), kept from the py-libp2p muxer's patches:
   + 256 KiB x the streams this node opened on it`` (256 KiB: the window every stream starts with,
   granted by the spec without asking): a window grows only while the windows of all streams, plus
   the first windows of the inbound streams the peer may still open, fit in ``max_connection_bytes``.
+
+A protocol violation (``window_exceeded``, ``protocol_errors``) is also reported, with the peer id,
+to the ``on_violation`` callback given to :func:`install` before the connection is closed: the
+transport counts violations per peer and refuses a repeat offender's inbound connections for a while.
 """
 
 from __future__ import annotations
@@ -77,11 +81,14 @@ PROTOCOL_ID = "/yamux/1.0.0"
 QUEUE_BYTES = 512 * 1024
 MAX_STREAM_ID = (1 << 32) - 1
 
+#: Told of each protocol violation before its connection closes: ``(peer id, counter key)``.
+ViolationCallback = Callable[[Any, str], None]
+
 __all__ = [
     "FLAG_ACK", "FLAG_FIN", "FLAG_RST", "FLAG_SYN", "GO_AWAY_NORMAL", "GO_AWAY_PROTOCOL_ERROR", "HEADER",
     "HEADER_SIZE", "INITIAL_WINDOW", "MAX_DATA", "MAX_STREAM_ID", "PROTOCOL_ID", "QUEUE_BYTES",
     "SEND_WINDOW_SECONDS", "TYPE_DATA", "TYPE_GO_AWAY", "TYPE_PING", "TYPE_WINDOW_UPDATE", "ProtocolViolation",
-    "Yamux", "YamuxStream", "install",
+    "ViolationCallback", "Yamux", "YamuxStream", "install",
 ]
 
 
@@ -98,11 +105,12 @@ class Yamux(IMuxedConn):
 
     def __init__(self, secured_conn: Any, peer_id: Any, is_initiator: bool | None = None,
                  limits: StreamLimits | None = None, on_close: Callable[[], Awaitable[Any]] | None = None,
-                 direct_noise: bool = True) -> None:
+                 direct_noise: bool = True, on_violation: ViolationCallback | None = None) -> None:
         self.secured_conn = secured_conn
         self.peer_id = peer_id
         self.limits = limits or StreamLimits()
         self.on_close = on_close
+        self.on_violation = on_violation
         self.is_initiator_value = secured_conn.is_initiator if is_initiator is None else is_initiator
         self._next_id = 1 if self.is_initiator_value else 2
         self.streams: dict[int, YamuxStream] = {}
@@ -351,6 +359,9 @@ class Yamux(IMuxedConn):
             await self._parse()
         except ProtocolViolation as exc:
             self.limits.stats[exc.key] = self.limits.stats.get(exc.key, 0) + 1
+            if self.on_violation is not None:  # before the close, so a reconnect already meets its verdict
+                with contextlib.suppress(Exception):
+                    self.on_violation(self.peer_id, exc.key)
             with trio.CancelScope(shield=True):
                 await self.close(GO_AWAY_PROTOCOL_ERROR)
         except Exception:
@@ -455,10 +466,12 @@ class Yamux(IMuxedConn):
             self._forget_if_done(stream)
 
 
-def install(host: Any, limits: StreamLimits | None = None, *, direct_noise: bool = True) -> StreamLimits:
+def install(host: Any, limits: StreamLimits | None = None, *, direct_noise: bool = True,
+            on_violation: ViolationCallback | None = None) -> StreamLimits:
     """Make ``host`` run every ``/yamux/1.0.0`` connection it negotiates from now on on :class:`Yamux`
     (py-libp2p builds its own Yamux class directly, so the hook is on the muxer negotiation);
-    returns the limits in force (defaults when ``limits`` is None)."""
+    returns the limits in force (defaults when ``limits`` is None). ``on_violation`` is told of every
+    protocol violation that closes one of those connections, with the peer's id (a libp2p ``ID``)."""
     from libp2p.stream_muxer.muxer_multistream import MuxerMultistream
 
     limits = limits or StreamLimits()
@@ -470,7 +483,8 @@ def install(host: Any, limits: StreamLimits | None = None, *, direct_noise: bool
             conn, conn.is_initiator, multistream.negotiate_timeout)
         if protocol != PROTOCOL_ID:  # another muxer was agreed: py-libp2p's own path builds it
             return MuxerMultistream._annotate_connection(transport_class(conn, peer_id), conn, protocol)
-        muxed = Yamux(conn, peer_id, is_initiator=conn.is_initiator, limits=limits, direct_noise=direct_noise)
+        muxed = Yamux(conn, peer_id, is_initiator=conn.is_initiator, limits=limits, direct_noise=direct_noise,
+                      on_violation=on_violation)
         return MuxerMultistream._annotate_connection(muxed, conn, protocol)
 
     new_conn_lean.__wrapped__ = new_conn  # type: ignore[attr-defined]
