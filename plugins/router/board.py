@@ -41,7 +41,6 @@ class MinerRecord:
     last_error: str = ""
     errors: dict[str, int] = field(default_factory=dict)
     failed_request: int = 0  # highest number of a failed request (its queries count one failure)
-    failed_asked: float = 0.0  # when the query whose failure last backed the miner off was asked
 
     def mean(self, strength: float) -> float:
         """Posterior mean quality: prior worth ``strength`` observations plus the router's own."""
@@ -155,22 +154,21 @@ class Board:
         if (rec := self.miners.get(hotkey)) is not None:
             rec.sent += 1
 
-    def answered(self, hotkey: str, latency: float, *, asked: float | None = None) -> None:
-        """A valid answer arrived: the backoff ends, the latency average moves. ``asked``: when its
-        query was asked; an answer to a query older than the failure that backed the miner off (its
-        bookkeeping can come last when queries overlap) leaves that backoff in place."""
+    def answered(self, hotkey: str, latency: float, *, request: int | None = None) -> None:
+        """A valid answer arrived: the backoff ends, the latency average moves. ``request`` numbers the
+        (batched) request that carried it: an answer to a request sent before the failed one that
+        backed the miner off (overlapping queries book their outcomes in any order) leaves the backoff."""
         rec = self.miners.get(hotkey)
         if rec is None:
             return
         rec.answered += 1
-        if asked is None or asked >= rec.failed_asked:
+        if request is None or request > rec.failed_request:
             rec.failures = 0
             rec.lates = 0
             rec.backoff_until = 0.0
         rec.latency = latency if rec.answered == 1 else 0.8 * rec.latency + 0.2 * latency
 
-    def failed(self, hotkey: str, code: str, now: float, *, request: int | None = None,
-               asked: float | None = None) -> None:
+    def failed(self, hotkey: str, code: str, now: float, *, request: int | None = None) -> None:
         """No usable answer: a zero reward, and a backoff doubling with each consecutive failure.
         ``request`` numbers the (batched) request that failed: the queries of one request each
         lose their reward but back the miner off once."""
@@ -186,7 +184,6 @@ class Board:
             rec.failed_request = request
         if code in REFUSALS_THAT_BACK_OFF:
             self._back_off(rec, now)
-            rec.failed_asked = max(rec.failed_asked, now if asked is None else asked)
 
     def _back_off(self, rec: MinerRecord, now: float) -> None:
         rec.failures += 1

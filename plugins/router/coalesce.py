@@ -61,10 +61,10 @@ def failure_code(exc: TnodeError) -> str:
 
 
 async def ask_direct(transport: Any, miner: MinerRecord, modality: str, task: str, body: Mapping[str, Any],
-                     payload: Any, parse: Callable[[Reply], Any], timeout: float) -> tuple[Any, float]:
-    """One request of its own: the checked answer and its latency."""
+                     payload: Any, parse: Callable[[Reply], Any], timeout: float) -> tuple[Any, float, int | None]:
+    """One request of its own: the checked answer, its latency, and no request number."""
     reply = await transport.request(miner.peer_id or miner.addrs[0], modality, task, body, payload, timeout=timeout)
-    return parse(reply), reply.latency
+    return parse(reply), reply.latency, None
 
 
 @dataclass(eq=False)
@@ -79,6 +79,7 @@ class _Pending:
     value: Any = None
     error: BatchError | None = None
     latency: float = 0.0
+    number: int | None = None  # of the request that carried the answer
     abandoned: bool = False
     batch: _Batch | None = None
 
@@ -119,9 +120,10 @@ class Coalescer:
         self.stats = {"queries": 0, "requests": 0, "batched": 0}  # batched: requests carrying > 1 task
 
     async def ask(self, miner: MinerRecord, modality: str, task: str, body: Mapping[str, Any], payload: Any,
-                  parse: Callable[[Reply], Any], timeout: float) -> tuple[Any, float]:
-        """The checked answer of ``miner`` to one query and the latency this query saw (its wait in
-        the lane included). Raises :class:`tnode.errors.TaskError` like a single request."""
+                  parse: Callable[[Reply], Any], timeout: float) -> tuple[Any, float, int | None]:
+        """The checked answer of ``miner`` to one query, the latency this query saw (its wait in the
+        lane included) and the number of the request that carried it (numbers grow in sending order).
+        Raises :class:`tnode.errors.TaskError` like a single request."""
         if not isinstance(payload, np.ndarray) or "batch" in body:
             return await ask_direct(self.transport, miner, modality, task, body, payload, parse, timeout)
         peer = miner.peer_id or miner.addrs[0]
@@ -150,7 +152,7 @@ class Coalescer:
                     pending.batch.abandon()
         if pending.error is not None:  # a fresh exception per query: they are raised in different tasks
             raise BatchError(pending.error.code, pending.error.message, request=pending.error.request)
-        return pending.value, pending.latency
+        return pending.value, pending.latency, pending.number
 
     # ------------------------------------------------------------------ scheduling
     def _schedule(self, key: tuple[Any, ...], lane: _Lane) -> None:
@@ -240,7 +242,7 @@ class Coalescer:
         else:
             now = time.monotonic()
             for m, value in zip(live, values, strict=True):
-                m.value, m.latency = value, now - m.start
+                m.value, m.latency, m.number = value, now - m.start, number
                 m.done.set()
             return True
         for m in live:

@@ -42,7 +42,7 @@ class Outcome:
     failures: dict[str, str] = field(default_factory=dict)  # hotkey → error code
     late: list[str] = field(default_factory=list)
     elapsed: float = 0.0
-    requests: dict[str, int] = field(default_factory=dict)  # hotkey → number of the failed (batched) request
+    requests: dict[str, int] = field(default_factory=dict)  # hotkey → number of its (batched) request, answered or failed
 
 
 async def fan_out(transport: Any, miners: Sequence[MinerRecord], modality: str, task: str, body: Mapping[str, Any],
@@ -54,7 +54,7 @@ async def fan_out(transport: Any, miners: Sequence[MinerRecord], modality: str, 
     it is unusable; such a miner counts as failed. Never raises for a miner's failure.
     """
     async def direct(miner: MinerRecord, modality: str, task: str, body: Mapping[str, Any], payload: Any,
-                     parse: Callable[[Reply], Any], timeout: float) -> tuple[Any, float]:
+                     parse: Callable[[Reply], Any], timeout: float) -> tuple[Any, float, int | None]:
         return await ask_direct(transport, miner, modality, task, body, payload, parse, timeout)
 
     send = ask or direct
@@ -69,7 +69,7 @@ async def fan_out(transport: Any, miners: Sequence[MinerRecord], modality: str, 
     async def one(miner: MinerRecord) -> None:
         nonlocal pending
         try:
-            value, latency = await send(miner, modality, task, body, payload, parse, timeout)
+            value, latency, number = await send(miner, modality, task, body, payload, parse, timeout)
         except TaskError as exc:
             out.failures[miner.hotkey] = exc.code
             if isinstance(number := getattr(exc, "request", None), int):
@@ -78,6 +78,8 @@ async def fan_out(transport: Any, miners: Sequence[MinerRecord], modality: str, 
             out.failures[miner.hotkey] = failure_code(exc)
         else:
             out.answers.append(Answered(miner, value, latency))
+            if number is not None:
+                out.requests[miner.hotkey] = number
         finally:
             pending -= 1
             if len(out.answers) >= need or pending == 0:

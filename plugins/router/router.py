@@ -165,16 +165,15 @@ class MoeRouter:
         for m in miners:
             self.board.sent(m.hotkey)
         self.queries += 1
-        asked = time.monotonic()
         out = await fan_out(self.node.transport, miners, self.config.modality, task, body, payload, parse,
                             k_min=min(self.config.k_min, k), timeout=self.config.timeout,
                             timeout_after_k_min=self.config.timeout_after_k_min,
                             ask=self.coalescer.ask if batchable and self.coalescer is not None else None)
         now = time.monotonic()
         for a in out.answers:
-            self.board.answered(a.miner.hotkey, a.latency, asked=asked)
+            self.board.answered(a.miner.hotkey, a.latency, request=out.requests.get(a.miner.hotkey))
         for hotkey, code in out.failures.items():
-            self.board.failed(hotkey, code, now, request=out.requests.get(hotkey), asked=asked)
+            self.board.failed(hotkey, code, now, request=out.requests.get(hotkey))
         for hotkey in out.late:
             self.board.late(hotkey, now)
         if not out.answers:

@@ -70,16 +70,16 @@ def test_failures_back_off_exponentially_up_to_the_cap_and_success_resets() -> N
     assert b.miners[h].backoff_until == 0.0 and b.miners[h].failures == 0
 
 
-def test_an_answer_to_an_older_query_leaves_a_newer_failures_backoff() -> None:
-    """Overlapping queries report in any order: the failure of a query asked at t=10 is not undone by
-    the answer to one asked at t=9 that is booked after it; an answer to a later query ends it."""
+def test_an_answer_to_an_earlier_request_leaves_a_later_failures_backoff() -> None:
+    """Overlapping queries book their outcomes in any order: the failure of request 5 is not undone by
+    the answer carried by request 4 when that is booked after it; the answer of request 6 ends it."""
     b = board(2)
     h = f"{0:064x}"
-    b.failed(h, "invalid_response", now=12.0, asked=10.0)
-    b.answered(h, 0.01, asked=9.0)
+    b.failed(h, "invalid_response", now=12.0, request=5)
+    b.answered(h, 0.01, request=4)
     rec = b.miners[h]
     assert rec.failures == 1 and rec.backoff_until == 12.5 and rec.answered == 1
-    b.answered(h, 0.01, asked=11.0)
+    b.answered(h, 0.01, request=6)
     assert rec.failures == 0 and rec.backoff_until == 0.0
 
 
