@@ -182,12 +182,13 @@ async def test_ping_and_identify_across_implementations(dialer, listener):
 
 @pytest.mark.parametrize("writer", ["stock", "tnode"])
 async def test_a_reader_that_stops_holds_the_writer_within_the_window(writer):
-    go = trio.Event()
+    go, read = trio.Event(), trio.Event()
     got: list[bytes] = []
 
     async def late_reader(stream) -> None:
         await go.wait()
         got.append(await _read_to_eof(stream))
+        read.set()
 
     size = 4 << 20
     async with _pair(writer, "tnode") as (a, b):
@@ -209,6 +210,7 @@ async def test_a_reader_that_stops_holds_the_writer_within_the_window(writer):
                 assert not done.is_set()  # held: nobody reads
                 assert 0 < buffered_bytes(conn) <= yamux.INITIAL_WINDOW  # no more than the window
                 go.set()
+            await read.wait()  # the writer may finish before the reader has read the last window
         assert got == [payload]
 
 
