@@ -368,8 +368,14 @@ class Validator:
             return False
         if not any(r.count for r in self.state.records.values()):
             return False  # nothing measured yet: weights now would be a guess
+        scores = self.penalized_scores(mg)
+        if not any(v > 0 for uid, v in scores.items() if uid != me.uid):
+            # Every miner scored zero so far (e.g. all late on a first step): the weights would be
+            # uniform, paying a garbage miner like the best one. Wait for a score that tells them apart.
+            self.log.info("weights held back: no miner has scored above zero yet", block=mg.block)
+            return False
         try:
-            vector = compute_weights(self.penalized_scores(mg), n=mg.n, own_uid=me.uid,
+            vector = compute_weights(scores, n=mg.n, own_uid=me.uid,
                                      min_allowed_weights=hp.min_allowed_weights,
                                      max_weight_limit=hp.max_weight_limit)
         except WeightsUnsatisfiable as exc:

@@ -221,3 +221,23 @@ async def test_a_self_query_goes_through_the_spam_filters(tmp_path) -> None:
         size = node.component("spam_filter", "size").stats()
     assert report.queried == [0] and report.errors == {0: "too_large"}
     assert set(size["refused"]) == {"sequence_length"} and size["admitted"] == 0  # every step's self-query
+
+
+async def test_no_weights_while_every_miner_scored_zero(tmp_path) -> None:
+    """Uniform weights would pay a garbage miner like the best: a validator whose miners all failed so far
+    (e.g. none ready on its first step) waits for a score that tells them apart, then sets weights."""
+    async with running(tmp_path, [dead, dead]) as net:
+        for _ in range(3):
+            report = await net.validator.step()
+            assert not report.weights_submitted
+        assert net.weight_calls() == []
+        net.add_miner(answer_with(0.9))
+        while not net.validator.last_report.scores.get(3):
+            await net.validator.step()
+        if not net.validator.last_report.weights_submitted:
+            await net.validator.step()
+        calls = net.weight_calls()
+    assert calls
+    _, uids, shares = calls[-1]
+    weights = dict(zip(uids, shares, strict=True))
+    assert weights.get(3, 0) > max(weights.get(1, 0), weights.get(2, 0))
