@@ -125,16 +125,19 @@ class NoiseFrames:
         out: list[bytes] = []
         batch: list[bytes] = []
         size = 0
+
+        def seal_batch() -> None:
+            sealed = encrypt(send.next_nonce(), batch[0] if len(batch) == 1 else b"".join(batch), None)
+            out.extend((len(sealed).to_bytes(2, "big"), sealed))
+
         for frame in frames:
             if size + len(frame) > MAX_PLAINTEXT and batch:
-                sealed = encrypt(send.next_nonce(), batch[0] if len(batch) == 1 else b"".join(batch), None)
-                out += (len(sealed).to_bytes(2, "big"), sealed)
+                seal_batch()
                 batch, size = [], 0
             batch.append(frame)
             size += len(frame)
         if batch:
-            sealed = encrypt(send.next_nonce(), batch[0] if len(batch) == 1 else b"".join(batch), None)
-            out += (len(sealed).to_bytes(2, "big"), sealed)
+            seal_batch()
         return b"".join(out)
 
     async def send_all(self, data: bytes) -> None:
