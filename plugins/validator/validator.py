@@ -36,7 +36,7 @@ from tnode.keys import peer_id_from_public_key
 
 from .config import ValidatorConfig
 from .state import PendingCommit, ValidatorState
-from .weights import WeightsUnsatisfiable, compute_weights
+from .weights import WeightsUnsatisfiable, compute_weights, tells_apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +369,7 @@ class Validator:
         if not any(r.count for r in self.state.records.values()):
             return False  # nothing measured yet: weights now would be a guess
         scores = self.penalized_scores(mg)
-        if not any(v > 0 for uid, v in scores.items() if uid != me.uid):
+        if not tells_apart(scores, n=mg.n, own_uid=me.uid):
             # Every miner scored zero so far (e.g. all late on a first step): the weights would be
             # uniform, paying a garbage miner like the best one. Wait for a score that tells them apart.
             self.log.info("weights held back: no miner has scored above zero yet", block=mg.block)

@@ -4,7 +4,9 @@ Steps: drop the validator's own uid and negative values → normalize (uniform o
 when nothing scored) → pad with the smallest representable weight up to ``min_allowed_weights`` →
 cap every share at ``max_weight_limit`` and give the excess to the others in proportion → quantize
 to u16 max-upscaled integers (:class:`tnode.weights.WeightVector`), the form chains store and commit
-hashes cover. The format itself lives in the core; this module is the validator's policy.
+hashes cover. The format itself lives in the core; this module is the validator's policy. The
+validator submits nothing while :func:`tells_apart` is false: uniform weights would pay every miner,
+a garbage one included, the same.
 """
 
 from __future__ import annotations
@@ -53,6 +55,17 @@ def cap_shares(weights: Sequence[float], limit: float) -> list[float]:
     return w
 
 
+def _counted(score: float) -> float:
+    """A score as the weights count it: finite and not negative, else 0."""
+    return max(0.0, float(score)) if math.isfinite(score) else 0.0
+
+
+def tells_apart(scores: Mapping[int, float], *, n: int, own_uid: int | None) -> bool:
+    """True when some other uid of the ``n`` has a score the weights count above zero; otherwise
+    :func:`compute_weights` could only give every uid the same share."""
+    return any(_counted(scores.get(u, 0.0)) > 0 for u in range(n) if u != own_uid)
+
+
 def compute_weights(
     scores: Mapping[int, float],
     *,
@@ -65,7 +78,7 @@ def compute_weights(
     others = [u for u in range(n) if u != own_uid]
     if not others:
         raise WeightsUnsatisfiable("no other uid to weigh")
-    raw = [max(0.0, float(scores.get(u, 0.0))) if math.isfinite(scores.get(u, 0.0)) else 0.0 for u in others]
+    raw = [_counted(scores.get(u, 0.0)) for u in others]
     if sum(raw) <= 0:
         raw = [1.0] * len(others)
     needed = min(min_allowed_weights, n)

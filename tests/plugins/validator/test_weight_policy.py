@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tnode.plugins.validator.weights import WeightsUnsatisfiable, cap_shares, compute_weights
+from tnode.plugins.validator.weights import WeightsUnsatisfiable, cap_shares, compute_weights, tells_apart
 from tnode.weights import U16_MAX
 
 
@@ -75,3 +75,10 @@ def test_quantized_vectors_meet_the_chain_rules(weights: list[float], limit: flo
         assert max(v.values) / sum(v.values) <= limit + 1 / U16_MAX
     # The chain's own check (the one tnode.weights function every chain backend calls) accepts it as is.
     assert v.validate(n=n, min_allowed_weights=min_allowed, max_weight_limit=limit) == v
+
+
+def test_tells_apart_counts_scores_as_the_weights_do() -> None:
+    assert not tells_apart({}, n=4, own_uid=0)
+    assert not tells_apart({0: 0.9, 1: 0.0, 2: -1.0, 3: float("nan")}, n=4, own_uid=0)  # own uid, ≤ 0, NaN
+    assert not tells_apart({1: float("inf"), 7: 0.5}, n=4, own_uid=0)  # inf counts 0; uid 7 is not a uid of 4
+    assert tells_apart({1: 0.0, 2: 1e-9}, n=4, own_uid=0)
